@@ -1,0 +1,123 @@
+"""Create, change, delete and test backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from console import audit
+from console.actions import Invalid
+from console.audit import Actor
+from console.backends import Report, adapter_for, probe_now
+from console.choices import AuditAction, Outcome, Status
+from console.forms import BackendForm
+from console.models import Backend, BackendStatusChange
+
+
+def _errors(form) -> dict[str, list[str]]:
+    return {field: [e["message"] for e in errs] for field, errs in
+            form.errors.get_json_data().items()}
+
+
+def _validated(actor: Actor, data: dict[str, Any], instance: Backend | None) -> BackendForm:
+    form = BackendForm(data=data, instance=instance)
+    if not form.is_valid():
+        if form.refused_url_reason:
+            audit.record(AuditAction.BACKEND_REFUSED_URL, actor, target_type="console.backend",
+                         target_id=instance.pk if instance else "",
+                         after={"base_url": str(data.get("base_url", ""))[:500]},
+                         outcome=Outcome.DENIED, detail=form.refused_url_reason)
+        raise Invalid(_errors(form), form)
+    return form
+
+
+def _apply_key(backend: Backend, form: BackendForm) -> None:
+    key = form.cleaned_data.get("api_key") or ""
+    if form.cleaned_data.get("clear_api_key"):
+        backend.api_key, backend.api_key_last4 = "", ""
+    elif key:
+        backend.api_key, backend.api_key_last4 = key, key[-4:]
+
+
+def create_backend(actor: Actor, data: dict[str, Any]) -> Backend:
+    form = _validated(actor, data, None)
+    with transaction.atomic():
+        backend = form.save(commit=False)
+        backend.api_key, backend.api_key_last4 = "", ""
+        _apply_key(backend, form)
+        backend.save()
+        audit.record(AuditAction.BACKEND_CREATED, actor, target=backend,
+                     after=backend.audit_snapshot())
+    return backend
+
+
+def update_backend(actor: Actor, backend: Backend, changes: dict[str, Any]) -> Backend:
+    """Apply a partial change: fields not in `changes` keep their values."""
+    current = backend.audit_snapshot()
+    data = {k: v for k, v in current.items() if k in BackendForm.Meta.fields}
+    data.update({k: v for k, v in changes.items() if v is not None})
+    old_key = backend.api_key
+    form = _validated(actor, data, backend)
+    with transaction.atomic():
+        backend = form.save(commit=False)
+        backend.api_key = old_key
+        _apply_key(backend, form)
+        backend.save()
+        after = backend.audit_snapshot()
+        if after != current:
+            audit.record(AuditAction.BACKEND_UPDATED, actor, target=backend,
+                         before=current, after=after)
+    return backend
+
+
+def delete_backend(actor: Actor, backend: Backend) -> None:
+    with transaction.atomic():
+        snapshot, pk, name = backend.audit_snapshot(), backend.pk, backend.name
+        backend.delete()
+        audit.record(AuditAction.BACKEND_DELETED, actor, target_type="console.backend",
+                     target_id=pk, before=snapshot, detail=f"deleted {name}")
+
+
+def record_probe(backend: Backend, report: Report) -> None:
+    """Store the latest probe on the backend, and a row when the status changed."""
+    previous = backend.status
+    backend.status = report.status
+    backend.status_reason = report.error[:500]
+    backend.latency_ms = report.latency_ms
+    backend.version = report.version[:100]
+    backend.model_count = len(report.models) if report.status != Status.UNHEALTHY else None
+    backend.last_checked_at = timezone.now()
+    with transaction.atomic():
+        backend.save(update_fields=["status", "status_reason", "latency_ms", "version",
+                                    "model_count", "last_checked_at"])
+        if previous != report.status:
+            BackendStatusChange.objects.create(
+                backend=backend, status=report.status, previous=previous,
+                reason=report.error[:500], latency_ms=report.latency_ms,
+            )
+
+
+def test_backend(actor: Actor, backend: Backend) -> Report:
+    """"Test connection": probe now, store the result, record who asked."""
+    report, _ = probe_now(adapter_for(backend))
+    record_probe(backend, report)
+    audit.record(
+        AuditAction.BACKEND_TESTED, actor, target=backend,
+        after={"status": report.status, "latency_ms": report.latency_ms,
+               "version": report.version, "models": len(report.models)},
+        outcome=Outcome.SUCCESS if report.status != Status.UNHEALTHY else Outcome.FAILURE,
+        detail=report.error,
+    )
+    return report
+
+
+def discover(actor: Actor, ports: list[int] | None = None) -> list:
+    """Look for engines on this machine; registers nothing, records what was found."""
+    from console.discovery import discover_sync
+
+    candidates = discover_sync(ports)
+    audit.record(AuditAction.BACKEND_DISCOVERED, actor,
+                 after={"found": [c.as_dict() for c in candidates]})
+    return candidates

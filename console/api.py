@@ -1,0 +1,264 @@
+"""The JSON API under /api/ (OpenAPI at /api/openapi.json).
+
+Session or `Authorization: Bearer tgl_…` auth; every endpoint asks the same
+permissions module as the pages and goes through the same actions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from django.http import HttpRequest
+from ninja import NinjaAPI, Schema
+from ninja.errors import HttpError
+from ninja.security import APIKeyCookie, HttpBearer
+
+from console import audit
+from console.actions import Invalid
+from console.actions import backends as backend_actions
+from console.actions.audit import verify_chain
+from console.actions.security import record_denied
+from console.actions.users import user_for_token
+from console.audit import Actor
+from console.models import AuditEvent, Backend
+from console.permissions import PERMISSIONS, has_perm
+from console.views.audit import export_response, filtered_events, page_of
+
+
+class BearerAuth(HttpBearer):
+    def authenticate(self, request, token):
+        user = user_for_token(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+class SessionAuth(APIKeyCookie):
+    """The browser's session, with Django's CSRF check on unsafe methods."""
+
+    param_name = "sessionid"
+
+    def authenticate(self, request, key):
+        user = getattr(request, "user", None)
+        return user if user is not None and user.is_authenticated else None
+
+
+api = NinjaAPI(title="Tanglaw API", version="1", auth=[BearerAuth(), SessionAuth(csrf=True)],
+               docs_url=None, urls_namespace="api")
+
+
+def need(request: HttpRequest, perm: str) -> None:
+    if not has_perm(request.user, perm):
+        record_denied(request, perm)
+        raise HttpError(403, f"your role may not do this ({perm})")
+
+
+@api.exception_handler(Invalid)
+def _invalid(request, exc: Invalid):
+    return api.create_response(request, {"detail": "invalid input", "errors": exc.errors},
+                               status=422)
+
+
+class BackendOut(Schema):
+    id: int
+    name: str
+    kind: str
+    base_url: str
+    enabled: bool
+    api_key_set: bool
+    api_key_last4: str
+    connect_timeout_s: float
+    read_timeout_s: float
+    notes: str
+    status: str
+    status_reason: str
+    latency_ms: float | None
+    version: str
+    last_checked_at: datetime | None
+
+
+class BackendIn(Schema):
+    name: str
+    kind: Literal["ollama", "foundry_local", "vllm", "llamacpp", "openai_compatible"]
+    base_url: str
+    api_key: str | None = None
+    enabled: bool = True
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 60.0
+    notes: str = ""
+
+
+class BackendPatch(Schema):
+    name: str | None = None
+    kind: Literal["ollama", "foundry_local", "vllm", "llamacpp", "openai_compatible"] | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    clear_api_key: bool = False
+    enabled: bool | None = None
+    connect_timeout_s: float | None = None
+    read_timeout_s: float | None = None
+    notes: str | None = None
+
+
+class ModelOut(Schema):
+    id: str
+    loaded: bool | None
+    size_bytes: int | None
+    parameter_size: str
+    quantization: str
+    family: str
+    context_length: int | None
+    vram_bytes: int | None
+    expires_at: str | None
+
+
+class TestOut(Schema):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    latency_ms: float | None
+    version: str
+    models: list[ModelOut]
+    error: str
+
+
+class CandidateOut(Schema):
+    kind: str
+    base_url: str
+    name: str
+    version: str
+    models: int
+    registered_id: int | None
+
+
+class AuditOut(Schema):
+    seq: int
+    ts: datetime
+    actor: str
+    role: str
+    ip: str | None
+    action: str
+    target_type: str
+    target_id: str
+    target_repr: str
+    before: dict | list | None
+    after: dict | list | None
+    outcome: str
+    detail: str
+    correlation_id: str
+    hash: str
+
+
+class AuditPage(Schema):
+    items: list[AuditOut]
+    next_cursor: int | None
+
+
+class VerifyOut(Schema):
+    ok: bool
+    checked: int
+    first_bad: int | None
+    reason: str
+
+
+class MeOut(Schema):
+    id: int
+    username: str
+    role: str
+    permissions: list[str]
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+def _backend(request, pk: int) -> Backend:
+    backend = Backend.objects.for_user(request.user).filter(pk=pk).first()
+    if backend is None:
+        raise HttpError(404, "no such backend")
+    return backend
+
+
+@api.get("/me", response=MeOut, tags=["account"])
+def me(request):
+    user = request.user
+    return {"id": user.pk, "username": user.username, "role": user.effective_role,
+            "permissions": sorted(p for p in PERMISSIONS if has_perm(user, p))}
+
+
+@api.get("/backends", response=list[BackendOut], tags=["backends"])
+def list_backends(request):
+    need(request, "backends.view")
+    return list(Backend.objects.for_user(request.user))
+
+
+@api.post("/backends", response={201: BackendOut, 422: dict}, tags=["backends"])
+def create_backend(request, payload: BackendIn):
+    need(request, "backends.change")
+    data = payload.dict()
+    data["api_key"] = data["api_key"] or ""
+    return 201, backend_actions.create_backend(Actor.from_request(request), data)
+
+
+@api.get("/backends/{pk}", response=BackendOut, tags=["backends"])
+def get_backend(request, pk: int):
+    need(request, "backends.view")
+    return _backend(request, pk)
+
+
+@api.patch("/backends/{pk}", response={200: BackendOut, 422: dict}, tags=["backends"])
+def patch_backend(request, pk: int, payload: BackendPatch):
+    need(request, "backends.change")
+    backend = _backend(request, pk)
+    changes = payload.dict(exclude_unset=True)
+    return backend_actions.update_backend(Actor.from_request(request), backend, changes)
+
+
+@api.delete("/backends/{pk}", response={204: None}, tags=["backends"])
+def delete_backend(request, pk: int):
+    need(request, "backends.change")
+    backend_actions.delete_backend(Actor.from_request(request), _backend(request, pk))
+    return 204, None
+
+
+@api.post("/backends/{pk}/test", response=TestOut, tags=["backends"])
+def test_backend(request, pk: int):
+    need(request, "backends.test")
+    report = backend_actions.test_backend(Actor.from_request(request), _backend(request, pk))
+    return report.as_dict()
+
+
+@api.post("/backends/discover", response=list[CandidateOut], tags=["backends"])
+def discover(request):
+    need(request, "backends.discover")
+    return [c.as_dict() for c in backend_actions.discover(Actor.from_request(request))]
+
+
+@api.get("/audit", response=AuditPage, tags=["audit"])
+def audit_list(request, action: str = "", actor: str = "", target: str = "", since: str = "",
+               until: str = "", cursor: str = "", limit: int = 50):
+    need(request, "audit.view")
+    if not 1 <= limit <= 500:
+        raise Invalid({"limit": ["Use a limit between 1 and 500."]})
+    qs, _ = filtered_events({"action": action, "actor": actor, "target": target,
+                             "since": since, "until": until})
+    events, next_cursor = page_of(qs, cursor, limit)
+    return {"items": events, "next_cursor": next_cursor}
+
+
+@api.get("/audit/verify", response=VerifyOut, tags=["audit"])
+def audit_verify(request):
+    need(request, "audit.view")
+    result = verify_chain(Actor.from_request(request))
+    return {"ok": result.ok, "checked": result.checked, "first_bad": result.first_bad,
+            "reason": result.reason}
+
+
+@api.get("/audit/export", tags=["audit"], response={200: None, 422: dict})
+def audit_export(request, format: Literal["csv", "jsonl"] = "jsonl", action: str = "",
+                 actor: str = "", target: str = "", since: str = "", until: str = ""):
+    need(request, "audit.export")
+    return export_response(request, {"action": action, "actor": actor, "target": target,
+                                     "since": since, "until": until}, format)
+
+
+__all__ = ["api", "AuditEvent", "audit"]

@@ -1,0 +1,135 @@
+"""Backend adapters: a registry from kind to class, and the checks built on them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from console.backends.base import (
+    DEGRADED, HEALTHY, UNHEALTHY, Adapter, BackendError, Endpoint, Health, ModelInfo,
+)
+
+REGISTRY = {
+    "ollama": "console.backends.ollama.OllamaAdapter",
+    "foundry_local": "console.backends.foundry_local.FoundryLocalAdapter",
+    "vllm": "console.backends.vllm.VllmAdapter",
+    "llamacpp": "console.backends.llamacpp.LlamaCppAdapter",
+    "openai_compatible": "console.backends.openai_compatible.OpenAICompatibleAdapter",
+}
+
+# how each engine is started, for "connection refused" hints and the README
+DEFAULT_PORTS = {"ollama": 11434, "vllm": 8000, "llamacpp": 8080, "openai_compatible": 1234}
+
+
+def adapter_class(kind: str) -> type[Adapter]:
+    try:
+        return import_string(REGISTRY[kind])
+    except KeyError:
+        raise BackendError(f"unknown backend kind {kind!r}") from None
+
+
+def endpoint_for(backend) -> Endpoint:
+    return Endpoint(
+        base_url=backend.base_url,
+        api_key=backend.api_key,
+        connect_timeout_s=backend.connect_timeout_s,
+        read_timeout_s=backend.read_timeout_s,
+    )
+
+
+def adapter_for(backend, client: httpx.AsyncClient | None = None) -> Adapter:
+    """Build the adapter for a Backend row (sync: decrypts the key)."""
+    return adapter_class(backend.kind)(endpoint_for(backend), client)
+
+
+def normalise_base_url(kind: str, url: str) -> str:
+    """Native engines take the server root; OpenAI-compatible takes the API root."""
+    url = url.rstrip("/")
+    if kind != "openai_compatible" and url.endswith("/v1"):
+        return url[:-3]
+    if kind == "openai_compatible":
+        path = url.split("://", 1)[-1].partition("/")[2]
+        if not path:
+            return url + "/v1"
+    return url
+
+
+@dataclass
+class Report:
+    """The answer to "Test connection": status, version, latency, models, or why not."""
+
+    status: str
+    latency_ms: float | None = None
+    version: str = ""
+    error: str = ""
+    models: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _model_dict(model: ModelInfo) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "loaded": model.loaded,
+        "size_bytes": model.size_bytes,
+        "parameter_size": model.parameter_size,
+        "quantization": model.quantization,
+        "family": model.family,
+        "context_length": model.context_length,
+        "vram_bytes": model.vram_bytes,
+        "expires_at": model.expires_at.isoformat() if model.expires_at else None,
+    }
+
+
+async def probe(adapter: Adapter, *, with_models: bool = True) -> Report:
+    """Health, then models and which are loaded. Never raises."""
+    try:
+        health: Health = await adapter.health()
+    except BackendError as exc:
+        return Report(UNHEALTHY, error=exc.message)
+    report = Report(health.status, health.latency_ms, health.version, health.detail)
+    if health.status == UNHEALTHY or not with_models:
+        return report
+    problems = []
+    try:
+        models = await adapter.list_models()
+    except BackendError as exc:
+        models = []
+        problems.append(f"models: {exc.message}")
+    if "loaded_models" in adapter.capabilities and models:
+        try:
+            loaded = {m.id: m for m in await adapter.loaded_models()}
+        except BackendError as exc:
+            problems.append(f"loaded models: {exc.message}")
+        else:
+            for model in models:
+                hit = loaded.get(model.id)
+                model.loaded = hit is not None
+                if hit:
+                    model.vram_bytes, model.expires_at = hit.vram_bytes, hit.expires_at
+    report.models = [_model_dict(m) for m in models]
+    if problems:
+        report.status = DEGRADED
+        report.error = "; ".join(filter(None, [report.error, *problems]))
+    elif report.status == HEALTHY and (health.latency_ms or 0) > settings.TANGLAW_SLOW_MS:
+        report.status = DEGRADED
+        report.error = f"slow: /health answered in {health.latency_ms:.0f} ms"
+    return report
+
+
+async def probe_many(adapters: list[Adapter], *, with_models: bool = True) -> list[Report]:
+    return list(await asyncio.gather(*(probe(a, with_models=with_models) for a in adapters)))
+
+
+def probe_now(adapter: Adapter) -> tuple[Report, float]:
+    """Run a probe from sync code; returns the report and how long it took."""
+    started = time.perf_counter()
+    report = asyncio.run(probe(adapter))
+    return report, (time.perf_counter() - started) * 1000

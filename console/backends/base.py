@@ -1,0 +1,253 @@
+"""The adapter contract every backend kind implements, and what they share.
+
+Adapters are plain async classes over httpx: no ORM, so the monitor, views and
+the agent runtime can all use them. Every failure is a BackendError whose
+message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+from openai import AsyncOpenAI
+from prometheus_client.parser import text_string_to_metric_families
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+
+class BackendError(Exception):
+    """A backend call failed. `message` is for people; `retryable` says if trying again helps."""
+
+    def __init__(self, message: str, *, retryable: bool = False, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: str = ""
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 60.0
+
+
+@dataclass
+class Health:
+    status: str
+    latency_ms: float | None = None
+    version: str = ""
+    detail: str = ""
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    size_bytes: int | None = None
+    parameter_size: str = ""
+    quantization: str = ""
+    family: str = ""
+    context_length: int | None = None
+    loaded: bool | None = None  # None: the engine cannot say
+    vram_bytes: int | None = None
+    expires_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedModel:
+    id: str
+    size_bytes: int | None = None
+    vram_bytes: int | None = None
+    expires_at: datetime | None = None
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """Flatten Prometheus text to {sample name: value summed over label sets}."""
+    values: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.endswith(("_bucket", "_created")):
+                    continue
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    except ValueError as exc:
+        raise BackendError(f"/metrics is not valid Prometheus text: {exc}") from None
+    return values
+
+
+class Adapter:
+    kind: ClassVar[str]
+    engine: ClassVar[str]  # how people call the engine, for messages
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    api_prefix: ClassVar[str] = "/v1"  # where its OpenAI-compatible API lives
+    # Prometheus sample → normalised engine metric name
+    metric_names: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient | None = None):
+        self.endpoint = endpoint
+        self.base_url = endpoint.base_url.rstrip("/")
+        self._client = client
+
+    # -- the contract ------------------------------------------------------
+    async def health(self) -> Health:
+        raise NotImplementedError
+
+    async def list_models(self) -> list[ModelInfo]:
+        data = await self.get_json(f"{self.api_prefix}/models")
+        return [ModelInfo(id=str(m.get("id")), details=m) for m in _openai_list(data, self)]
+
+    async def loaded_models(self) -> list[LoadedModel]:
+        return []
+
+    async def engine_metrics(self) -> dict[str, float]:
+        return {}
+
+    def chat_client(self) -> AsyncOpenAI:
+        return AsyncOpenAI(
+            base_url=self.base_url + self.api_prefix,
+            api_key=self.endpoint.api_key or "not-needed",
+            timeout=httpx.Timeout(self.endpoint.read_timeout_s,
+                                  connect=self.endpoint.connect_timeout_s),
+            max_retries=0,  # retries and fallback belong to the runtime
+        )
+
+    # -- shared HTTP -------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        if self.endpoint.api_key:
+            return {"Authorization": f"Bearer {self.endpoint.api_key}"}
+        return {}
+
+    async def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        timeout = httpx.Timeout(self.endpoint.read_timeout_s, connect=self.endpoint.connect_timeout_s)
+        url = self.base_url + path
+        headers = {**self._headers(), **kwargs.pop("headers", {})}
+        try:
+            if self._client is not None:
+                return await self._client.request(method, url, headers=headers,
+                                                  timeout=timeout, **kwargs)
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                return await client.request(method, url, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self.translate(exc, path) from None
+
+    def translate(self, exc: httpx.HTTPError, path: str) -> BackendError:
+        parts = urlsplit(self.base_url)
+        where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        text = str(exc)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return BackendError(f"no answer from {where} within {self.endpoint.connect_timeout_s:g}s"
+                                f" — is the host reachable?", retryable=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendError(f"{path} on {where} did not answer within "
+                                f"{self.endpoint.read_timeout_s:g}s", retryable=True)
+        if isinstance(exc, httpx.ConnectError):
+            if "Name or service not known" in text or "nodename nor servname" in text or (
+                "Temporary failure in name resolution" in text
+            ):
+                return BackendError(f"cannot resolve {parts.hostname} — check the host name in "
+                                    f"the URL", retryable=True)
+            return BackendError(f"connection refused at {where} — is {self.engine} running?",
+                                retryable=True)
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+            return BackendError(f"connection reset by {where} while reading {path}",
+                                retryable=True)
+        return BackendError(f"{path} on {where} failed: {type(exc).__name__}", retryable=True)
+
+    def check_status(self, response: httpx.Response, path: str) -> None:
+        code = response.status_code
+        if code < 400:
+            return
+        if code in (401, 403):
+            raise BackendError(f"HTTP {code} from {path} — check the API key", status_code=code)
+        if _is_html(response):
+            raise BackendError(
+                f"HTTP {code} from {path}: an HTML error page — is a proxy in front of "
+                f"{self.engine}?", retryable=code >= 500, status_code=code)
+        raise BackendError(f"HTTP {code} from {path}: {_error_message(response)}",
+                           retryable=code >= 500 or code == 429, status_code=code)
+
+    def parse_json(self, response: httpx.Response, path: str) -> Any:
+        if _is_html(response):
+            raise BackendError(f"this does not look like {self.engine}: {path} returned HTML")
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BackendError(
+                f"this does not look like {self.engine}: {path} returned invalid JSON"
+            ) from None
+
+    async def get_json(self, path: str) -> Any:
+        response = await self.request("GET", path)
+        self.check_status(response, path)
+        return self.parse_json(response, path)
+
+    async def timed_get(self, path: str) -> tuple[httpx.Response, float]:
+        started = time.perf_counter()
+        response = await self.request("GET", path)
+        return response, (time.perf_counter() - started) * 1000
+
+    async def scrape_metrics(self) -> dict[str, float]:
+        response = await self.request("GET", "/metrics")
+        self.check_status(response, "/metrics")
+        raw = parse_prometheus(response.text)
+        for source, name in self.metric_names.items():
+            if source in raw:
+                raw[name] = raw[source]
+        return raw
+
+
+def _is_html(response: httpx.Response) -> bool:
+    if "html" in response.headers.get("content-type", "").lower():
+        return True
+    return response.content[:100].lstrip().lower().startswith((b"<!doctype", b"<html"))
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail", body.get("message", body)))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        return str(error)[:200]
+    return str(body)[:200]
+
+
+def _openai_list(data: Any, adapter: Adapter) -> list[dict]:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise BackendError(f"this does not look like {adapter.engine}: "
+                           f"{adapter.api_prefix}/models has no model list")
+    return [m for m in data["data"] if isinstance(m, dict) and m.get("id")]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 with up to nanoseconds (Ollama) → datetime; None when absent or odd."""
+    if not value or not isinstance(value, str):
+        return None
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def get_ci(mapping: Any, key: str, default: Any = None) -> Any:
+    """Case-insensitive dict lookup (Foundry Local mixes key casing across versions)."""
+    if not isinstance(mapping, dict):
+        return default
+    lowered = key.lower()
+    for k, v in mapping.items():
+        if str(k).lower() == lowered:
+            return v
+    return default

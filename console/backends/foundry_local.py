@@ -1,0 +1,49 @@
+"""Microsoft Foundry Local: the newer service paths first, the legacy ones on 404.
+
+New: `/status`, `/models/loaded`. Legacy: `/openai/status`, `/openai/loadedmodels`.
+JSON key casing differs between versions, so keys are read case-insensitively.
+"""
+
+from __future__ import annotations
+
+import time
+
+from console.backends.base import (
+    HEALTHY, Adapter, BackendError, Health, LoadedModel, get_ci,
+)
+
+
+class FoundryLocalAdapter(Adapter):
+    kind = "foundry_local"
+    engine = "Foundry Local"
+    capabilities = frozenset({"loaded_models", "load", "unload"})
+
+    async def get_first(self, *paths: str):
+        """GET the first path that exists (the newer service), falling back on 404."""
+        for path in paths:
+            response = await self.request("GET", path)
+            if response.status_code == 404 and path != paths[-1]:
+                continue
+            self.check_status(response, path)
+            return self.parse_json(response, path), path
+        raise AssertionError("unreachable")
+
+    async def health(self) -> Health:
+        started = time.perf_counter()
+        data, path = await self.get_first("/status", "/openai/status")
+        ms = (time.perf_counter() - started) * 1000
+        if not isinstance(data, dict) or get_ci(data, "endpoints") is None and get_ci(
+            data, "modelDirPath"
+        ) is None:
+            raise BackendError(f"this does not look like Foundry Local: {path} has no status")
+        return Health(HEALTHY, ms, str(get_ci(data, "version", "") or ""))
+
+    async def loaded_models(self) -> list[LoadedModel]:
+        data, _ = await self.get_first("/models/loaded", "/openai/loadedmodels")
+        items = get_ci(data, "models", data) if isinstance(data, dict) else data
+        loaded = []
+        for item in items if isinstance(items, list) else []:
+            name = item if isinstance(item, str) else get_ci(item, "name") or get_ci(item, "id")
+            if name:
+                loaded.append(LoadedModel(id=str(name)))
+        return loaded

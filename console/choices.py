@@ -1,0 +1,63 @@
+"""Choices used across the console, with the colour each status shows in the UI."""
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    OPERATOR = "operator", "Operator"
+    VIEWER = "viewer", "Viewer"
+
+
+class BackendKind(models.TextChoices):
+    OLLAMA = "ollama", "Ollama"
+    FOUNDRY_LOCAL = "foundry_local", "Foundry Local"
+    VLLM = "vllm", "vLLM"
+    LLAMACPP = "llamacpp", "llama.cpp server"
+    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible (LM Studio, cloud, other)"
+
+
+class Status(models.TextChoices):
+    UNKNOWN = "unknown", "Not checked yet"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+STATUS_COLOURS = {
+    Status.UNKNOWN: "grey",
+    Status.HEALTHY: "green",
+    Status.DEGRADED: "amber",
+    Status.UNHEALTHY: "red",
+}
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    DENIED = "denied", "Denied"
+
+
+class AuditAction(models.TextChoices):
+    """The fixed vocabulary of audit actions. Add here, never invent one inline."""
+
+    AUTH_LOGIN = "auth.login"
+    AUTH_LOGIN_FAILED = "auth.login_failed"
+    AUTH_LOGOUT = "auth.logout"
+    AUTH_PASSWORD_CHANGED = "auth.password_changed"
+    USER_CREATED = "user.created"
+    USER_ROLE_CHANGED = "user.role_changed"
+    USER_ACTIVATED = "user.activated"
+    USER_DEACTIVATED = "user.deactivated"
+    TOKEN_CREATED = "token.created"
+    TOKEN_REVOKED = "token.revoked"
+    BACKEND_CREATED = "backend.created"
+    BACKEND_UPDATED = "backend.updated"
+    BACKEND_DELETED = "backend.deleted"
+    BACKEND_TESTED = "backend.tested"
+    BACKEND_REFUSED_URL = "backend.url_refused"
+    BACKEND_DISCOVERED = "backend.discovered"
+    AUDIT_EXPORTED = "audit.exported"
+    AUDIT_VERIFIED = "audit.verified"
+    SECRETS_ROTATED = "secrets.rotated"
+    PERMISSION_DENIED = "permission.denied"

@@ -1,0 +1,109 @@
+"""Find inference engines on this machine: well-known loopback ports and the Foundry CLI.
+
+Each open port is identified by the engine's own endpoints. Nothing is
+registered here; the operator (or `discover_backends --register`) decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from dataclasses import asdict, dataclass
+
+import httpx
+from django.conf import settings
+
+URL_RE = re.compile(r"https?://[\w.\-\[\]:]+")
+
+
+@dataclass
+class Candidate:
+    kind: str
+    base_url: str
+    name: str
+    version: str = ""
+    models: int = 0
+    registered_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+async def _json(client: httpx.AsyncClient, url: str):
+    try:
+        response = await client.get(url)
+        if response.status_code != 200:
+            return None
+        return response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def identify(client: httpx.AsyncClient, host: str, port: int) -> Candidate | None:
+    root = f"http://{host}:{port}"
+    version = await _json(client, root + "/api/version")
+    if isinstance(version, dict) and "version" in version:
+        tags = await _json(client, root + "/api/tags")
+        if isinstance(tags, dict) and isinstance(tags.get("models"), list):
+            return Candidate("ollama", root, f"ollama-{port}", str(version["version"]),
+                             len(tags["models"]))
+    models = await _json(client, root + "/v1/models")
+    count = len(models["data"]) if isinstance(models, dict) and isinstance(
+        models.get("data"), list) else 0
+    props = await _json(client, root + "/props")
+    if isinstance(props, dict) and ("default_generation_settings" in props
+                                    or "total_slots" in props):
+        return Candidate("llamacpp", root, f"llamacpp-{port}",
+                         str(props.get("build_info", "")), count)
+    version = await _json(client, root + "/version")
+    owners = {m.get("owned_by") for m in models["data"]} if count else set()
+    if (isinstance(version, dict) and "version" in version) or "vllm" in owners:
+        return Candidate("vllm", root, f"vllm-{port}",
+                         str((version or {}).get("version", "")), count)
+    if isinstance(models, dict) and isinstance(models.get("data"), list):
+        name = "lm-studio" if port == 1234 else f"openai-{port}"
+        return Candidate("openai_compatible", root + "/v1", name, "", count)
+    return None
+
+
+async def _foundry_url() -> str | None:
+    cli = shutil.which(settings.TANGLAW_FOUNDRY_CLI)
+    if not cli:
+        return None
+    for args in (("server", "status"), ("service", "status")):  # newer CLI, then older
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                cli, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=15)
+        except (OSError, TimeoutError):
+            continue
+        match = URL_RE.search(out.decode(errors="replace"))
+        if proc.returncode == 0 and match:
+            url = match.group(0)
+            return url.split("/", 3)[0] + "//" + url.split("/", 3)[2]
+    return None
+
+
+async def discover(ports: list[int] | None = None, host: str | None = None) -> list[Candidate]:
+    host = host or settings.TANGLAW_DISCOVERY_HOST
+    ports = ports if ports is not None else settings.TANGLAW_DISCOVERY_PORTS
+    timeout = httpx.Timeout(2.0, connect=0.5)
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        found = await asyncio.gather(*(identify(client, host, p) for p in ports))
+        candidates = [c for c in found if c is not None]
+        foundry = await _foundry_url()
+        if foundry:
+            candidates.append(Candidate("foundry_local", foundry, "foundry-local"))
+    return candidates
+
+
+def discover_sync(ports: list[int] | None = None) -> list[Candidate]:
+    """Discover, and mark candidates whose URL is already registered."""
+    from console.models import Backend
+
+    candidates = asyncio.run(discover(ports))
+    known = {b.base_url.rstrip("/"): b.pk for b in Backend.objects.all()}
+    for candidate in candidates:
+        candidate.registered_id = known.get(candidate.base_url.rstrip("/"))
+    return candidates

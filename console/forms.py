@@ -1,0 +1,82 @@
+"""Forms: the one validation path for the pages and the JSON API."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from console import urlsafety
+from console.backends import DEFAULT_PORTS, normalise_base_url
+from console.choices import Role
+from console.models import Backend
+
+
+class BackendForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False, strip=True, max_length=1000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Write-only. Leave blank to keep the current key.",
+    )
+    clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
+    connect_timeout_s = forms.FloatField(min_value=0.1, max_value=60, initial=3.0,
+                                         label="Connect timeout (s)")
+    read_timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=60.0,
+                                      label="Read timeout (s)")
+    base_url = forms.CharField(max_length=500, label="Base URL")
+
+    class Meta:
+        model = Backend
+        fields = ["name", "kind", "base_url", "api_key", "enabled", "connect_timeout_s",
+                  "read_timeout_s", "notes"]
+        help_texts = {"name": "A short name operators will recognise, e.g. “jetson-ollama”."}
+
+    refused_url_reason: str = ""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Enter a name.")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        kind, url = data.get("kind"), self.data.get("base_url", "")
+        if kind and "base_url" not in self.errors:
+            try:
+                url = urlsafety.check_backend_url(url)
+                from urllib.parse import urlsplit
+
+                parts = urlsplit(url)
+                urlsafety.check_resolved(parts.hostname or "", parts.port or 80)
+            except urlsafety.UnsafeURL as exc:
+                self.refused_url_reason = str(exc)
+                self.add_error("base_url", str(exc))
+            else:
+                data["base_url"] = normalise_base_url(kind, url)
+        return data
+
+    @staticmethod
+    def placeholder_for(kind: str) -> str:
+        port = DEFAULT_PORTS.get(kind, 8080)
+        return f"http://127.0.0.1:{port}" + ("/v1" if kind == "openai_compatible" else "")
+
+
+class UserCreateForm(forms.Form):
+    username = forms.RegexField(regex=r"^[\w.@+-]{1,150}$", max_length=150,
+                                error_messages={"invalid": "Use letters, digits and @.+-_ only."})
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
+    email = forms.EmailField(required=False)
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("A user with that name already exists.")
+        return username
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “ci-deploy”.")

@@ -1,0 +1,32 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from console import audit, datadir
+from console.audit import Actor
+from console.choices import AuditAction
+from console.models import Backend
+
+
+class Command(BaseCommand):
+    help = "Add a new encryption key and re-encrypt every stored secret with it."
+
+    def handle(self, *args, **options):
+        path = getattr(settings, "TANGLAW_ENCRYPTION_KEY_FILE", None)
+        if path is None:
+            raise CommandError("keys come from TANGLAW_ENCRYPTION_KEYS: put a new key first "
+                               "in that variable, restart, then run this to re-encrypt")
+        new = datadir.new_fernet_key()
+        settings.TANGLAW_ENCRYPTION_KEYS = [new, *settings.TANGLAW_ENCRYPTION_KEYS]
+        count = 0
+        with transaction.atomic():
+            for pk, token in Backend.objects.exclude(api_key="").values_list("pk", "api_key"):
+                Backend.objects.filter(pk=pk).update(api_key=token)  # the field encrypts with the new key
+                count += 1
+            tmp = path.with_suffix(".new")
+            tmp.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")
+            tmp.chmod(0o600)
+            tmp.replace(path)
+            audit.record(AuditAction.SECRETS_ROTATED, Actor.system("rotate_keys"),
+                         after={"secrets": count, "keys": len(settings.TANGLAW_ENCRYPTION_KEYS)})
+        self.stdout.write(f"Re-encrypted {count} secrets with a new key; old keys still decrypt.")

@@ -1,0 +1,42 @@
+"""Request middleware: correlation ids and the forced first-password change."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.shortcuts import redirect
+from django.urls import reverse
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class CorrelationIdMiddleware:
+    """Tag each request with an id (X-Request-ID from a proxy, or a new one)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request.correlation_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.correlation_id
+        return response
+
+
+class PasswordChangeRequiredMiddleware:
+    """A user holding a generated one-time password must choose their own first."""
+
+    ALLOWED = ("password_change", "password_change_done", "logout")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if (user is not None and user.is_authenticated and user.must_change_password
+                and not request.path.startswith(("/static/", "/api/"))
+                and request.path not in {reverse(n) for n in self.ALLOWED}):
+            return redirect("password_change")
+        return self.get_response(request)

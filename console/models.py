@@ -1,0 +1,183 @@
+"""Console models: users with roles, API tokens, backends, status history, audit events."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+
+from console.choices import AuditAction, BackendKind, Outcome, Role, Status
+from console.crypto import EncryptedTextField
+
+
+class User(AbstractUser):
+    """A person who signs in. Their role decides what they may see and change."""
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    # set for generated one-time passwords: the user must choose their own first
+    must_change_password = models.BooleanField(default=False)
+
+    @property
+    def effective_role(self) -> str:
+        return Role.ADMIN if self.is_superuser else self.role
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True, user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A bearer token for scripts. Only its SHA-256 is stored; shown once at creation."""
+
+    PREFIX = "tgl_"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12, help_text="first characters, to tell tokens apart")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…)"
+
+    @staticmethod
+    def digest_of(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def generate(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+
+class BackendQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Every signed-in role may read backends; anonymous users see none."""
+        return self if user.is_authenticated and user.is_active else self.none()
+
+
+class Backend(models.Model):
+    """An inference engine Tanglaw talks to: Ollama, vLLM, llama-server, Foundry Local…"""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32, choices=BackendKind.choices)
+    base_url = models.URLField(max_length=500)
+    api_key = EncryptedTextField(blank=True, default="")
+    api_key_last4 = models.CharField(max_length=4, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    connect_timeout_s = models.FloatField(default=3.0)
+    read_timeout_s = models.FloatField(default=60.0)
+    notes = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # latest probe, denormalised for the list; the history is BackendStatusChange
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNKNOWN)
+    status_reason = models.CharField(max_length=500, blank=True, default="")
+    version = models.CharField(max_length=100, blank=True, default="")
+    latency_ms = models.FloatField(null=True, blank=True)
+    model_count = models.IntegerField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BackendQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def api_key_set(self) -> bool:
+        return bool(self.api_key_last4)
+
+    def audit_snapshot(self) -> dict:
+        """What the audit log records about a backend: never the key itself."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "enabled": self.enabled,
+            "api_key_set": self.api_key_set,
+            "api_key_last4": self.api_key_last4,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
+            "notes": self.notes,
+        }
+
+
+class BackendStatusChange(models.Model):
+    """A row each time a backend's status changes (from a probe or a test)."""
+
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="status_changes")
+    ts = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    previous = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.CharField(max_length=500, blank=True, default="")
+    latency_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-ts"]
+        indexes = [
+            models.Index(
+                # backend detail: status history, newest first
+                fields=["backend", "-ts"], name="console_status_backend_ts",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backend_id}: {self.previous} → {self.status}"
+
+
+class AuditEvent(models.Model):
+    """One append-only, hash-chained record of a change or an action.
+
+    The database refuses UPDATE and DELETE on this table (triggers in the
+    migration). Actor fields are copies, not foreign keys, so deleting a user
+    never has to touch the log.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    ts = models.DateTimeField()
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor = models.CharField(max_length=150, blank=True, default="")
+    role = models.CharField(max_length=16, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True, default="")
+    action = models.CharField(max_length=64, choices=AuditAction.choices)
+    target_type = models.CharField(max_length=64, blank=True, default="")
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
+    detail = models.TextField(blank=True, default="")
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [
+            # audit page filtered by action, keyset-paged by seq
+            models.Index(fields=["action", "-seq"], name="console_audit_action_seq"),
+            # audit page filtered by actor
+            models.Index(fields=["actor", "-seq"], name="console_audit_actor_seq"),
+            # audit page filtered by target (a backend's history)
+            models.Index(fields=["target_type", "target_id", "-seq"],
+                         name="console_audit_target_seq"),
+            # audit page filtered by time range
+            models.Index(fields=["ts"], name="console_audit_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} by {self.actor or 'system'}"

@@ -1,0 +1,81 @@
+"""Who may do what. The one place roles are turned into decisions.
+
+Views, the JSON API and WebSocket consumers all ask here:
+``has_perm(user, "backends.change")``, the ``@require("...")`` view decorator,
+and ``get_object_for_user(request, Model, pk, write=False)``.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+
+from console.choices import Role
+
+_ALL = {Role.ADMIN, Role.OPERATOR, Role.VIEWER}
+_OPERATE = {Role.ADMIN, Role.OPERATOR}
+
+PERMISSIONS: dict[str, set[str]] = {
+    "dashboard.view": _ALL,
+    "backends.view": _ALL,
+    "backends.change": _OPERATE,
+    "backends.test": _OPERATE,
+    "backends.discover": _OPERATE,
+    "audit.view": _ALL,
+    "audit.export": _ALL,
+    "tokens.own": _ALL,
+    "users.manage": {Role.ADMIN},
+}
+
+# the write permission that guards changes to each model
+WRITE_PERMS = {"console.backend": "backends.change"}
+READ_PERMS = {"console.backend": "backends.view"}
+
+
+def role_of(user) -> str | None:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    return user.effective_role
+
+
+def has_perm(user, perm: str) -> bool:
+    if perm not in PERMISSIONS:
+        raise KeyError(f"unknown permission {perm!r}")
+    return role_of(user) in PERMISSIONS[perm]
+
+
+def check(user, perm: str) -> None:
+    if not has_perm(user, perm):
+        raise PermissionDenied(f"your role may not do this ({perm})")
+
+
+def require(perm: str):
+    """View decorator: sign-in page for anonymous users, 403 for the wrong role."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not has_perm(request.user, perm):
+                from console.actions.security import record_denied
+
+                record_denied(request, perm)
+                raise PermissionDenied(f"Your role may not do this ({perm}).")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def get_object_for_user(request, model, pk, *, write: bool = False):
+    """Fetch an object the user may read (404 otherwise), or change (403 otherwise)."""
+    obj = get_object_or_404(model.objects.for_user(request.user), pk=pk)
+    label = model._meta.label_lower
+    if write and not has_perm(request.user, WRITE_PERMS[label]):
+        raise PermissionDenied("Your role may not change this.")
+    return obj

@@ -1,0 +1,52 @@
+"""Structural redaction of secrets for logs, errors and audit before/after."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+SECRET_NAME = re.compile(r"(key|token|secret|password|passwd|authorization|cookie)", re.I)
+MASK = "********"
+
+_PATTERNS = [
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{4,}"), r"\1" + MASK),
+    (re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token)=)[^&\s]+"), r"\1" + MASK),
+    (re.compile(r"(?i)(\b(?:api[_-]?key|password|secret)\s*[=:]\s*)[^\s,;]+"), r"\1" + MASK),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), MASK),
+    (re.compile(r"\btgl_[A-Za-z0-9_-]{8,}"), MASK),
+]
+
+
+def redact_text(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact(value: Any) -> Any:
+    """Mask values under secret-looking keys, recursively; scrub strings."""
+    if isinstance(value, dict):
+        return {
+            k: (MASK if SECRET_NAME.search(str(k)) and v not in (None, "", False, True)
+                and not str(k).endswith(("_set", "_last4")) else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter: scrub the formatted message of tokens and keys."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - never lose a log line over formatting
+            return True
+        record.msg = redact_text(message)
+        record.args = ()
+        return True

@@ -1,0 +1,45 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path, register_converter
+
+from console.api import api
+from console.views import accounts, audit, backends
+
+
+
+class ExportFormat:
+    regex = "csv|jsonl"
+
+    def to_python(self, value):
+        return value
+
+    def to_url(self, value):
+        return value
+
+
+register_converter(ExportFormat, "export_format")
+
+urlpatterns = [
+    path("", accounts.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/password/", accounts.password_change, name="password_change"),
+    path("account/tokens/", accounts.token_list, name="token_list"),
+    path("account/tokens/<int:pk>/revoke/", accounts.token_revoke, name="token_revoke"),
+    path("users/", accounts.user_list, name="user_list"),
+    path("users/new/", accounts.user_create, name="user_create"),
+    path("users/<int:pk>/role/", accounts.user_role, name="user_role"),
+    path("users/<int:pk>/active/", accounts.user_active, name="user_active"),
+    path("backends/", backends.backend_list, name="backend_list"),
+    path("backends/new/", backends.backend_create, name="backend_create"),
+    path("backends/discover/", backends.backend_discover, name="backend_discover"),
+    path("backends/<int:pk>/", backends.backend_detail, name="backend_detail"),
+    path("backends/<int:pk>/edit/", backends.backend_edit, name="backend_edit"),
+    path("backends/<int:pk>/delete/", backends.backend_delete, name="backend_delete"),
+    path("backends/<int:pk>/test/", backends.backend_test, name="backend_test"),
+    path("audit/", audit.audit_list, name="audit_list"),
+    path("audit/export.<export_format:fmt>", audit.audit_export, name="audit_export"),
+    path("audit/verify/", audit.audit_verify, name="audit_verify"),
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+]

@@ -1,0 +1,119 @@
+"""Backend pages: list with live badges, add, edit, delete, detail, test, discover."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from console.actions import Invalid
+from console.actions import backends as actions
+from console.audit import Actor
+from console.backends import adapter_for, probe_many
+from console.choices import BackendKind
+from console.forms import BackendForm
+from console.models import Backend
+from console.permissions import get_object_for_user, require
+
+
+def _refresh_stale(backends: list[Backend]) -> None:
+    """Re-probe backends whose status is older than TANGLAW_STATUS_MAX_AGE_S."""
+    import asyncio
+
+    cutoff = timezone.now() - timezone.timedelta(seconds=settings.TANGLAW_STATUS_MAX_AGE_S)
+    stale = [b for b in backends if b.enabled and (not b.last_checked_at
+                                                  or b.last_checked_at < cutoff)]
+    if not stale:
+        return
+    reports = asyncio.run(probe_many([adapter_for(b) for b in stale], with_models=False))
+    for backend, report in zip(stale, reports, strict=True):
+        actions.record_probe(backend, report)
+
+
+@require("backends.view")
+def backend_list(request):
+    backends = list(Backend.objects.for_user(request.user))
+    if request.htmx:
+        _refresh_stale(backends)
+        return render(request, "console/partials/backend_rows.html", {"backends": backends})
+    return render(request, "console/backend_list.html", {"backends": backends})
+
+
+@require("backends.change")
+@require_http_methods(["GET", "POST"])
+def backend_create(request):
+    initial = {k: request.GET[k] for k in ("name", "kind", "base_url") if k in request.GET}
+    form = BackendForm(initial=initial or {"kind": BackendKind.OLLAMA,
+                                           "base_url": "http://127.0.0.1:11434"})
+    if request.method == "POST":
+        try:
+            backend = actions.create_backend(Actor.from_request(request), request.POST.dict())
+        except Invalid as exc:
+            form = exc.form
+        else:
+            messages.success(request, f"Added {backend.name}. Test the connection below.")
+            return redirect("backend_detail", pk=backend.pk)
+    return render(request, "console/backend_form.html", {"form": form, "backend": None})
+
+
+@require("backends.change")
+@require_http_methods(["GET", "POST"])
+def backend_edit(request, pk):
+    backend = get_object_for_user(request, Backend, pk, write=True)
+    form = BackendForm(instance=backend)
+    if request.method == "POST":
+        changes = request.POST.dict()
+        changes["enabled"] = "enabled" in request.POST  # unchecked boxes are absent
+        try:
+            actions.update_backend(Actor.from_request(request), backend, changes)
+        except Invalid as exc:
+            form = exc.form
+        else:
+            messages.success(request, f"Saved {backend.name}.")
+            return redirect("backend_detail", pk=backend.pk)
+    return render(request, "console/backend_form.html", {"form": form, "backend": backend})
+
+
+@require("backends.change")
+@require_http_methods(["GET", "POST"])
+def backend_delete(request, pk):
+    backend = get_object_for_user(request, Backend, pk, write=True)
+    if request.method == "POST":
+        actions.delete_backend(Actor.from_request(request), backend)
+        messages.success(request, f"Deleted {backend.name}.")
+        return redirect("backend_list")
+    return render(request, "console/backend_delete.html", {"backend": backend})
+
+
+@require("backends.view")
+def backend_detail(request, pk):
+    backend = get_object_for_user(request, Backend, pk)
+    history = backend.status_changes.all()[:20]
+    return render(request, "console/backend_detail.html",
+                  {"backend": backend, "history": history})
+
+
+@require("backends.test")
+@require_POST
+def backend_test(request, pk):
+    backend = get_object_for_user(request, Backend, pk)
+    report = actions.test_backend(Actor.from_request(request), backend)
+    context = {"backend": backend, "report": report}
+    if request.htmx:
+        return render(request, "console/partials/test_result.html", context)
+    return render(request, "console/backend_detail.html",
+                  {**context, "history": backend.status_changes.all()[:20]})
+
+
+@require("backends.discover")
+@require_http_methods(["GET", "POST"])
+def backend_discover(request):
+    candidates = None
+    if request.method == "POST":
+        candidates = actions.discover(Actor.from_request(request))
+    return render(request, "console/backend_discover.html", {
+        "candidates": candidates, "ports": settings.TANGLAW_DISCOVERY_PORTS,
+        "host": settings.TANGLAW_DISCOVERY_HOST,
+    })
