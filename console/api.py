@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from django.http import HttpRequest
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 
@@ -196,7 +196,14 @@ def create_backend(request, payload: BackendIn):
     need(request, "backends.change")
     data = payload.dict()
     data["api_key"] = data["api_key"] or ""
-    return 201, backend_actions.create_backend(Actor.from_request(request), data)
+    return Status(201, backend_actions.create_backend(Actor.from_request(request), data))
+
+
+# before /backends/{pk}, which would otherwise match "discover"
+@api.post("/backends/discover", response=list[CandidateOut], tags=["backends"])
+def discover(request):
+    need(request, "backends.discover")
+    return [c.as_dict() for c in backend_actions.discover(Actor.from_request(request))]
 
 
 @api.get("/backends/{pk}", response=BackendOut, tags=["backends"])
@@ -217,7 +224,7 @@ def patch_backend(request, pk: int, payload: BackendPatch):
 def delete_backend(request, pk: int):
     need(request, "backends.change")
     backend_actions.delete_backend(Actor.from_request(request), _backend(request, pk))
-    return 204, None
+    return Status(204, None)
 
 
 @api.post("/backends/{pk}/test", response=TestOut, tags=["backends"])
@@ -225,12 +232,6 @@ def test_backend(request, pk: int):
     need(request, "backends.test")
     report = backend_actions.test_backend(Actor.from_request(request), _backend(request, pk))
     return report.as_dict()
-
-
-@api.post("/backends/discover", response=list[CandidateOut], tags=["backends"])
-def discover(request):
-    need(request, "backends.discover")
-    return [c.as_dict() for c in backend_actions.discover(Actor.from_request(request))]
 
 
 @api.get("/audit", response=AuditPage, tags=["audit"])

@@ -1,0 +1,85 @@
+"""Fixtures: the three personas, their clients, fake engines and the real llama-server."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from console.audit import Actor
+from console.choices import Role
+from tests.support.fake_engine import FakeEngine
+
+PASSWORD = "correct-horse-battery"
+
+
+def make_user(django_user_model, username, role):
+    user = django_user_model.objects.create_user(username=username, password=PASSWORD, role=role,
+                                                 is_staff=role == Role.ADMIN,
+                                                 is_superuser=role == Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return make_user(django_user_model, "alice", Role.ADMIN)
+
+
+@pytest.fixture
+def operator_user(db, django_user_model):
+    return make_user(django_user_model, "oscar", Role.OPERATOR)
+
+
+@pytest.fixture
+def viewer_user(db, django_user_model):
+    return make_user(django_user_model, "vera", Role.VIEWER)
+
+
+def _client(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    return _client(admin_user)
+
+
+@pytest.fixture
+def operator_client(operator_user):
+    return _client(operator_user)
+
+
+@pytest.fixture
+def viewer_client(viewer_user):
+    return _client(viewer_user)
+
+
+@pytest.fixture
+def actor(operator_user):
+    return Actor(user_id=operator_user.pk, username=operator_user.username,
+                 role=Role.OPERATOR, ip="127.0.0.1")
+
+
+@pytest.fixture
+def fake():
+    """Factory: fake(kind, **options) -> a started FakeEngine, stopped afterwards."""
+    engines = []
+
+    def start(kind, **options):
+        engine = FakeEngine(kind, **options).start()
+        engines.append(engine)
+        return engine
+
+    yield start
+    for engine in engines:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    from tests.support.llama_server import LlamaServer
+
+    server = LlamaServer(tmp_path_factory.mktemp("llama")).start()
+    yield server
+    server.stop()

@@ -1,0 +1,56 @@
+"""API keys are encrypted at rest; rotation keeps old secrets readable."""
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from console import crypto
+from console.models import Backend
+
+pytestmark = pytest.mark.django_db
+KEY = "sk-live-0123456789abcdef"
+
+
+def stored_column(pk):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM console_backend WHERE id = %s", [pk])
+        return cursor.fetchone()[0]
+
+
+def test_column_never_holds_the_key_in_clear():
+    backend = Backend.objects.create(name="b", kind="vllm", base_url="http://127.0.0.1:8000",
+                                     api_key=KEY, api_key_last4=KEY[-4:])
+    raw = stored_column(backend.pk)
+    assert KEY not in raw and raw.startswith("gAAAA")
+    assert Backend.objects.get(pk=backend.pk).api_key == KEY
+
+
+def test_rotation_re_encrypts_and_old_tokens_still_decrypt(tmp_path, monkeypatch):
+    key_file = tmp_path / "encryption.keys"
+    key_file.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")
+    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEY_FILE", key_file, raising=False)
+    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEYS", list(settings.TANGLAW_ENCRYPTION_KEYS))
+    backend = Backend.objects.create(name="b", kind="vllm", base_url="http://127.0.0.1:8000",
+                                     api_key=KEY, api_key_last4=KEY[-4:])
+    before = stored_column(backend.pk)
+    old_token_elsewhere = crypto.encrypt("kept-in-a-backup")
+    call_command("rotate_keys")
+    keys = key_file.read_text().split()
+    assert len(keys) == 2 and keys[1] == settings.TANGLAW_ENCRYPTION_KEYS[1]
+    after = stored_column(backend.pk)
+    assert after != before and KEY not in after
+    assert Backend.objects.get(pk=backend.pk).api_key == KEY
+    assert crypto.decrypt(old_token_elsewhere) == "kept-in-a-backup"
+    # the new primary key alone reads the re-encrypted column
+    from cryptography.fernet import Fernet
+
+    assert Fernet(keys[0].encode()).decrypt(after.encode()).decode() == KEY
+
+
+def test_unknown_key_gives_a_clear_error():
+    from cryptography.fernet import Fernet
+
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"x").decode()
+    with pytest.raises(crypto.SecretUnreadable, match="cannot be decrypted"):
+        crypto.decrypt(foreign)

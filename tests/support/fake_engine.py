@@ -1,0 +1,244 @@
+"""A fake inference engine over real HTTP, for engines that cannot run here and for faults.
+
+It answers the way each engine's documentation says it does (Ollama's native
+API, vLLM's /health /version /metrics, llama-server's /health 503 while
+loading, Foundry Local's new and legacy paths) and can be switched into a
+fault: "401", "html502", "html200", "stall", "malformed", "reset".
+It records every request so tests can assert what a backend saw.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OLLAMA_TAGS = {"models": [
+    {"name": "qwen2.5:0.5b", "model": "qwen2.5:0.5b", "modified_at": "2026-10-01T10:00:00Z",
+     "size": 397821319, "digest": "a8b0c5157701",
+     "details": {"format": "gguf", "family": "qwen2", "families": ["qwen2"],
+                 "parameter_size": "494.03M", "quantization_level": "Q4_K_M"}},
+    {"name": "llama3.2:3b", "model": "llama3.2:3b", "modified_at": "2026-10-02T10:00:00Z",
+     "size": 2019393189, "digest": "a80c4f17acd5",
+     "details": {"format": "gguf", "family": "llama", "families": ["llama"],
+                 "parameter_size": "3.2B", "quantization_level": "Q4_K_M"}},
+]}
+OLLAMA_PS = {"models": [
+    {"name": "qwen2.5:0.5b", "model": "qwen2.5:0.5b", "size": 995000000, "digest": "a8b0c5157701",
+     "details": {"format": "gguf", "family": "qwen2", "parameter_size": "494.03M",
+                 "quantization_level": "Q4_K_M"},
+     "expires_at": "2026-11-24T14:38:31.837530123-07:00", "size_vram": 995000000},
+]}
+VLLM_METRICS = """\
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 3.0
+# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 7.0
+# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 0.42
+# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 2.0
+# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 5.0
+vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 9.0
+vllm:time_to_first_token_seconds_count{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 9.0
+vllm:time_to_first_token_seconds_sum{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.25
+"""
+LLAMACPP_METRICS = """\
+# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
+# TYPE llamacpp:prompt_tokens_total counter
+llamacpp:prompt_tokens_total 120
+# HELP llamacpp:requests_processing Number of requests processing.
+# TYPE llamacpp:requests_processing gauge
+llamacpp:requests_processing 1
+# HELP llamacpp:requests_deferred Number of requests deferred.
+# TYPE llamacpp:requests_deferred gauge
+llamacpp:requests_deferred 4
+"""
+HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+class FakeEngine:
+    def __init__(self, kind: str, *, api_key: str | None = None, fault: str | None = None,
+                 loading_polls: int = 0, foundry_legacy: bool = False, router: bool = False,
+                 stall_s: float = 3.0, models: list[str] | None = None):
+        self.kind = kind
+        self.api_key = api_key
+        self.fault = fault
+        self.loading_polls = loading_polls
+        self.foundry_legacy = foundry_legacy
+        self.router = router
+        self.stall_s = stall_s
+        self.models = models or (["Qwen/Qwen2.5-1.5B-Instruct"] if kind == "vllm" else
+                                 ["tiny"] if kind == "llamacpp" else
+                                 ["phi-4-mini-instruct-generic-cpu"] if kind == "foundry_local"
+                                 else ["qwen2.5-7b-instruct"])
+        self.requests: list[dict] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> FakeEngine:
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                engine.handle(self, "GET")
+
+            def do_POST(self):
+                engine.handle(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        root = f"http://127.0.0.1:{self.port}"
+        return root + "/v1" if self.kind == "openai_compatible" else root
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- responses ---------------------------------------------------------
+    def handle(self, req: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        self.requests.append({"method": method, "path": req.path,
+                              "headers": dict(req.headers), "body": body})
+        fault = self.fault
+        if fault == "reset":
+            # RST instead of FIN: linger 0 then close
+            req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+            req.connection.close()
+            req.close_connection = True
+            return
+        if fault == "stall":
+            time.sleep(self.stall_s)
+        if fault == "401":
+            return self.send(req, 401, {"error": {"message": "Invalid API key"}})
+        if fault == "html502":
+            return self.send(req, 502, HTML, "text/html")
+        if fault == "html200":
+            return self.send(req, 200, HTML.replace(b"502 Bad Gateway", b"Router login"),
+                             "text/html")
+        if fault == "malformed":
+            return self.send(req, 200, b'{"models": [tru', "application/json")
+        route = getattr(self, f"route_{self.kind}")
+        status, payload, *ctype = route(req, method, req.path.split("?")[0])
+        self.send(req, status, payload, *(ctype or ["application/json"]))
+
+    def send(self, req, status, payload, ctype="application/json"):
+        data = payload if isinstance(payload, bytes) else (
+            payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
+        req.send_response(status)
+        req.send_header("Content-Type", ctype)
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
+
+    def _authorised(self, req) -> bool:
+        return not self.api_key or req.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    def _openai_models(self, owned_by: str):
+        return {"object": "list", "data": [
+            {"id": m, "object": "model", "created": 1730000000, "owned_by": owned_by,
+             "max_model_len": 32768} for m in self.models]}
+
+    def route_ollama(self, req, method, path):
+        if path == "/api/version":
+            return 200, {"version": "0.12.3"}
+        if path == "/api/tags":
+            return 200, OLLAMA_TAGS
+        if path == "/api/ps":
+            return 200, OLLAMA_PS
+        if path == "/v1/models":
+            return 200, self._openai_models("library")
+        return 404, b"404 page not found", "text/plain"
+
+    def route_vllm(self, req, method, path):
+        if path == "/health":
+            return 200, b"", "text/plain"
+        if path == "/version":
+            return 200, {"version": "0.11.0"}
+        if path == "/metrics":
+            return 200, VLLM_METRICS, "text/plain; version=0.0.4"
+        if path.startswith("/v1/"):
+            if not self._authorised(req):
+                return 401, {"error": "Unauthorized"}
+            if path == "/v1/models":
+                return 200, self._openai_models("vllm")
+        return 404, {"detail": "Not Found"}
+
+    def route_llamacpp(self, req, method, path):
+        if path == "/health":
+            if self.loading_polls > 0:
+                self.loading_polls -= 1
+                return 503, {"error": {"code": 503, "message": "Loading model",
+                                       "type": "unavailable_error"}}
+            return 200, {"status": "ok"}
+        if path == "/props":
+            return 200, {"default_generation_settings": {"n_ctx": 4096}, "total_slots": 1,
+                         "model_path": "/models/tiny.gguf", "build_info": "b6500-fake"}
+        if path == "/slots":
+            return 200, [{"id": 0, "is_processing": False}]
+        if path == "/metrics":
+            return 200, LLAMACPP_METRICS, "text/plain; version=0.0.4"
+        if path == "/models" and self.router:
+            return 200, {"data": [
+                {"id": m, "status": {"value": "loaded" if i == 0 else "unloaded"}}
+                for i, m in enumerate(self.models)]}
+        if path == "/v1/models":
+            return 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "owned_by": "llamacpp",
+                 "meta": {"n_params": 1_500_000_000, "size": 1_100_000_000, "n_ctx_train": 32768,
+                          "n_vocab": 151936}} for m in self.models]}
+        return 404, {"error": {"code": 404, "message": "File Not Found"}}
+
+    def route_foundry_local(self, req, method, path):
+        new, legacy = not self.foundry_legacy, self.foundry_legacy
+        if (path == "/status" and new) or (path == "/openai/status" and legacy):
+            return 200, {"Endpoints": [f"http://127.0.0.1:{self.port}"],
+                         "ModelDirPath": "/home/op/.foundry/cache/models", "PipeName": "inference_agent"}
+        if (path == "/models/loaded" and new) or (path == "/openai/loadedmodels" and legacy):
+            return 200, [self.models[0]]
+        if path == "/v1/models":
+            return 200, self._openai_models("Microsoft")
+        return 404, b"", "text/plain"
+
+    def route_openai_compatible(self, req, method, path):
+        if path == "/v1/models":
+            if not self._authorised(req):
+                return 401, {"error": {"message": "Incorrect API key provided",
+                                       "type": "invalid_request_error"}}
+            return 200, self._openai_models("organization_owner")
+        return 404, {"error": "Unexpected endpoint or method."}
