@@ -28,7 +28,7 @@ class CorrelationIdMiddleware:
 class PasswordChangeRequiredMiddleware:
     """A user holding a generated one-time password must choose their own first."""
 
-    ALLOWED = ("password_change", "password_change_done", "logout")
+    ALLOWED = ("password_change", "logout")
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -71,7 +71,7 @@ class Backend(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=32, choices=BackendKind.choices)
-    base_url = models.URLField(max_length=500)
+    base_url = models.CharField(max_length=500, help_text="checked by console.urlsafety")
     api_key = EncryptedTextField(blank=True, default="")
     api_key_last4 = models.CharField(max_length=4, blank=True, default="")
     enabled = models.BooleanField(default=True)
