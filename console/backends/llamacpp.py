@@ -58,8 +58,12 @@ class LlamaCppAdapter(Adapter):
         self.check_status(response, "/models")
         data = self.parse_json(response, "/models")
         entries = data.get("data", data.get("models", [])) if isinstance(data, dict) else data
+        entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        if not any("status" in e for e in entries):
+            # not router mode: newer builds answer /models like /v1/models, no status
+            return [LoadedModel(id=m.id, size_bytes=m.size_bytes) for m in await self.list_models()]
         loaded = []
-        for entry in entries if isinstance(entries, list) else []:
+        for entry in entries:
             status = entry.get("status")
             state = status.get("value") if isinstance(status, dict) else status
             if state == "loaded":
