@@ -13,7 +13,7 @@ from console.models import Backend
 
 class BackendForm(forms.ModelForm):
     api_key = forms.CharField(
-        required=False, strip=True, max_length=1000,
+        required=False, label="API key", strip=True, max_length=1000,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Write-only. Leave blank to keep the current key.",
     )
@@ -28,6 +28,7 @@ class BackendForm(forms.ModelForm):
         model = Backend
         fields = ["name", "kind", "base_url", "api_key", "enabled", "connect_timeout_s",
                   "read_timeout_s", "notes"]
+        widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
         help_texts = {"name": "A short name operators will recognise, e.g. “jetson-ollama”."}
 
     refused_url_reason: str = ""

@@ -6,7 +6,6 @@ from console.api import api
 from console.views import accounts, audit, backends
 
 
-
 class ExportFormat:
     regex = "csv|jsonl"
 

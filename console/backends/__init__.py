@@ -12,7 +12,14 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from console.backends.base import (
-    DEGRADED, HEALTHY, UNHEALTHY, Adapter, BackendError, Endpoint, Health, ModelInfo,
+    DEGRADED,
+    HEALTHY,
+    UNHEALTHY,
+    Adapter,
+    BackendError,
+    Endpoint,
+    Health,
+    ModelInfo,
 )
 
 REGISTRY = {

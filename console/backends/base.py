@@ -127,7 +127,8 @@ class Adapter:
         return {}
 
     async def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        timeout = httpx.Timeout(self.endpoint.read_timeout_s, connect=self.endpoint.connect_timeout_s)
+        timeout = httpx.Timeout(self.endpoint.read_timeout_s,
+                                connect=self.endpoint.connect_timeout_s)
         url = self.base_url + path
         headers = {**self._headers(), **kwargs.pop("headers", {})}
         try:
@@ -144,7 +145,8 @@ class Adapter:
         where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
         text = str(exc)
         if isinstance(exc, httpx.ConnectTimeout):
-            return BackendError(f"no answer from {where} within {self.endpoint.connect_timeout_s:g}s"
+            seconds = self.endpoint.connect_timeout_s
+            return BackendError(f"no answer from {where} within {seconds:g}s"
                                 f" — is the host reachable?", retryable=True)
         if isinstance(exc, httpx.TimeoutException):
             return BackendError(f"{path} on {where} did not answer within "

@@ -9,7 +9,12 @@ from __future__ import annotations
 import time
 
 from console.backends.base import (
-    HEALTHY, Adapter, BackendError, Health, LoadedModel, get_ci,
+    HEALTHY,
+    Adapter,
+    BackendError,
+    Health,
+    LoadedModel,
+    get_ci,
 )
 
 

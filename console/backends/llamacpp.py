@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 from console.backends.base import (
-    DEGRADED, HEALTHY, Adapter, BackendError, Health, LoadedModel, ModelInfo, _openai_list,
+    DEGRADED,
+    HEALTHY,
+    Adapter,
+    BackendError,
+    Health,
+    LoadedModel,
+    ModelInfo,
+    _openai_list,
 )
 
 

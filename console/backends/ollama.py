@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from console.backends.base import (
-    HEALTHY, Adapter, BackendError, Health, LoadedModel, ModelInfo, parse_time,
+    HEALTHY,
+    Adapter,
+    BackendError,
+    Health,
+    LoadedModel,
+    ModelInfo,
+    parse_time,
 )
 
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from console.backends.base import (
-    HEALTHY, UNHEALTHY, Adapter, Health, LoadedModel, ModelInfo, _openai_list,
+    HEALTHY,
+    UNHEALTHY,
+    Adapter,
+    Health,
+    LoadedModel,
+    ModelInfo,
+    _openai_list,
 )
 
 

@@ -100,11 +100,11 @@ def backend_detail(request, pk):
 def backend_test(request, pk):
     backend = get_object_for_user(request, Backend, pk)
     report = actions.test_backend(Actor.from_request(request), backend)
-    context = {"backend": backend, "report": report}
+    context = {"backend": backend, "report": report,
+               "history": backend.status_changes.all()[:20]}
     if request.htmx:
         return render(request, "console/partials/test_result.html", context)
-    return render(request, "console/backend_detail.html",
-                  {**context, "history": backend.status_changes.all()[:20]})
+    return render(request, "console/backend_detail.html", context)
 
 
 @require("backends.discover")

@@ -183,7 +183,8 @@ def test_discovery_identifies_engines_and_registers_on_click(operator_client, fa
 def test_discovery_uses_the_foundry_cli(operator_client, fake, settings, tmp_path):
     engine = fake("foundry_local")
     cli = tmp_path / "foundry"
-    cli.write_text("#!/bin/sh\nif [ \"$1\" = server ]; then echo 'unknown command' >&2; exit 1; fi\n"
+    cli.write_text("#!/bin/sh\n"
+                   "if [ \"$1\" = server ]; then echo 'unknown command' >&2; exit 1; fi\n"
                    f"echo 'Model management service is running on {engine.url}/openai/status'\n")
     cli.chmod(0o755)
     settings.TANGLAW_DISCOVERY_PORTS = []

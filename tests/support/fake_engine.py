@@ -228,7 +228,8 @@ class FakeEngine:
         new, legacy = not self.foundry_legacy, self.foundry_legacy
         if (path == "/status" and new) or (path == "/openai/status" and legacy):
             return 200, {"Endpoints": [f"http://127.0.0.1:{self.port}"],
-                         "ModelDirPath": "/home/op/.foundry/cache/models", "PipeName": "inference_agent"}
+                         "ModelDirPath": "/home/op/.foundry/cache/models",
+                         "PipeName": "inference_agent"}
         if (path == "/models/loaded" and new) or (path == "/openai/loadedmodels" and legacy):
             return 200, [self.models[0]]
         if path == "/v1/models":

@@ -21,7 +21,8 @@ class Command(BaseCommand):
         count = 0
         with transaction.atomic():
             for pk, token in Backend.objects.exclude(api_key="").values_list("pk", "api_key"):
-                Backend.objects.filter(pk=pk).update(api_key=token)  # the field encrypts with the new key
+                # the field encrypts with the new primary key on the way in
+                Backend.objects.filter(pk=pk).update(api_key=token)
                 count += 1
             tmp = path.with_suffix(".new")
             tmp.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")

@@ -1,0 +1,54 @@
+"""Run the real console (`manage.py serve`: Daphne, SQLite file) for browser tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.llama_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = "browser-test-passphrase"
+
+
+class ConsoleServer:
+    def __init__(self, data_dir: Path, **extra_env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("TANGLAW_", "DJANGO_", "DATABASE_", "REDIS_"))}
+        self.env.update({"TANGLAW_DATA_DIR": str(data_dir), "PORT": str(self.port),
+                         "DJANGO_SETTINGS_MODULE": "console.settings",
+                         "TANGLAW_ADMIN_PASSWORD": ADMIN_PASSWORD, **extra_env})
+        self.log = data_dir.parent / "console.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> ConsoleServer:
+        self.proc = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT,
+                                     env=self.env, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"console exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/login/", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("console did not start in time")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
