@@ -119,10 +119,22 @@ def _database() -> dict:
     return config
 
 
+def _require(module: str, extra: str, variable: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImproperlyConfigured(
+            f"{variable} is set but {module} is not installed: pip install -e '.[{extra}]'")
+
+
 DATABASES = {"default": _database()}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _require("psycopg", "postgres", "DATABASE_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis = env_str("REDIS_URL")
+if _redis:
+    _require("channels_redis", "redis", "REDIS_URL")
 CHANNEL_LAYERS = {
     "default": (
         {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_redis]}}

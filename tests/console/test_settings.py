@@ -87,3 +87,14 @@ def test_sqlite_runs_in_wal_with_immediate_transactions(db):
     # the test database is in memory (journal "memory"); a file database uses WAL
     assert mode in ("wal", "memory")
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_redis_url_without_the_driver_says_what_to_install(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("channels_redis") is not None:
+        pytest.skip("channels_redis is installed here; the message cannot show")
+    result = manage("check", extra_env={"REDIS_URL": "redis://127.0.0.1:6379/0"},
+                    data_dir=tmp_path)
+    assert result.returncode != 0
+    assert "REDIS_URL is set but channels_redis is not installed" in result.stderr
