@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: run test test-quick lint browser-deps clean
+.PHONY: run test test-quick lint system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,23 +20,30 @@ run: $(STAMP)
 	$(PY) manage.py serve
 
 ## make test: every test (engine and browser included), plus lint and checks
-test: $(STAMP) browser-deps lint
+test: $(STAMP) system-deps lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 
-## make test-quick: the fast suite, without the real engine and the browser
+## make test-quick: the fast suite, without the real engine, the browser and PostgreSQL
 test-quick: $(STAMP) lint
-	$(PY) -m pytest -m "not engine and not browser"
+	$(PY) -m pytest -m "not engine and not browser and not postgres"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
-## Debian's Chromium for the browser tests (never a browser download)
-browser-deps:
-	@command -v chromium >/dev/null || { \
+## Debian packages the slow tests use: Chromium (never a browser download) and
+## a PostgreSQL server (started per test in a temp dir, on loopback)
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-dejavu-core; }
+	  echo "installing:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -9,7 +9,8 @@ class TanglawUserAdmin(UserAdmin):
     list_display = ["username", "email", "role", "is_active", "last_login", "date_joined"]
     list_filter = ["role", "is_active"]
     search_fields = ["username", "email"]
-    fieldsets = [*UserAdmin.fieldsets, ("Tanglaw", {"fields": ["role", "must_change_password"]})]
+    fieldsets = [*(UserAdmin.fieldsets or ()),
+                 ("Tanglaw", {"fields": ["role", "must_change_password"]})]
 
     def get_readonly_fields(self, request, obj=None):
         # roles change through the Users page so the change is audited

@@ -24,7 +24,7 @@ class Status(models.TextChoices):
     UNHEALTHY = "unhealthy", "Unhealthy"
 
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     Status.UNKNOWN: "grey",
     Status.HEALTHY: "green",
     Status.DEGRADED: "amber",

@@ -68,7 +68,7 @@ async def identify(client: httpx.AsyncClient, host: str, port: int) -> Candidate
 
 
 async def _foundry_url() -> str | None:
-    cli = shutil.which(settings.TANGLAW_FOUNDRY_CLI)
+    cli = shutil.which(str(settings.TANGLAW_FOUNDRY_CLI))
     if not cli:
         return None
     for args in (("server", "status"), ("service", "status")):  # newer CLI, then older
@@ -86,7 +86,7 @@ async def _foundry_url() -> str | None:
 
 
 async def discover(ports: list[int] | None = None, host: str | None = None) -> list[Candidate]:
-    host = host or settings.TANGLAW_DISCOVERY_HOST
+    host = host or str(settings.TANGLAW_DISCOVERY_HOST)
     ports = ports if ports is not None else settings.TANGLAW_DISCOVERY_PORTS
     timeout = httpx.Timeout(2.0, connect=0.5)
     async with httpx.AsyncClient(timeout=timeout) as client:

@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404
 
 from console.choices import Role
 
-_ALL = {Role.ADMIN, Role.OPERATOR, Role.VIEWER}
-_OPERATE = {Role.ADMIN, Role.OPERATOR}
+_ALL = frozenset({Role.ADMIN, Role.OPERATOR, Role.VIEWER})
+_OPERATE = frozenset({Role.ADMIN, Role.OPERATOR})
 
-PERMISSIONS: dict[str, set[str]] = {
+PERMISSIONS: dict[str, frozenset[str]] = {
     "dashboard.view": _ALL,
     "backends.view": _ALL,
     "backends.change": _OPERATE,
@@ -27,7 +27,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "audit.view": _ALL,
     "audit.export": _ALL,
     "tokens.own": _ALL,
-    "users.manage": {Role.ADMIN},
+    "users.manage": frozenset({Role.ADMIN}),
 }
 
 # the write permission that guards changes to each model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -92,7 +93,7 @@ TEMPLATES = [
 ]
 
 
-def _database() -> dict:
+def _database() -> dict[str, Any]:
     url = env_str("DATABASE_URL")
     if not url:
         return {
@@ -116,7 +117,7 @@ def _database() -> dict:
         "django.db.backends.sqlite3",
     ):
         raise ImproperlyConfigured("DATABASE_URL must be postgres:// or sqlite://")
-    return config
+    return dict(config)
 
 
 def _require(module: str, extra: str, variable: str) -> None:

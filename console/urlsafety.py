@@ -122,4 +122,4 @@ def check_resolved(host: str, port: int) -> None:
     except (OSError, UnicodeError):
         return
     for info in infos:
-        check_ip(ipaddress.ip_address(info[4][0].split("%")[0]))
+        check_ip(ipaddress.ip_address(str(info[4][0]).split("%")[0]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,9 +11,7 @@ from console import audit
 from console.actions import Refused
 from console.audit import Actor
 from console.choices import AuditAction, Role
-from console.models import ApiToken
-
-User = get_user_model()
+from console.models import ApiToken, User
 
 
 def generate_password() -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from openai import AsyncOpenAI
+from openai import Timeout as OpenAITimeout
 from prometheus_client.parser import text_string_to_metric_families
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -115,7 +116,8 @@ class Adapter:
         return AsyncOpenAI(
             base_url=self.base_url + self.api_prefix,
             api_key=self.endpoint.api_key or "not-needed",
-            timeout=httpx.Timeout(self.endpoint.read_timeout_s,
+            # the SDK's own Timeout: openai 3.x runs on httpx2, not httpx
+            timeout=OpenAITimeout(self.endpoint.read_timeout_s,
                                   connect=self.endpoint.connect_timeout_s),
             max_retries=0,  # retries and fallback belong to the runtime
         )

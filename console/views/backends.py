@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -22,7 +24,7 @@ def _refresh_stale(backends: list[Backend]) -> None:
     """Re-probe backends whose status is older than TANGLAW_STATUS_MAX_AGE_S."""
     import asyncio
 
-    cutoff = timezone.now() - timezone.timedelta(seconds=settings.TANGLAW_STATUS_MAX_AGE_S)
+    cutoff = timezone.now() - timedelta(seconds=settings.TANGLAW_STATUS_MAX_AGE_S)
     stale = [b for b in backends if b.enabled and (not b.last_checked_at
                                                   or b.last_checked_at < cutoff)]
     if not stale:

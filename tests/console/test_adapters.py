@@ -143,6 +143,7 @@ def test_chat_client_has_key_timeouts_and_no_retries(fake):
     assert str(client.base_url).rstrip("/") == "http://127.0.0.1:11434/v1"
     assert client.api_key == "k-123"
     assert client.timeout.read == 42 and client.timeout.connect == 2
+    assert type(client.timeout).__module__.startswith(("openai", "httpx2"))
 
 
 # -- errors an operator can act on ------------------------------------------------

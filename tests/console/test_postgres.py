@@ -1,0 +1,70 @@
+"""The audit log on real PostgreSQL: the trigger refuses changes, concurrent appends never fork."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import Postgres
+
+pytestmark = pytest.mark.postgres  # a real server: part of the slow suite
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r'''
+import json, threading
+from django.db import DatabaseError, connection, transaction
+from console import audit
+from console.audit import Actor
+from console.models import AuditEvent
+
+def writer(n):
+    for i in range(25):
+        audit.record("backend.discovered", Actor.system(f"w{n}"), after={"i": i})
+    connection.close()
+
+threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+result = {"verify": audit.verify().__dict__}
+for name, statement in [("update", "UPDATE console_auditevent SET detail = 'x'"),
+                        ("delete", "DELETE FROM console_auditevent WHERE seq = 1"),
+                        ("truncate", "TRUNCATE console_auditevent")]:
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+        result[name] = "allowed"
+    except DatabaseError as exc:
+        result[name] = str(exc).splitlines()[0]
+result["count"] = AuditEvent.objects.count()
+result["seqs_unique"] = AuditEvent.objects.values("seq").distinct().count()
+print("RESULT" + json.dumps(result))
+'''
+
+
+def test_audit_on_postgresql(tmp_path):
+    pytest.importorskip("psycopg", reason="the postgres extra is part of make test")
+    server = Postgres().start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TANGLAW_", "DJANGO_"))}
+        env.update({"DATABASE_URL": server.url, "TANGLAW_DATA_DIR": str(tmp_path),
+                    "DJANGO_SETTINGS_MODULE": "console.settings"})
+
+        def manage(*args):
+            done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, done.stderr[-3000:]
+            return done.stdout
+
+        manage("migrate", "-v", "0")
+        out = manage("shell", "-c", SCRIPT)
+        result = json.loads(out.split("RESULT", 1)[1])
+        assert result["verify"]["ok"] is True and result["verify"]["checked"] == 100
+        assert result["count"] == result["seqs_unique"] == 100
+        for name in ("update", "delete", "truncate"):
+            assert "append-only" in result[name], result
+        assert "OK: 100 events checked" in manage("verify_audit")
+    finally:
+        server.stop()
