@@ -97,6 +97,11 @@ def _model_dict(model: ModelInfo) -> dict[str, Any]:
 
 async def probe(adapter: Adapter, *, with_models: bool = True) -> Report:
     """Health, then models and which are loaded. Never raises."""
+    async with adapter.session():
+        return await _probe(adapter, with_models=with_models)
+
+
+async def _probe(adapter: Adapter, *, with_models: bool) -> Report:
     try:
         health: Health = await adapter.health()
     except BackendError as exc:

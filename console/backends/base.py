@@ -7,6 +7,7 @@ message an operator can act on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -123,6 +124,20 @@ class Adapter:
         )
 
     # -- shared HTTP -------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def session(self):
+        """Share one pooled client across several calls (and keep its set-up out of
+        measured latency). A client passed in by the caller is used as is."""
+        if self._client is not None:
+            yield self
+            return
+        async with httpx.AsyncClient() as client:
+            self._client = client
+            try:
+                yield self
+            finally:
+                self._client = None
+
     def _headers(self) -> dict[str, str]:
         if self.endpoint.api_key:
             return {"Authorization": f"Bearer {self.endpoint.api_key}"}

@@ -234,3 +234,11 @@ def test_prometheus_parser_on_real_expositions():
 ])
 def test_base_url_normalisation(kind, url, expected):
     assert normalise_base_url(kind, url) == expected
+
+
+def test_probe_shares_one_connection(fake):
+    """One pooled client per probe: health, models and loaded models reuse the connection."""
+    engine = fake("ollama")
+    run(probe(adapter("ollama", engine.url)))
+    peers = {r["peer_port"] for r in engine.requests}
+    assert len(engine.requests) == 3 and len(peers) == 1  # one TCP connection

@@ -133,7 +133,8 @@ class FakeEngine:
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
         self.requests.append({"method": method, "path": req.path,
-                              "headers": dict(req.headers), "body": body})
+                              "headers": dict(req.headers), "body": body,
+                              "peer_port": req.client_address[1]})
         fault = self.fault
         if fault == "reset":
             # RST instead of FIN: linger 0 then close
