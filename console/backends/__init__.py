@@ -82,17 +82,10 @@ class Report:
 
 
 def _model_dict(model: ModelInfo) -> dict[str, Any]:
-    return {
-        "id": model.id,
-        "loaded": model.loaded,
-        "size_bytes": model.size_bytes,
-        "parameter_size": model.parameter_size,
-        "quantization": model.quantization,
-        "family": model.family,
-        "context_length": model.context_length,
-        "vram_bytes": model.vram_bytes,
-        "expires_at": model.expires_at.isoformat() if model.expires_at else None,
-    }
+    fields = asdict(model)
+    fields.pop("details")  # engine-specific extras stay out of reports
+    fields["expires_at"] = model.expires_at.isoformat() if model.expires_at else None
+    return fields
 
 
 async def probe(adapter: Adapter, *, with_models: bool = True) -> Report:

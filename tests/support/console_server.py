@@ -6,12 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from tests.support.llama_server import free_port
+from tests.support.llama_server import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "browser-test-passphrase"
@@ -33,15 +30,8 @@ class ConsoleServer:
         self.proc = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT,
                                      env=self.env, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"console exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/login/", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        if wait_until_up(self.proc, self.url + "/login/", self.log, timeout, "console"):
+            return self
         self.stop()
         raise RuntimeError("console did not start in time")
 

@@ -10,6 +10,21 @@ from pathlib import Path
 import httpx
 
 
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str) -> bool:
+    """Poll `url` until it answers 200; fail fast, with the log, if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,16 +54,8 @@ class LlamaServer:
              "--port", str(self.port), "--metrics", "--alias", self.alias, "-c", "512",
              "-t", "1", "--parallel", "2"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        if wait_until_up(self.proc, self.url + "/health", self.log, timeout, "llama-server"):
+            return self
         self.stop()
         raise RuntimeError("llama-server did not become healthy in time")
 
