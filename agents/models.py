@@ -1,0 +1,213 @@
+"""Agents, their tools, conversations and the record of every run."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from agents.choices import AgentKind, MessageRole, RunOutcome, ToolKind
+from console.models import Backend
+
+
+class Tool(models.Model):
+    """Something an agent may call: a built-in function, an HTTP endpoint or an MCP tool."""
+
+    name = models.CharField(max_length=64, unique=True,
+                            help_text="OpenAI-safe: letters, digits, _ and - (max 64)")
+    kind = models.CharField(max_length=16, choices=ToolKind.choices)
+    description = models.TextField()
+    parameters = models.JSONField(default=dict, help_text="JSON Schema of the arguments")
+    requires_approval = models.BooleanField(default=False)
+    timeout_s = models.FloatField(default=10.0)
+    config = models.JSONField(default=dict, blank=True, help_text="per-kind settings")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self if user.is_authenticated and user.is_active else self.none()
+
+
+class Agent(models.Model):
+    """A system prompt on a backend's model, with tools, limits and fallbacks."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=16, choices=AgentKind.choices,
+                            default=AgentKind.ASSISTANT)
+    system_prompt = models.TextField(blank=True, default="")
+    backend = models.ForeignKey(Backend, on_delete=models.PROTECT, related_name="agents")
+    model = models.CharField(max_length=200)
+    temperature = models.FloatField(default=0.7)
+    max_tokens = models.PositiveIntegerField(default=1024)
+    first_token_timeout_s = models.FloatField(default=60.0)
+    idle_timeout_s = models.FloatField(default=30.0)
+    turn_timeout_s = models.FloatField(default=300.0)
+    max_tool_iterations = models.PositiveSmallIntegerField(default=6)
+    tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+    log_content = models.BooleanField(default=False,
+                                      help_text="record message text in the audit log")
+    enabled = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentFallback(models.Model):
+    """The next backend+model to try, in order, when the one before fails before any token."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="fallbacks")
+    position = models.PositiveSmallIntegerField()
+    backend = models.ForeignKey(Backend, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["agent", "position"]
+        constraints = [models.UniqueConstraint(fields=["agent", "position"],
+                                               name="agents_fallback_agent_position")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} #{self.position}: {self.backend} {self.model}"
+
+
+class AgentVersion(models.Model):
+    """A saved state of an agent, kept with who saved it and when."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["agent", "-version"]
+        constraints = [models.UniqueConstraint(fields=["agent", "version"],
+                                               name="agents_version_agent_version")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} v{self.version}"
+
+
+class ConversationQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Own conversations; admins read everyone's."""
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        if user.effective_role == "admin":
+            return self
+        return self.filter(owner=user)
+
+
+class Conversation(models.Model):
+    """A chat between one user and one agent."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="conversations")
+    agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True,
+                              related_name="conversations")
+    title = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            # playground: the user's conversations, newest first
+            models.Index(fields=["owner", "-updated_at"], name="agents_conv_owner_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Run(models.Model):
+    """One turn's call(s) to a model: where it went, how fast, how it ended."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
+                                     related_name="runs")
+    agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, related_name="runs")
+    backend = models.ForeignKey(Backend, on_delete=models.SET_NULL, null=True,
+                                related_name="runs")
+    model = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    ttft_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
+    tokens_in = models.PositiveIntegerField(null=True, blank=True)
+    tokens_out = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_s = models.FloatField(null=True, blank=True)
+    usage_reported = models.BooleanField(default=False,
+                                         help_text="token counts came from the backend")
+    finish_reason = models.CharField(max_length=32, blank=True, default="")
+    outcome = models.CharField(max_length=16, choices=RunOutcome.choices)
+    error = models.TextField(blank=True, default="")
+    route = models.JSONField(null=True, blank=True,
+                             help_text="fallback/route decisions with reasons")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # monitoring: traffic per backend over a window
+            models.Index(fields=["backend", "started_at"], name="agents_run_backend_started"),
+            # monitoring: traffic per agent over a window
+            models.Index(fields=["agent", "started_at"], name="agents_run_agent_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.outcome})"
+
+
+class Message(models.Model):
+    """One message of a conversation, as sent to or received from the model."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
+                                     related_name="messages")
+    run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True,
+                            related_name="messages")
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    content = models.TextField(blank=True, default="")
+    tool_calls = models.JSONField(null=True, blank=True)
+    tool_call_id = models.CharField(max_length=100, blank=True, default="")
+    incomplete = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["conversation", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"
+
+
+class ToolCall(models.Model):
+    """One tool call a model made during a run, and what came of it."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_calls")
+    call_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=64)
+    arguments = models.JSONField(null=True, blank=True)
+    ok = models.BooleanField()
+    result_summary = models.TextField(blank=True, default="")
+    ms = models.FloatField(default=0)
+    approved_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["run", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'ok' if self.ok else 'error'})"

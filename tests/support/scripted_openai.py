@@ -1,0 +1,158 @@
+"""A scripted OpenAI-compatible streaming server: each chat request plays the next script.
+
+Script items: a dict (one SSE chunk's `choices[0].delta`-level description built
+with the helpers below), ("sleep", seconds), ("reset",) to drop the connection,
+("status", code, body) to answer an HTTP error instead, ("no_done",) to end
+without `data: [DONE]`. Tool calls can stream as fragments (vLLM/llama.cpp) or
+whole (Ollama/Foundry). Requests and disconnects are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def text(*pieces: str) -> list[dict]:
+    return [{"delta": {"content": p}} for p in pieces]
+
+
+def tool_fragments(call_id: str, name: str, arguments: str, index: int = 0,
+                   parts: int = 3) -> list[dict]:
+    """vLLM / llama.cpp style: id and name first, then the arguments in pieces."""
+    size = max(1, len(arguments) // parts + 1)
+    chunks = [{"delta": {"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                         "function": {"name": name, "arguments": ""}}]}}]
+    for start in range(0, len(arguments), size):
+        chunks.append({"delta": {"tool_calls": [{"index": index, "function": {
+            "arguments": arguments[start:start + size]}}]}})
+    return chunks
+
+
+def tool_whole(call_id: str, name: str, arguments: str, index: int = 0) -> list[dict]:
+    """Ollama / Foundry style: the whole call in one delta."""
+    return [{"delta": {"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                       "function": {"name": name, "arguments": arguments}}]}}]
+
+
+def finish(reason: str = "stop") -> list[dict]:
+    return [{"delta": {}, "finish_reason": reason}]
+
+
+def usage(prompt: int, completion: int) -> list[dict]:
+    return [{"usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                       "total_tokens": prompt + completion}}]
+
+
+class ScriptedOpenAI:
+    def __init__(self, model: str = "scripted-1"):
+        self.model = model
+        self.scripts: list[list[Any]] = []
+        self.requests: list[dict] = []
+        self.disconnects = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def add(self, *items) -> ScriptedOpenAI:
+        script: list[Any] = []
+        for item in items:
+            script.extend(item if isinstance(item, list) else [item])
+        self.scripts.append(script)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def start(self) -> ScriptedOpenAI:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = json.dumps({"object": "list", "data": [
+                    {"id": fake.model, "object": "model", "owned_by": "scripted"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                fake.requests.append(json.loads(self.rfile.read(length) or b"{}"))
+                script = fake.scripts.pop(0) if fake.scripts else text("(no script)") + finish()
+                fake.play(self, script)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def play(self, req: BaseHTTPRequestHandler, script: list[Any]) -> None:
+        for item in script:
+            if isinstance(item, tuple) and item[0] == "status":
+                raw = item[2]
+                body = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+                req.send_response(item[1])
+                req.send_header("Content-Type", "text/html" if body.startswith(b"<") else
+                                "application/json")
+                req.send_header("Content-Length", str(len(body)))
+                req.end_headers()
+                req.wfile.write(body)
+                return
+        req.send_response(200)
+        req.send_header("Content-Type", "text/event-stream")
+        req.send_header("Cache-Control", "no-cache")
+        req.send_header("Connection", "close")
+        req.end_headers()
+        req.close_connection = True
+        done = True
+        try:
+            for item in script:
+                if isinstance(item, tuple):
+                    if item[0] == "sleep":
+                        time.sleep(item[1])
+                    elif item[0] == "reset":
+                        req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                  struct.pack("ii", 1, 0))
+                        req.connection.close()
+                        return
+                    elif item[0] == "no_done":
+                        done = False
+                    continue
+                self._send(req, self.chunk(item))
+            if done:
+                req.wfile.write(b"data: [DONE]\n\n")
+                req.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.disconnects += 1
+
+    def chunk(self, item: dict) -> dict:
+        base = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": self.model}
+        if "usage" in item:
+            return {**base, "choices": [], "usage": item["usage"]}
+        return {**base, "choices": [{"index": 0, "delta": item["delta"],
+                                     "finish_reason": item.get("finish_reason")}]}
+
+    @staticmethod
+    def _send(req, payload: dict) -> None:
+        req.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        req.wfile.flush()
