@@ -15,7 +15,7 @@ from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 
 from console import audit
-from console.actions import Invalid
+from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions.audit import verify_chain
 from console.actions.security import record_denied
@@ -52,6 +52,11 @@ def need(request: HttpRequest, perm: str) -> None:
     if not has_perm(request.user, perm):
         record_denied(request, perm)
         raise HttpError(403, f"your role may not do this ({perm})")
+
+
+@api.exception_handler(Refused)
+def _refused(request, exc: Refused):
+    return api.create_response(request, {"detail": str(exc)}, status=409)
 
 
 @api.exception_handler(Invalid)

@@ -24,6 +24,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "backends.change": _OPERATE,
     "backends.test": _OPERATE,
     "backends.discover": _OPERATE,
+    "agents.view": _ALL,
+    "agents.change": _OPERATE,
+    "chat": _OPERATE,
+    "conversations.view": _ALL,
     "audit.view": _ALL,
     "audit.export": _ALL,
     "tokens.own": _ALL,
@@ -31,8 +35,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 # the write permission that guards changes to each model
-WRITE_PERMS = {"console.backend": "backends.change"}
-READ_PERMS = {"console.backend": "backends.view"}
+WRITE_PERMS = {"console.backend": "backends.change", "agents.agent": "agents.change"}
 
 
 def role_of(user) -> str | None:

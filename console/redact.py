@@ -6,7 +6,11 @@ import logging
 import re
 from typing import Any
 
-SECRET_NAME = re.compile(r"(key|token|secret|password|passwd|authorization|cookie)", re.I)
+# a key that is, or ends in, a secret word: api_key, access_token, password, X-Auth-Token…
+# (not tokens_out, api_key_set or api_key_last4)
+SECRET_NAME = re.compile(
+    r"(^|[_\-\s])(api[_\-]?key|key|token|secret|password|passwd|authorization|cookie|"
+    r"credentials?)$|^(key|token|secret|password|authorization|cookie)$", re.I)
 MASK = "********"
 
 _PATTERNS = [
@@ -29,7 +33,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         return {
             k: (MASK if SECRET_NAME.search(str(k)) and v not in (None, "", False, True)
-                and not str(k).endswith(("_set", "_last4")) else redact(v))
+                else redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

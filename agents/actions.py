@@ -1,0 +1,242 @@
+"""Agent changes (versioned, audited) and chat turns (run, then persisted in one transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.choices import MessageRole, RunOutcome
+from agents.forms import AgentForm
+from agents.models import Agent, AgentFallback, AgentVersion, Conversation, Message, Run, ToolCall
+from agents.runtime import Candidate, ToolSpec, TurnSettings, TurnState, run_turn
+from console import audit
+from console.actions import Invalid, Refused
+from console.audit import Actor
+from console.backends import adapter_for
+from console.choices import AuditAction, Outcome
+from console.models import Backend
+
+MAX_MESSAGE_CHARS = 64 * 1024
+HISTORY_MESSAGES = 40
+
+
+def snapshot(agent: Agent) -> dict[str, Any]:
+    return {
+        "name": agent.name, "description": agent.description, "kind": agent.kind,
+        "system_prompt": agent.system_prompt, "backend_id": agent.backend_id,
+        "model": agent.model, "temperature": agent.temperature, "max_tokens": agent.max_tokens,
+        "first_token_timeout_s": agent.first_token_timeout_s,
+        "idle_timeout_s": agent.idle_timeout_s, "turn_timeout_s": agent.turn_timeout_s,
+        "max_tool_iterations": agent.max_tool_iterations,
+        "tool_ids": sorted(agent.tools.values_list("pk", flat=True)),
+        "fallbacks": [{"backend_id": f.backend_id, "model": f.model}
+                      for f in agent.fallbacks.all()],
+        "log_content": agent.log_content, "enabled": agent.enabled,
+    }
+
+
+def _form_data(data: dict[str, Any]) -> dict[str, Any]:
+    form_data = dict(data)
+    if "backend_id" in form_data:
+        form_data["backend"] = form_data.pop("backend_id")
+    if "tool_ids" in form_data:
+        form_data["tools"] = form_data.pop("tool_ids")
+    return form_data
+
+
+def _clean_fallbacks(fallbacks: Any) -> list[tuple[Backend, str]]:
+    errors, cleaned = [], []
+    if not isinstance(fallbacks, list):
+        raise Invalid({"fallbacks": ["Give a list of {backend_id, model}."]})
+    backends = {b.pk: b for b in Backend.objects.filter(
+        pk__in=[f.get("backend_id") for f in fallbacks if isinstance(f, dict)])}
+    for i, item in enumerate(fallbacks):
+        if not isinstance(item, dict) or item.get("backend_id") not in backends:
+            errors.append(f"fallbacks[{i}]: unknown backend_id")
+        elif not str(item.get("model") or "").strip():
+            errors.append(f"fallbacks[{i}]: enter a model")
+        else:
+            cleaned.append((backends[item["backend_id"]], str(item["model"]).strip()))
+    if errors:
+        raise Invalid({"fallbacks": errors})
+    return cleaned
+
+
+def _save(actor: Actor, form: AgentForm, fallbacks: list | None, action: str,
+          before: dict | None) -> Agent:
+    cleaned = _clean_fallbacks(fallbacks) if fallbacks is not None else None
+    with transaction.atomic():
+        agent = form.save(commit=False)
+        if before is not None:
+            agent.version += 1
+        agent.save()
+        form.save_m2m()
+        if cleaned is not None:
+            agent.fallbacks.all().delete()
+            AgentFallback.objects.bulk_create(
+                AgentFallback(agent=agent, position=i, backend=b, model=m)
+                for i, (b, m) in enumerate(cleaned))
+        after = snapshot(agent)
+        unchanged = before is not None and after == before
+        if unchanged:
+            transaction.set_rollback(True)  # no new version for a save that changed nothing
+        else:
+            AgentVersion.objects.create(agent=agent, version=agent.version, snapshot=after,
+                                        created_by=actor.username)
+            audit.record(action, actor, target=agent, before=before, after=after)
+    return Agent.objects.get(pk=agent.pk) if unchanged else agent
+
+
+def create_agent(actor: Actor, data: dict[str, Any]) -> Agent:
+    form = AgentForm(data=_form_data(data))
+    if not form.is_valid():
+        raise Invalid(_errors(form), form)
+    return _save(actor, form, data.get("fallbacks", []), AuditAction.AGENT_CREATED, None)
+
+
+def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
+    before = snapshot(agent)
+    data = {**before, **{k: v for k, v in changes.items() if v is not None}}
+    form = AgentForm(data=_form_data(data), instance=agent)
+    if not form.is_valid():
+        raise Invalid(_errors(form), form)
+    return _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED, before)
+
+
+def delete_agent(actor: Actor, agent: Agent) -> None:
+    with transaction.atomic():
+        before, pk = snapshot(agent), agent.pk
+        agent.delete()
+        audit.record(AuditAction.AGENT_DELETED, actor, target_type="agents.agent",
+                     target_id=pk, before=before)
+
+
+def _errors(form) -> dict[str, list[str]]:
+    renamed = {"backend": "backend_id", "tools": "tool_ids"}
+    return {renamed.get(f, f): [e["message"] for e in errs]
+            for f, errs in form.errors.get_json_data().items()}
+
+
+# -- chat ------------------------------------------------------------------------
+
+def turn_settings(agent: Agent) -> TurnSettings:
+    """Everything the runtime needs, read from the database up front (sync)."""
+    candidates = [Candidate(adapter_for(agent.backend), agent.model, agent.backend_id,
+                            f"{agent.backend.name}/{agent.model}")]
+    for fallback in agent.fallbacks.select_related("backend"):
+        if fallback.backend.enabled:
+            candidates.append(Candidate(adapter_for(fallback.backend), fallback.model,
+                                        fallback.backend_id,
+                                        f"{fallback.backend.name}/{fallback.model}"))
+    tools = {t.name: ToolSpec(t.name, t.kind, t.description, t.parameters, t.timeout_s,
+                              t.requires_approval, t.config)
+             for t in agent.tools.filter(enabled=True)}
+    return TurnSettings(candidates=candidates, system_prompt=agent.system_prompt,
+                        temperature=agent.temperature, max_tokens=agent.max_tokens,
+                        first_token_timeout_s=agent.first_token_timeout_s,
+                        idle_timeout_s=agent.idle_timeout_s,
+                        turn_timeout_s=agent.turn_timeout_s,
+                        max_tool_iterations=agent.max_tool_iterations, tools=tools)
+
+
+def history(conversation: Conversation) -> list[dict[str, Any]]:
+    """The conversation as OpenAI messages: the recent part, starting at a user message."""
+    recent = list(conversation.messages.order_by("-id")[:HISTORY_MESSAGES])[::-1]
+    while recent and recent[0].role != MessageRole.USER:
+        recent.pop(0)
+    out: list[dict[str, Any]] = []
+    for m in recent:
+        if m.role == MessageRole.TOOL:
+            out.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
+        elif m.tool_calls:
+            out.append({"role": "assistant", "content": m.content or None,
+                        "tool_calls": m.tool_calls})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def start_turn(actor: Actor, user, agent: Agent, text: str,
+               conversation_id: int | None) -> tuple[Conversation, TurnSettings, list]:
+    """Check the request and load what the turn needs. Raises Invalid or Refused."""
+    if not agent.enabled:
+        raise Refused(f"the agent {agent.name} is disabled")
+    if not text.strip():
+        raise Invalid({"message": ["Type a message."]})
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise Invalid({"message": [f"Messages are limited to {MAX_MESSAGE_CHARS} characters."]})
+    if conversation_id is None:
+        conversation = Conversation(owner=user, agent=agent, title=text.strip()[:60])
+        past: list = []
+    else:
+        found = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+        if found is None:
+            raise Invalid({"conversation_id": ["No such conversation of yours."]})
+        conversation = found
+        if conversation.agent_id != agent.pk:
+            raise Invalid({"conversation_id": ["That conversation belongs to another agent."]})
+        past = history(conversation)
+    return conversation, turn_settings(agent), past
+
+
+def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: str,
+                 state: TurnState, started_at, *, cancelled: bool = False) -> Run:
+    """One short transaction: messages, the run with its timings, tool calls, audit events."""
+    outcome = (RunOutcome.CANCELLED if cancelled else RunOutcome.ERROR if state.error and
+               not state.text else RunOutcome.INCOMPLETE if state.incomplete
+               else RunOutcome.SUCCESS)
+    with transaction.atomic():
+        if conversation.pk is None:
+            conversation.save()
+        Message.objects.create(conversation=conversation, role=MessageRole.USER, content=text)
+        run = Run.objects.create(
+            conversation=conversation, agent=agent, backend_id=state.backend_id,
+            model=state.model or agent.model, started_at=started_at, ttft_ms=state.ttft_ms,
+            total_ms=state.total_ms, tokens_in=state.tokens_in, tokens_out=state.tokens_out,
+            tokens_per_s=state.tokens_per_s, usage_reported=state.usage_reported,
+            finish_reason=state.finish_reason, outcome=outcome, error=state.error,
+            route=state.route or None)
+        messages = state.messages or [{"role": "assistant", "content": state.text}]
+        if state.incomplete and messages[-1].get("role") != "assistant":
+            messages = [*messages, {"role": "assistant", "content": state.text}]
+        Message.objects.bulk_create([
+            Message(conversation=conversation, run=run, role=m["role"],
+                    content=m.get("content") or "", tool_calls=m.get("tool_calls"),
+                    tool_call_id=m.get("tool_call_id", ""),
+                    incomplete=state.incomplete and i == len(messages) - 1)
+            for i, m in enumerate(messages)])
+        ToolCall.objects.bulk_create([
+            ToolCall(run=run, call_id=c.call_id, name=c.name, arguments=c.arguments, ok=c.ok,
+                     result_summary=c.result_summary, ms=c.ms, approved_by=c.approved_by)
+            for c in state.tool_calls])
+        after = {"agent": agent.name, "backend_id": state.backend_id, "model": run.model,
+                 "chars_in": len(text), "chars_out": len(state.text), **state.metrics(),
+                 "outcome": outcome, "finish_reason": state.finish_reason,
+                 "tool_calls": len(state.tool_calls)}
+        if agent.log_content:
+            after.update({"message": text, "reply": state.text})
+        ok = outcome == RunOutcome.SUCCESS
+        audit.record(AuditAction.AGENT_TURN, actor, target=conversation, after=after,
+                     outcome=Outcome.SUCCESS if ok else Outcome.FAILURE, detail=state.error)
+        for decision in state.route:
+            audit.record(AuditAction.AGENT_ROUTED, actor, target=conversation, after=decision)
+        for c in state.tool_calls:
+            audit.record(AuditAction.TOOL_CALLED, actor, target=conversation,
+                         after={"name": c.name, "arguments": c.arguments, "ok": c.ok,
+                                "ms": round(c.ms, 1), "approved_by": c.approved_by},
+                         outcome=Outcome.SUCCESS if c.ok else Outcome.FAILURE,
+                         detail="" if c.ok else c.result_summary)
+    return run
+
+
+def chat(actor: Actor, user, agent: Agent, text: str,
+         conversation_id: int | None = None) -> tuple[Conversation, TurnState]:
+    """A whole turn for scripts (the same runtime the WebSocket uses, not streamed)."""
+    conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
+    started_at = timezone.now()
+    state = asyncio.run(run_turn(settings, past, text))
+    persist_turn(actor, agent, conversation, text, state, started_at)
+    return conversation, state

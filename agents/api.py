@@ -1,0 +1,247 @@
+"""Agents, tools, conversations and chat in the JSON API (mounted on console's /api/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ninja import Router, Schema, Status
+from ninja.errors import HttpError
+
+from agents import actions
+from agents.models import Agent, Conversation, Tool
+from console.api import need
+from console.audit import Actor
+
+router = Router(tags=["agents"])
+
+
+class FallbackSchema(Schema):
+    backend_id: int
+    model: str
+
+
+class AgentOut(Schema):
+    id: int
+    name: str
+    description: str
+    kind: str
+    backend_id: int
+    model: str
+    system_prompt: str
+    temperature: float
+    max_tokens: int
+    first_token_timeout_s: float
+    idle_timeout_s: float
+    turn_timeout_s: float
+    max_tool_iterations: int
+    tool_ids: list[int]
+    fallbacks: list[FallbackSchema]
+    log_content: bool
+    enabled: bool
+    version: int
+
+    @staticmethod
+    def resolve_tool_ids(agent: Agent) -> list[int]:
+        return sorted(t.pk for t in agent.tools.all())
+
+    @staticmethod
+    def resolve_fallbacks(agent: Agent) -> list[dict]:
+        return [{"backend_id": f.backend_id, "model": f.model} for f in agent.fallbacks.all()]
+
+
+class AgentIn(Schema):
+    name: str
+    description: str = ""
+    backend_id: int
+    model: str
+    system_prompt: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    first_token_timeout_s: float = 60.0
+    idle_timeout_s: float = 30.0
+    turn_timeout_s: float = 300.0
+    max_tool_iterations: int = 6
+    tool_ids: list[int] = []
+    fallbacks: list[FallbackSchema] = []
+    log_content: bool = False
+    enabled: bool = True
+
+
+class AgentPatch(Schema):
+    name: str | None = None
+    description: str | None = None
+    backend_id: int | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    first_token_timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+    turn_timeout_s: float | None = None
+    max_tool_iterations: int | None = None
+    tool_ids: list[int] | None = None
+    fallbacks: list[FallbackSchema] | None = None
+    log_content: bool | None = None
+    enabled: bool | None = None
+
+
+class VersionOut(Schema):
+    version: int
+    created_by: str
+    created_at: datetime
+    snapshot: dict[str, Any]
+
+
+class ToolOut(Schema):
+    id: int
+    name: str
+    kind: str
+    description: str
+    parameters: dict[str, Any]
+    requires_approval: bool
+    timeout_s: float
+    enabled: bool
+
+
+class ChatIn(Schema):
+    message: str
+    conversation_id: int | None = None
+
+
+class ToolCallOut(Schema):
+    name: str
+    arguments: Any
+    ok: bool
+    result_summary: str
+    ms: float
+
+
+class MetricsOut(Schema):
+    ttft_ms: float | None
+    tokens_in: int
+    tokens_out: int
+    tokens_per_s: float | None
+    total_ms: float | None
+
+
+class ChatOut(Schema):
+    conversation_id: int
+    reply: str
+    incomplete: bool
+    error: str
+    route: list[dict[str, Any]]
+    tool_calls: list[ToolCallOut]
+    metrics: MetricsOut
+
+
+class MessageOut(Schema):
+    id: int
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str
+    incomplete: bool
+    created_at: datetime
+
+
+class ConversationOut(Schema):
+    id: int
+    agent_id: int | None
+    owner: str
+    title: str
+    messages: list[MessageOut]
+
+    @staticmethod
+    def resolve_owner(conversation: Conversation) -> str:
+        return conversation.owner.username
+
+    @staticmethod
+    def resolve_messages(conversation: Conversation) -> list:
+        return list(conversation.messages.all())
+
+
+def _agent(request, pk: int) -> Agent:
+    agent = Agent.objects.for_user(request.user).prefetch_related("tools", "fallbacks").filter(
+        pk=pk).first()
+    if agent is None:
+        raise HttpError(404, "no such agent")
+    return agent
+
+
+def _payload(schema: Schema, **kwargs) -> dict[str, Any]:
+    data = schema.dict(**kwargs)
+    if data.get("fallbacks") is not None:
+        data["fallbacks"] = [dict(f) for f in data["fallbacks"]]
+    return data
+
+
+@router.get("/agents", response=list[AgentOut])
+def list_agents(request):
+    need(request, "agents.view")
+    return list(Agent.objects.for_user(request.user).prefetch_related("tools", "fallbacks"))
+
+
+@router.post("/agents", response={201: AgentOut, 422: dict})
+def create_agent(request, payload: AgentIn):
+    need(request, "agents.change")
+    agent = actions.create_agent(Actor.from_request(request), _payload(payload))
+    return Status(201, _agent(request, agent.pk))
+
+
+@router.get("/agents/{pk}", response=AgentOut)
+def get_agent(request, pk: int):
+    need(request, "agents.view")
+    return _agent(request, pk)
+
+
+@router.patch("/agents/{pk}", response={200: AgentOut, 422: dict})
+def patch_agent(request, pk: int, payload: AgentPatch):
+    need(request, "agents.change")
+    agent = actions.update_agent(Actor.from_request(request), _agent(request, pk),
+                                 _payload(payload, exclude_unset=True))
+    return _agent(request, agent.pk)
+
+
+@router.delete("/agents/{pk}", response={204: None})
+def delete_agent(request, pk: int):
+    need(request, "agents.change")
+    actions.delete_agent(Actor.from_request(request), _agent(request, pk))
+    return Status(204, None)
+
+
+@router.get("/agents/{pk}/versions", response=list[VersionOut])
+def agent_versions(request, pk: int):
+    need(request, "agents.view")
+    return list(_agent(request, pk).versions.all())
+
+
+@router.post("/agents/{pk}/chat", response={200: ChatOut, 409: dict, 422: dict})
+def chat(request, pk: int, payload: ChatIn):
+    """A whole turn for automation: the same runtime as the playground, not streamed."""
+    need(request, "chat")
+    conversation, state = actions.chat(Actor.from_request(request), request.user,
+                                       _agent(request, pk), payload.message,
+                                       payload.conversation_id)
+    return {"conversation_id": conversation.pk, "reply": state.text,
+            "incomplete": state.incomplete, "error": state.error, "route": state.route,
+            "tool_calls": [{"name": c.name, "arguments": c.arguments, "ok": c.ok,
+                            "result_summary": c.result_summary, "ms": round(c.ms, 1)}
+                           for c in state.tool_calls],
+            "metrics": state.metrics()}
+
+
+@router.get("/conversations/{pk}", response=ConversationOut)
+def get_conversation(request, pk: int):
+    need(request, "conversations.view")
+    conversation = Conversation.objects.for_user(request.user).select_related("owner").filter(
+        pk=pk).first()
+    if conversation is None:
+        raise HttpError(404, "no such conversation")
+    return conversation
+
+
+@router.get("/tools", response=list[ToolOut])
+def list_tools(request):
+    need(request, "agents.view")
+    return list(Tool.objects.all())
