@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP; the WebSocket router joins with the chat issue."""
+"""ASGI entry point: Django for HTTP, Channels for WebSockets."""
 
 import os
 
@@ -7,6 +7,18 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 django_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_app})
+from console.ws import websocket_stack  # noqa: E402
+
+# each app lists its WebSocket routes; console imports them by dotted path only
+websocket_urlpatterns = [
+    route for path in settings.TANGLAW_WEBSOCKET_ROUTES for route in import_string(path)
+]
+
+application = ProtocolTypeRouter({
+    "http": django_app,
+    "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
+})

@@ -242,3 +242,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+
+# WebSocket routes, by dotted path (console imports no app directly)
+TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns"]

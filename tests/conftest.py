@@ -83,3 +83,40 @@ def llama_server(tmp_path_factory):
     server = LlamaServer(tmp_path_factory.mktemp("llama")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def live_db(transactional_db):
+    """transactional_db whose teardown flush can empty the append-only audit table.
+
+    The triggers are (re)created for the test and dropped just before the flush.
+    """
+    from django.db import connection
+
+    from console.audit_schema import statements
+
+    with connection.cursor() as cursor:
+        for sql in statements(connection.vendor):
+            cursor.execute(sql)
+    yield
+    with connection.cursor() as cursor:
+        for sql in statements(connection.vendor, drop=True):
+            cursor.execute(sql)
+
+
+@pytest.fixture(autouse=True)
+def _audit_triggers(request):
+    """Tests on the normal db fixture always see the append-only triggers."""
+    uses_db = "db" in request.fixturenames or request.node.get_closest_marker("django_db")
+    if not uses_db or "live_db" in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("db")
+    from django.db import connection
+
+    from console.audit_schema import statements
+
+    with connection.cursor() as cursor:
+        for sql in statements(connection.vendor):
+            cursor.execute(sql)
+    yield

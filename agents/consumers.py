@@ -1,0 +1,190 @@
+"""The chat WebSocket at /ws/chat/: frames as in DESIGN.md.
+
+Every incoming message re-checks who the user is and what they may do, the
+frame size and the rate. A turn runs as a task owned by this connection;
+deltas are batched every ~20 ms; stop and disconnect cancel the task, which
+closes the upstream stream. Nothing touches the database per token: a turn
+ends with one short transaction (agents.actions.persist_turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from agents import actions
+from agents.models import Agent
+from agents.runtime import TurnState, run_turn
+from console.actions import Invalid, Refused
+from console.audit import Actor
+from console.permissions import has_perm
+from console.ws import current_user
+
+MAX_FRAME_BYTES = 64 * 1024
+RATE_MESSAGES, RATE_WINDOW_S = 20, 10.0
+BATCH_S = 0.02
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.turns: dict[int, asyncio.Task] = {}
+        self.approvals: dict[str, asyncio.Future] = {}
+        self.recent: list[float] = []
+        await self.accept()
+
+    async def disconnect(self, code):
+        for task in list(getattr(self, "turns", {}).values()):
+            task.cancel()
+        for task in list(getattr(self, "turns", {}).values()):
+            # the turn saves its partial and reports its own errors
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        # the socket may go away mid-turn; the turn still saves what it has
+        with contextlib.suppress(Exception):
+            await self.send(text_data=json.dumps(frame, default=str))
+
+    async def error(self, code: str, message: str, **extra) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            return await self.error("bad_frame", "send JSON text frames")
+        if len(text_data.encode()) > MAX_FRAME_BYTES:
+            return await self.error("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+        user = await current_user(self.scope)
+        if user is None:
+            await self.error("unauthenticated", "your session has ended; sign in again")
+            return await self.close(code=4401)
+        now = time.monotonic()
+        self.recent = [t for t in self.recent if now - t < RATE_WINDOW_S] + [now]
+        if len(self.recent) > RATE_MESSAGES:
+            return await self.error("rate_limited", f"more than {RATE_MESSAGES} messages in "
+                                    f"{RATE_WINDOW_S:g}s; slow down", retry_after=RATE_WINDOW_S)
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            return await self.error("bad_json", "the frame is not valid JSON")
+        if not isinstance(frame, dict):
+            return await self.error("bad_frame", "a frame is a JSON object with a type")
+        kind = frame.get("type")
+        if kind in ("user_message", "approve", "deny", "stop") and not has_perm(user, "chat"):
+            return await self.error("forbidden", "your role may read conversations but not chat")
+        if kind == "user_message":
+            return await self.user_message(user, frame)
+        if kind == "stop":
+            task = self.turns.get(frame.get("conversation_id"))  # type: ignore[arg-type]
+            if task is not None:
+                task.cancel()
+            return None
+        if kind in ("approve", "deny"):
+            future = self.approvals.get(str(frame.get("tool_call_id")))
+            if future is None or future.done():
+                return await self.error("unknown_tool_call", "no call is waiting for approval "
+                                        "with that id")
+            allowed = kind == "approve"
+            future.set_result((allowed, user.username if allowed else f"denied by "
+                               f"{user.username}"))
+            return None
+        return await self.error("unknown_type", f"unknown frame type {kind!r}")
+
+    async def user_message(self, user, frame: dict[str, Any]) -> None:
+        agent_id, conversation_id, text = (frame.get("agent_id"), frame.get("conversation_id"),
+                                           frame.get("text"))
+        if not isinstance(agent_id, int) or isinstance(agent_id, bool):
+            return await self.error("invalid", "agent_id must be an integer", field="agent_id")
+        if conversation_id is not None and not isinstance(conversation_id, int):
+            return await self.error("invalid", "conversation_id must be an integer or null",
+                                    field="conversation_id")
+        if not isinstance(text, str):
+            return await self.error("invalid", "text must be a string", field="text")
+        if conversation_id in self.turns:
+            return await self.error("busy", "a turn is already running in this conversation")
+        actor = Actor(user_id=user.pk, username=user.username, role=user.effective_role,
+                      ip=(self.scope.get("client") or [None])[0],
+                      correlation_id=uuid.uuid4().hex)
+        try:
+            agent, conversation, settings, past = await database_sync_to_async(self._prepare)(
+                actor, user, agent_id, text, conversation_id)
+        except (Invalid, Refused) as exc:
+            errors = getattr(exc, "errors", {})
+            return await self.error("invalid" if errors else "refused", str(exc),
+                                    field=next(iter(errors), None))
+        task = asyncio.create_task(self.turn(actor, agent, conversation, text, settings, past))
+        self.turns[conversation.pk] = task
+
+        def finished(_task: asyncio.Task, pk: int = conversation.pk) -> None:
+            self.turns.pop(pk, None)
+
+        task.add_done_callback(finished)
+
+    @staticmethod
+    def _prepare(actor, user, agent_id, text, conversation_id):
+        agent = Agent.objects.select_related("backend").filter(pk=agent_id).first()
+        if agent is None:
+            raise Invalid({"agent_id": ["No such agent."]})
+        conversation, settings, past = actions.start_turn(actor, user, agent, text,
+                                                          conversation_id)
+        if conversation.pk is None:
+            conversation.save()  # the client needs its id now, for stop and the next turn
+        return agent, conversation, settings, past
+
+    async def turn(self, actor, agent, conversation, text, settings, past) -> None:
+        turn_id = uuid.uuid4().hex
+        await self.send_json({"type": "turn_started", "conversation_id": conversation.pk,
+                              "turn_id": turn_id})
+        buffer: list[str] = []
+        last_flush = time.monotonic()
+
+        async def flush() -> None:
+            nonlocal last_flush
+            if buffer:
+                text_out = "".join(buffer)
+                buffer.clear()
+                await self.send_json({"type": "delta", "text": text_out})
+            last_flush = time.monotonic()
+
+        async def emit(frame: dict[str, Any]) -> None:
+            if frame["type"] == "delta":
+                buffer.append(frame["text"])
+                if time.monotonic() - last_flush >= BATCH_S:
+                    await flush()
+                return
+            await flush()
+            await self.send_json(frame)
+
+        async def approve(call: dict[str, Any]):
+            future = asyncio.get_running_loop().create_future()
+            self.approvals[call["id"]] = future
+            try:
+                return await future
+            finally:
+                self.approvals.pop(call["id"], None)
+
+        state, started_at, cancelled = TurnState(), timezone.now(), False
+        try:
+            await run_turn(settings, past, text, emit=emit, approve=approve, state=state)
+        except asyncio.CancelledError:
+            cancelled = True
+            state.incomplete = True
+            state.finish_reason = "cancelled"
+        finally:
+            await flush()
+            await database_sync_to_async(actions.persist_turn)(
+                actor, agent, conversation, text, state, started_at, cancelled=cancelled)
+            await self.send_json({"type": "done", "conversation_id": conversation.pk,
+                                  "turn_id": turn_id, "finish_reason": state.finish_reason,
+                                  "incomplete": state.incomplete, "metrics": state.metrics()})

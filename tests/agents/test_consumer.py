@@ -1,0 +1,261 @@
+"""The chat WebSocket end to end: frames, authorisation on every message, stop, disconnect."""
+
+import asyncio
+import time
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from agents.models import Agent, Conversation, Message, Run, Tool
+from agents.tools.builtin import SPECS
+from console.asgi import application
+from console.models import AuditEvent, Backend
+from tests.support.scripted_openai import ScriptedOpenAI, finish, text, tool_whole, usage
+
+pytestmark = pytest.mark.usefixtures("live_db")
+
+
+@pytest.fixture
+def scripted():
+    server = ScriptedOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def agent(scripted):
+    backend = Backend.objects.create(name="s", kind="openai_compatible", base_url=scripted.url)
+    agent = Agent.objects.create(name="helper", backend=backend, model="scripted-1",
+                                 idle_timeout_s=5)
+    # transactional tests flush the seeded rows: bring the built-in tool back
+    spec = SPECS["calculator"]
+    tool, _ = Tool.objects.get_or_create(name="calculator", defaults={
+        "kind": "builtin", "description": spec["description"], "parameters": spec["parameters"]})
+    agent.tools.add(tool)
+    return agent
+
+
+def cookie_for(user):
+    client = Client()
+    client.force_login(user)
+    return client, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def connect(cookie=None, origin=b"http://localhost", token=None):
+    headers = []
+    if origin:
+        headers.append((b"origin", origin))
+    if cookie:
+        headers.append((b"cookie", cookie))
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    return WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+
+
+async def frames_until(ws, kind, timeout=10):
+    frames = []
+    while True:
+        frame = await ws.receive_json_from(timeout=timeout)
+        frames.append(frame)
+        if frame["type"] == kind:
+            return frames
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_streamed_turn_frames_and_stored_rows(operator_user, agent, scripted):
+    scripted.add(text(*["word "] * 50), finish(), usage(9, 50))
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "talk"})
+        frames = await frames_until(ws, "done")
+        await ws.disconnect()
+        return frames
+
+    frames = run(main())
+    assert frames[0]["type"] == "turn_started"
+    deltas = [f for f in frames if f["type"] == "delta"]
+    assert "".join(f["text"] for f in deltas) == "word " * 50
+    assert len(deltas) < 50  # batched, never the whole text twice
+    done = frames[-1]
+    assert done["incomplete"] is False and done["metrics"]["tokens_out"] == 50
+    conversation = Conversation.objects.get(pk=frames[0]["conversation_id"])
+    assert list(conversation.messages.values_list("role", flat=True)) == ["user", "assistant"]
+    assert Run.objects.get().outcome == "success"
+    assert AuditEvent.objects.filter(action="agent.turn", actor="oscar").count() == 1
+
+
+def test_tool_cards_and_approval_over_the_socket(operator_user, agent, scripted):
+    Tool.objects.filter(name="calculator").update(requires_approval=True)
+    scripted.add(tool_whole("call-1", "calculator", '{"expression": "2+2"}'),
+                 finish("tool_calls"))
+    scripted.add(text("4"), finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "2+2?"})
+        before = await frames_until(ws, "approval_required")
+        await ws.send_json_to({"type": "approve", "tool_call_id": "call-1"})
+        after = await frames_until(ws, "done")
+        await ws.disconnect()
+        return before + after
+
+    frames = run(main())
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("tool_call") < kinds.index("approval_required") < kinds.index(
+        "tool_result")
+    result = next(f for f in frames if f["type"] == "tool_result")
+    assert result["ok"] is True and '"result": 4' in result["summary"]
+    assert AuditEvent.objects.get(action="tool.called").after["approved_by"] == "oscar"
+
+
+def test_refusals_by_frame(operator_user, viewer_user, admin_user, agent, scripted):
+    scripted.add(text("hi"), finish())
+    _, viewer_cookie = cookie_for(viewer_user)
+    _, operator_cookie = cookie_for(operator_user)
+    other = Conversation.objects.create(owner=admin_user, agent=agent, title="admin's")
+
+    async def main():
+        viewer = connect(viewer_cookie)
+        await viewer.connect()
+        await viewer.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                                   "conversation_id": None, "text": "hi"})
+        forbidden = await viewer.receive_json_from()
+        await viewer.disconnect()
+        ws = connect(operator_cookie)
+        await ws.connect()
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": other.pk, "text": "hi"})
+        not_mine = await ws.receive_json_from()
+        await ws.send_to(text_data="x" * (64 * 1024 + 1))
+        too_large = await ws.receive_json_from()
+        await ws.send_to(text_data="{nope")
+        bad_json = await ws.receive_json_from()
+        await ws.send_json_to({"type": "user_message", "agent_id": "1", "text": "hi"})
+        bad_type = await ws.receive_json_from()
+        await ws.disconnect()
+        return forbidden, not_mine, too_large, bad_json, bad_type
+
+    forbidden, not_mine, too_large, bad_json, bad_type = run(main())
+    assert forbidden["code"] == "forbidden"
+    assert not_mine["code"] == "invalid" and not_mine["field"] == "conversation_id"
+    assert too_large["code"] == "too_large"
+    assert bad_json["code"] == "bad_json"
+    assert bad_type["field"] == "agent_id"
+    assert scripted.requests == [] and not Message.objects.exists()
+
+
+def test_message_flood_is_rate_limited(operator_user, agent):
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        codes = []
+        for _ in range(25):
+            await ws.send_json_to({"type": "stop", "conversation_id": 1})
+        while not await ws.receive_nothing(timeout=0.3):
+            codes.append((await ws.receive_json_from())["code"])
+        await ws.disconnect()
+        return codes
+
+    codes = run(main())
+    assert codes and set(codes) == {"rate_limited"} and len(codes) == 5
+
+
+def test_logged_out_session_is_refused_and_closed(operator_user, agent):
+    client, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        assert (await ws.connect())[0]
+        await asyncio.to_thread(client.post, "/logout/")
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "still there?"})
+        frame = await ws.receive_json_from()
+        closed = await ws.receive_output()
+        return frame, closed
+
+    frame, closed = run(main())
+    assert frame["code"] == "unauthenticated"
+    assert closed == {"type": "websocket.close", "code": 4401}
+
+
+def test_anonymous_and_cross_origin_cookie_sockets_are_refused(operator_user):
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        anonymous = await connect(None).connect()
+        evil = await connect(cookie, origin=b"http://evil.example").connect()
+        return anonymous, evil
+
+    anonymous, evil = run(main())
+    assert anonymous[0] is False and evil[0] is False
+
+
+def test_bearer_token_socket_needs_no_origin(operator_user, agent, scripted):
+    from console.actions.users import create_token
+    from console.audit import Actor
+
+    _, raw = create_token(Actor.system(), operator_user, "script")
+    scripted.add(text("hello script"), finish())
+
+    async def main():
+        ws = connect(origin=None, token=raw)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "hi"})
+        frames = await frames_until(ws, "done")
+        await ws.disconnect()
+        return frames
+
+    frames = run(main())
+    assert "".join(f["text"] for f in frames if f["type"] == "delta") == "hello script"
+
+
+@pytest.mark.parametrize("how", ["stop", "disconnect"])
+def test_stop_and_disconnect_close_upstream_and_keep_the_partial(operator_user, agent,
+                                                                 scripted, how):
+    scripted.add(*[[("sleep", 0.05)] + text("x") for _ in range(400)], finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "long"})
+        started = await ws.receive_json_from()
+        await ws.receive_json_from(timeout=5)  # a first delta
+        stopped_at = time.monotonic()
+        if how == "stop":
+            await ws.send_json_to({"type": "stop", "conversation_id": started["conversation_id"]})
+            done = await frames_until(ws, "done")
+            await ws.disconnect()
+        else:
+            await ws.disconnect()
+            done = None
+        while scripted.disconnects == 0 and time.monotonic() - stopped_at < 1.0:
+            await asyncio.sleep(0.02)
+        return stopped_at, done
+
+    stopped_at, done = run(main())
+    assert scripted.disconnects == 1  # the upstream stream was closed within a second
+    if done:
+        assert done[-1]["incomplete"] is True and done[-1]["finish_reason"] == "cancelled"
+    deadline = time.monotonic() + 5
+    while not Run.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run_row = Run.objects.get()
+    assert run_row.outcome == "cancelled"
+    reply = Message.objects.filter(role="assistant").get()
+    assert reply.incomplete and reply.content.startswith("x") and len(reply.content) < 400
