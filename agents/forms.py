@@ -10,13 +10,18 @@ from agents.models import Agent
 class AgentForm(forms.ModelForm):
     temperature = forms.FloatField(min_value=0, max_value=2, initial=0.7)
     max_tokens = forms.IntegerField(min_value=1, max_value=131072, initial=1024)
-    first_token_timeout_s = forms.FloatField(min_value=1, max_value=600, initial=60)
-    idle_timeout_s = forms.FloatField(min_value=1, max_value=600, initial=30)
-    turn_timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=300)
+    first_token_timeout_s = forms.FloatField(min_value=1, max_value=600, initial=60,
+                                             label="First-token deadline (s)")
+    idle_timeout_s = forms.FloatField(min_value=1, max_value=600, initial=30,
+                                      label="Idle gap deadline (s)")
+    turn_timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=300,
+                                      label="Whole-turn deadline (s)")
     max_tool_iterations = forms.IntegerField(min_value=1, max_value=20, initial=6)
 
     class Meta:
         model = Agent
+        widgets = {"description": forms.Textarea(attrs={"rows": 2}),
+                   "system_prompt": forms.Textarea(attrs={"rows": 6})}
         # `kind` (router) joins with routing; every agent is an assistant until then
         fields = ["name", "description", "system_prompt", "backend", "model",
                   "temperature", "max_tokens", "first_token_timeout_s", "idle_timeout_s",

@@ -245,3 +245,4 @@ LOGGING = {
 
 # WebSocket routes, by dotted path (console imports no app directly)
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns"]
+TANGLAW_APP_URLS = ["agents.urls"]

@@ -1,6 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
 from console.api import api
 from console.views import accounts, audit, backends
@@ -40,5 +41,7 @@ urlpatterns = [
     path("audit/export.<export_format:fmt>", audit.audit_export, name="audit_export"),
     path("audit/verify/", audit.audit_verify, name="audit_verify"),
     path("admin/", admin.site.urls),
+    # app pages, by dotted path (console imports no app module directly)
+    *[path("", include(module)) for module in settings.TANGLAW_APP_URLS],
     path("api/", api.urls),
 ]

@@ -4,8 +4,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.support.console_server import ConsoleServer
+from tests.support.console_server import ADMIN_PASSWORD, ConsoleServer
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -55,3 +56,13 @@ def page(browser):
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, console):
+    page.goto(console.url + "/")
+    expect(page.get_by_role("heading", name="Sign in to Tanglaw")).to_be_visible()
+    shot(page, "login")
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()

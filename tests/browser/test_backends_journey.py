@@ -5,20 +5,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import shot
-from tests.support.console_server import ADMIN_PASSWORD
+from tests.browser.conftest import shot, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.engine]
-
-
-def sign_in(page, console):
-    page.goto(console.url + "/")
-    expect(page.get_by_role("heading", name="Sign in to Tanglaw")).to_be_visible()
-    shot(page, "login")
-    page.get_by_label("User name").fill("admin")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
 def test_register_llama_server_and_test_connection(page, console, llama_server):

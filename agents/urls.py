@@ -1,0 +1,13 @@
+from django.urls import path
+
+from agents import views
+
+urlpatterns = [
+    path("agents/", views.agent_list, name="agent_list"),
+    path("agents/new/", views.agent_create, name="agent_create"),
+    path("agents/<int:pk>/", views.agent_detail, name="agent_detail"),
+    path("agents/<int:pk>/edit/", views.agent_edit, name="agent_edit"),
+    path("agents/<int:pk>/delete/", views.agent_delete, name="agent_delete"),
+    path("agents/model-options/", views.model_options, name="agent_model_options"),
+    path("playground/", views.playground, name="playground"),
+]

@@ -1,0 +1,141 @@
+"""Agent pages and the chat playground."""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from agents import actions
+from agents.forms import AgentForm
+from agents.models import Agent, Conversation, Tool
+from console.actions import Invalid
+from console.audit import Actor
+from console.backends import adapter_for
+from console.backends.base import BackendError
+from console.models import Backend
+from console.permissions import get_object_for_user, has_perm, require
+
+
+@require("agents.view")
+def agent_list(request):
+    agents = Agent.objects.for_user(request.user).select_related("backend").prefetch_related(
+        "tools")
+    return render(request, "agents/agent_list.html", {
+        "agents": agents, "has_backends": Backend.objects.exists()})
+
+
+def _form_context(form, agent):
+    selected = {str(v) for v in (form["tools"].value() or [])}
+    return {"form": form, "agent": agent, "tools": Tool.objects.filter(enabled=True),
+            "selected_tools": selected}
+
+
+@require("agents.change")
+def model_options(request):
+    """<option>s for the model field: what the chosen backend serves right now."""
+    backend = Backend.objects.filter(pk=request.GET.get("backend") or 0).first()
+    names: list[str] = []
+    error = ""
+    if backend is not None:
+        try:
+            names = [m.id for m in asyncio.run(_list_models(backend))]
+        except BackendError as exc:
+            error = exc.message
+    return render(request, "agents/partials/model_options.html",
+                  {"names": names, "error": error})
+
+
+async def _list_models(backend):
+    adapter = adapter_for(backend)
+    async with adapter.session():
+        return await adapter.list_models()
+
+
+@require("agents.change")
+@require_http_methods(["GET", "POST"])
+def agent_create(request):
+    form = AgentForm(initial={"backend": request.GET.get("backend")})
+    if request.method == "POST":
+        try:
+            agent = actions.create_agent(Actor.from_request(request), _post_data(request))
+        except Invalid as exc:
+            form = exc.form or form
+        else:
+            messages.success(request, f"Created {agent.name}. Try it in the playground.")
+            return redirect("agent_detail", pk=agent.pk)
+    return render(request, "agents/agent_form.html", _form_context(form, None))
+
+
+@require("agents.change")
+@require_http_methods(["GET", "POST"])
+def agent_edit(request, pk):
+    agent = get_object_for_user(request, Agent, pk, write=True)
+    form = AgentForm(instance=agent)
+    if request.method == "POST":
+        try:
+            actions.update_agent(Actor.from_request(request), agent, _post_data(request))
+        except Invalid as exc:
+            form = exc.form or form
+        else:
+            messages.success(request, f"Saved {agent.name}.")
+            return redirect("agent_detail", pk=agent.pk)
+    return render(request, "agents/agent_form.html", _form_context(form, agent))
+
+
+def _post_data(request) -> dict:
+    data = request.POST.dict()
+    data["tool_ids"] = request.POST.getlist("tools")
+    data.pop("tools", None)
+    data["backend_id"] = data.pop("backend", None)
+    for box in ("enabled", "log_content"):
+        data[box] = box in request.POST
+    return data
+
+
+@require("agents.view")
+def agent_detail(request, pk):
+    agent = get_object_for_user(request, Agent, pk)
+    return render(request, "agents/agent_detail.html", {
+        "agent": agent, "versions": agent.versions.all()[:20],
+        "tools": agent.tools.all(), "fallbacks": agent.fallbacks.select_related("backend")})
+
+
+@require("agents.change")
+@require_http_methods(["GET", "POST"])
+def agent_delete(request, pk):
+    agent = get_object_for_user(request, Agent, pk, write=True)
+    if request.method == "POST":
+        actions.delete_agent(Actor.from_request(request), agent)
+        messages.success(request, f"Deleted {agent.name}.")
+        return redirect("agent_list")
+    return render(request, "agents/agent_delete.html", {"agent": agent})
+
+
+@require("conversations.view")
+def playground(request):
+    agents = list(Agent.objects.for_user(request.user).filter(enabled=True).select_related(
+        "backend"))
+    conversations = Conversation.objects.for_user(request.user).select_related(
+        "agent", "owner")[:50]
+    current = None
+    if request.GET.get("c", "").isdigit():
+        current = get_object_or_404(Conversation.objects.for_user(request.user),
+                                    pk=int(request.GET["c"]))
+    selected = current.agent if current else None
+    if selected is None and request.GET.get("agent", "").isdigit():
+        selected = next((a for a in agents if a.pk == int(request.GET["agent"])), None)
+    selected = selected or (agents[0] if agents else None)
+    transcript = []
+    if current:
+        runs = {r.pk: r for r in current.runs.all()}
+        for m in current.messages.all():
+            transcript.append({"m": m, "run": runs.get(m.run_id) if m.role == "assistant"
+                               and not m.tool_calls else None})
+    can_chat = has_perm(request.user, "chat") and (current is None
+                                                   or current.owner_id == request.user.pk)
+    return render(request, "agents/playground.html", {
+        "agents": agents, "conversations": conversations, "current": current,
+        "selected": selected, "transcript": transcript, "can_chat": can_chat})

@@ -1,0 +1,167 @@
+// Tanglaw playground: streams a chat over /ws/chat/ (frames described in docs/decisions.md).
+// Model output is untrusted: it is only ever set as textContent, never parsed as HTML.
+
+const form = document.getElementById("composer");
+const picker = document.getElementById("agent-picker");
+
+if (picker) {
+  picker.addEventListener("change", () => {
+    window.location.search = `?agent=${encodeURIComponent(picker.value)}`;
+  });
+}
+
+if (form) {
+  const transcript = document.getElementById("transcript");
+  const input = document.getElementById("message");
+  const send = document.getElementById("send");
+  const stop = document.getElementById("stop");
+  const regenerate = document.getElementById("regenerate");
+  const status = document.getElementById("status");
+  let conversationId = form.dataset.conversation ? Number(form.dataset.conversation) : null;
+  let lastText = "";
+  let current = null; // {body, el} of the assistant message being streamed
+  const cards = new Map();
+  let socket = null;
+  let queue = [];
+
+  const el = (tag, cls, text) => {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const add = (node) => {
+    document.getElementById("transcript-empty")?.remove();
+    transcript.append(node);
+    node.scrollIntoView({ block: "end" });
+    return node;
+  };
+  const busy = (on) => {
+    send.disabled = on;
+    stop.disabled = !on;
+    regenerate.disabled = on || !lastText;
+    status.textContent = on ? "Generating…" : "";
+  };
+  const assistant = () => {
+    if (!current) {
+      const box = el("div", "msg msg-assistant");
+      box.append(el("div", "who", picker ? picker.selectedOptions[0].text.split(" — ")[0] : "Agent"));
+      const body = el("div", "body");
+      box.append(body);
+      current = { el: add(box), body };
+    }
+    return current;
+  };
+
+  const handlers = {
+    turn_started(f) {
+      conversationId = f.conversation_id;
+      form.dataset.conversation = String(conversationId);
+      if (picker) picker.disabled = true;
+      history.replaceState(null, "", `?c=${conversationId}`);
+    },
+    delta(f) { assistant().body.textContent += f.text; },
+    tool_call(f) {
+      current = null;
+      const card = el("details", "tool-card");
+      card.open = true;
+      const summary = el("summary");
+      summary.append("Tool call ", el("code", "", f.name), " ");
+      const state = el("small", "muted", "running…");
+      summary.append(state);
+      card.append(summary, el("pre", "json", f.arguments));
+      cards.set(f.id, { card, state });
+      add(card);
+    },
+    approval_required(f) {
+      const entry = cards.get(f.id);
+      if (!entry) return;
+      entry.state.textContent = "needs your approval";
+      const row = el("div", "actions");
+      for (const [label, type] of [["Approve", "approve"], ["Deny", "deny"]]) {
+        const button = el("button", type === "deny" ? "secondary" : "", label);
+        button.type = "button";
+        button.addEventListener("click", () => {
+          socket.send(JSON.stringify({ type, tool_call_id: f.id }));
+          row.remove();
+        });
+        row.append(button);
+      }
+      entry.card.append(row);
+      row.querySelector("button").focus();
+    },
+    tool_result(f) {
+      const entry = cards.get(f.id);
+      if (!entry) return;
+      entry.state.textContent = `${f.ok ? "ok" : "failed"} · ${Math.round(f.ms)} ms`;
+      if (!f.ok) entry.card.classList.add("failed");
+      entry.card.append(el("pre", "json", f.summary));
+      entry.card.open = false;
+    },
+    route(f) { add(el("div", "route-badge", `↪ ${f.agent}: ${f.reason}`)); },
+    error(f) { add(el("div", "error-line", `⚠ ${f.message}`)); if (!current) busy(false); },
+    done(f) {
+      const target = assistant();
+      const m = f.metrics || {};
+      const fmt = (v, unit) => (v === null || v === undefined ? "—" : `${Math.round(v)}${unit}`);
+      target.el.append(el("div", "timings",
+        `TTFT ${fmt(m.ttft_ms, " ms")} · ${m.tokens_per_s ?? "—"} tok/s · total ${fmt(m.total_ms, " ms")}` +
+        ` · ${m.tokens_in ?? "—"} in / ${m.tokens_out ?? "—"} out` + (f.incomplete ? " · incomplete" : "")));
+      if (f.incomplete) target.el.classList.add("incomplete");
+      current = null;
+      busy(false);
+      input.focus();
+    },
+  };
+
+  const connect = () => {
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${window.location.host}${form.dataset.ws}`);
+    socket.addEventListener("open", () => { queue.forEach((m) => socket.send(m)); queue = []; });
+    socket.addEventListener("message", (event) => {
+      const frame = JSON.parse(event.data);
+      (handlers[frame.type] || (() => {}))(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      if (event.code === 4401) {
+        status.textContent = "Your session ended. Sign in again.";
+        send.disabled = true;
+        return;
+      }
+      busy(false);
+      setTimeout(connect, 1000);
+    });
+  };
+  connect();
+
+  const submit = (text) => {
+    if (!text.trim()) return;
+    lastText = text;
+    add(el("div", "msg msg-user")).append(el("div", "who", "You"), el("div", "body", text));
+    current = null;
+    busy(true);
+    const frame = JSON.stringify({
+      type: "user_message", agent_id: Number(form.dataset.agent),
+      conversation_id: conversationId, text,
+    });
+    if (socket.readyState === WebSocket.OPEN) socket.send(frame); else queue.push(frame);
+  };
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value;
+    input.value = "";
+    submit(text);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  stop.addEventListener("click", () => {
+    socket.send(JSON.stringify({ type: "stop", conversation_id: conversationId }));
+  });
+  regenerate.addEventListener("click", () => submit(lastText));
+  input.focus();
+}

@@ -1,0 +1,81 @@
+"""Agent pages and the playground: roles, forms, model options, stored text shown escaped."""
+
+import pytest
+from django.test import Client
+
+from agents.models import Agent, Conversation, Message, Tool
+from console.models import AuditEvent, Backend
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def agent(db, fake):
+    backend = Backend.objects.create(name="o", kind="ollama", base_url=fake("ollama").url)
+    return Agent.objects.create(name="helper", backend=backend, model="qwen2.5:0.5b")
+
+
+PAGES = [("agent_list", False, {"admin", "operator", "viewer"}),
+         ("agent_detail", True, {"admin", "operator", "viewer"}),
+         ("agent_create", False, {"admin", "operator"}),
+         ("agent_edit", True, {"admin", "operator"}),
+         ("agent_delete", True, {"admin", "operator"}),
+         ("playground", False, {"admin", "operator", "viewer"})]
+
+
+@pytest.mark.parametrize("persona", ["admin", "operator", "viewer", "anonymous"])
+@pytest.mark.parametrize("name,needs_pk,allowed", PAGES, ids=[p[0] for p in PAGES])
+def test_pages_by_role(request, agent, persona, name, needs_pk, allowed):
+    from django.urls import reverse
+
+    client = Client() if persona == "anonymous" else request.getfixturevalue(f"{persona}_client")
+    response = client.get(reverse(name, args=[agent.pk] if needs_pk else []))
+    expected = 302 if persona == "anonymous" else 200 if persona in allowed else 403
+    assert response.status_code == expected
+
+
+def test_create_agent_through_the_form(operator_client, agent):
+    calculator = Tool.objects.get(name="calculator")
+    response = operator_client.post("/agents/new/", {
+        "name": "new-one", "backend": agent.backend_id, "model": "llama3.2:3b",
+        "system_prompt": "Be brief.", "temperature": "0.3", "max_tokens": "256",
+        "first_token_timeout_s": "30", "idle_timeout_s": "10", "turn_timeout_s": "120",
+        "max_tool_iterations": "4", "tools": [calculator.pk], "enabled": "on"})
+    created = Agent.objects.get(name="new-one")
+    assert response.status_code == 302 and response["Location"] == f"/agents/{created.pk}/"
+    assert list(created.tools.all()) == [calculator] and created.version == 1
+    assert AuditEvent.objects.filter(action="agent.created", actor="oscar").exists()
+
+
+def test_invalid_form_keeps_input_and_names_fields(operator_client, agent):
+    response = operator_client.post("/agents/new/", {
+        "name": "kept", "backend": agent.backend_id, "model": "", "temperature": "9",
+        "max_tokens": "256", "first_token_timeout_s": "500", "idle_timeout_s": "10",
+        "turn_timeout_s": "100", "max_tool_iterations": "4", "system_prompt": "my prompt"})
+    body = response.content.decode()
+    assert "This field is required" in body and "less than or equal to 2" in body
+    assert "cannot be longer than the whole turn" in body
+    assert 'value="kept"' in body and "my prompt" in body
+    assert not Agent.objects.filter(name="kept").exists()
+
+
+def test_model_options_come_from_the_backend(operator_client, agent):
+    body = operator_client.get(f"/agents/model-options/?backend={agent.backend_id}").content
+    assert b'<option value="qwen2.5:0.5b">' in body and b'<option value="llama3.2:3b">' in body
+
+
+def test_viewer_reads_the_playground_without_a_composer(viewer_client, operator_user, agent):
+    conversation = Conversation.objects.create(owner=operator_user, agent=agent, title="t")
+    assert "Your role can read conversations" in viewer_client.get("/playground/").content.decode()
+    # not their conversation: 404 for a viewer
+    assert viewer_client.get(f"/playground/?c={conversation.pk}").status_code == 404
+
+
+def test_model_text_is_shown_escaped(admin_client, operator_user, agent):
+    conversation = Conversation.objects.create(owner=operator_user, agent=agent, title="x")
+    payload = '<img src=x onerror=alert(1)><script>alert(2)</script>'
+    Message.objects.create(conversation=conversation, role="assistant", content=payload)
+    body = admin_client.get(f"/playground/?c={conversation.pk}").content.decode()
+    assert "<script>alert(2)</script>" not in body and "<img src=x" not in body
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in body
+    assert "You are reading oscar" in body  # admins read others' conversations, not write
