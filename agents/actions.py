@@ -106,6 +106,29 @@ def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
     return _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED, before)
 
 
+def diff(agent: Agent, version: AgentVersion) -> list[dict[str, Any]]:
+    """Fields where a saved version differs from the agent now."""
+    current = snapshot(agent)
+    return [{"field": key, "version_value": version.snapshot.get(key),
+             "current_value": current.get(key)}
+            for key in current if version.snapshot.get(key) != current.get(key)]
+
+
+def restore_version(actor: Actor, agent: Agent, version: AgentVersion) -> Agent:
+    """Make a saved version current again (as a new version, so nothing is lost)."""
+    if version.agent_id != agent.pk:
+        raise Refused("that version belongs to another agent")
+    if not diff(agent, version):
+        raise Refused(f"version {version.version} is the same as the agent now")
+    changes = {k: v for k, v in version.snapshot.items() if k != "kind"}
+    with transaction.atomic():
+        restored = update_agent(actor, agent, changes)
+        audit.record(AuditAction.AGENT_RESTORED, actor, target=restored,
+                     after={"restored_version": version.version,
+                            "new_version": restored.version})
+    return restored
+
+
 def delete_agent(actor: Actor, agent: Agent) -> None:
     with transaction.atomic():
         before, pk = snapshot(agent), agent.pk

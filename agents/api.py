@@ -216,6 +216,34 @@ def agent_versions(request, pk: int):
     return list(_agent(request, pk).versions.all())
 
 
+class DiffOut(Schema):
+    field: str
+    version_value: Any
+    current_value: Any
+
+
+def _version(agent: Agent, number: int):
+    version = agent.versions.filter(version=number).first()
+    if version is None:
+        raise HttpError(404, "no such version")
+    return version
+
+
+@router.get("/agents/{pk}/versions/{number}/diff", response=list[DiffOut])
+def version_diff(request, pk: int, number: int):
+    need(request, "agents.view")
+    agent = _agent(request, pk)
+    return actions.diff(agent, _version(agent, number))
+
+
+@router.post("/agents/{pk}/versions/{number}/restore", response={200: AgentOut, 409: dict})
+def version_restore(request, pk: int, number: int):
+    need(request, "agents.change")
+    agent = _agent(request, pk)
+    actions.restore_version(Actor.from_request(request), agent, _version(agent, number))
+    return _agent(request, pk)
+
+
 @router.post("/agents/{pk}/chat", response={200: ChatOut, 409: dict, 422: dict})
 def chat(request, pk: int, payload: ChatIn):
     """A whole turn for automation: the same runtime as the playground, not streamed."""

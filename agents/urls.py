@@ -8,6 +8,7 @@ urlpatterns = [
     path("agents/<int:pk>/", views.agent_detail, name="agent_detail"),
     path("agents/<int:pk>/edit/", views.agent_edit, name="agent_edit"),
     path("agents/<int:pk>/delete/", views.agent_delete, name="agent_delete"),
+    path("agents/<int:pk>/versions/<int:number>/", views.agent_version, name="agent_version"),
     path("agents/model-options/", views.model_options, name="agent_model_options"),
     path("playground/", views.playground, name="playground"),
 ]

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 from agents import actions
 from agents.forms import AgentForm
 from agents.models import Agent, Conversation, Tool
-from console.actions import Invalid
+from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.backends import adapter_for
 from console.backends.base import BackendError
@@ -101,6 +101,24 @@ def agent_detail(request, pk):
     return render(request, "agents/agent_detail.html", {
         "agent": agent, "versions": agent.versions.all()[:20],
         "tools": agent.tools.all(), "fallbacks": agent.fallbacks.select_related("backend")})
+
+
+@require("agents.view")
+@require_http_methods(["GET", "POST"])
+def agent_version(request, pk, number):
+    """A saved version beside the agent now, and (for operators) restore it."""
+    agent = get_object_for_user(request, Agent, pk)
+    version = get_object_or_404(agent.versions, version=number)
+    if request.method == "POST":
+        get_object_for_user(request, Agent, pk, write=True)
+        try:
+            actions.restore_version(Actor.from_request(request), agent, version)
+            messages.success(request, f"Restored version {number} as version {agent.version}.")
+        except Refused as exc:
+            messages.error(request, str(exc))
+        return redirect("agent_detail", pk=agent.pk)
+    return render(request, "agents/agent_version.html", {
+        "agent": agent, "version": version, "changes": actions.diff(agent, version)})
 
 
 @require("agents.change")

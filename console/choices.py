@@ -60,6 +60,7 @@ class AuditAction(models.TextChoices):
     AGENT_CREATED = "agent.created"
     AGENT_UPDATED = "agent.updated"
     AGENT_DELETED = "agent.deleted"
+    AGENT_RESTORED = "agent.restored"
     AGENT_TURN = "agent.turn"
     AGENT_ROUTED = "agent.routed"
     TOOL_CALLED = "tool.called"

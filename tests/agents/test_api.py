@@ -176,3 +176,24 @@ def test_chat_on_the_real_llama_server(operator_client, llama_server):
     assert metrics["tokens_out"] == 16 and metrics["tokens_in"] > 0
     assert metrics["ttft_ms"] > 0 and metrics["tokens_per_s"] > 0
     assert Run.objects.get().usage_reported is True
+
+
+def test_version_diff_and_restore(operator_client, viewer_client, backend):
+    agent = make_agent(operator_client, backend)
+    url = f"/api/agents/{agent['id']}"
+    operator_client.patch(url, data=json.dumps({"system_prompt": "Be verbose.",
+                                                "temperature": 1.1}),
+                          content_type="application/json")
+    changes = {c["field"]: c for c in operator_client.get(f"{url}/versions/1/diff").json()}
+    assert set(changes) == {"system_prompt", "temperature"}
+    assert changes["system_prompt"]["version_value"] == "Be brief."
+    assert viewer_client.post(f"{url}/versions/1/restore").status_code == 403
+    restored = operator_client.post(f"{url}/versions/1/restore").json()
+    assert restored["version"] == 3 and restored["system_prompt"] == "Be brief."
+    assert restored["temperature"] == 0.7
+    again = operator_client.post(f"{url}/versions/1/restore")
+    assert again.status_code == 409 and "same as the agent now" in again.json()["detail"]
+    event = AuditEvent.objects.get(action="agent.restored")
+    assert event.after == {"restored_version": 1, "new_version": 3}
+    page = operator_client.get(f"/agents/{agent['id']}/versions/2/").content.decode()
+    assert "Restore version 2" in page and "Be verbose." in page
