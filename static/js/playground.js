@@ -1,5 +1,10 @@
 // Tanglaw playground: streams a chat over /ws/chat/ (frames described in docs/decisions.md).
-// Model output is untrusted: it is only ever set as textContent, never parsed as HTML.
+// Model output is untrusted: it becomes HTML only through markdown.js (sanitised allow-list).
+import { renderMarkdown } from "./markdown.js";
+
+for (const body of document.querySelectorAll(".msg-assistant .body")) {
+  renderMarkdown(body, body.textContent);
+}
 
 const form = document.getElementById("composer");
 const picker = document.getElementById("agent-picker");
@@ -48,7 +53,7 @@ if (form) {
       box.append(el("div", "who", picker ? picker.selectedOptions[0].text.split(" — ")[0] : "Agent"));
       const body = el("div", "body");
       box.append(body);
-      current = { el: add(box), body };
+      current = { el: add(box), body, raw: "", pending: false };
     }
     return current;
   };
@@ -60,7 +65,14 @@ if (form) {
       if (picker) picker.disabled = true;
       history.replaceState(null, "", `?c=${conversationId}`);
     },
-    delta(f) { assistant().body.textContent += f.text; },
+    delta(f) {
+      const target = assistant();
+      target.raw += f.text;
+      if (!target.pending) {  // re-render at most once a frame
+        target.pending = true;
+        requestAnimationFrame(() => { target.pending = false; renderMarkdown(target.body, target.raw); });
+      }
+    },
     tool_call(f) {
       current = null;
       const card = el("details", "tool-card");
@@ -102,6 +114,7 @@ if (form) {
     error(f) { add(el("div", "error-line", `⚠ ${f.message}`)); if (!current) busy(false); },
     done(f) {
       const target = assistant();
+      renderMarkdown(target.body, target.raw ?? target.body.textContent);
       const m = f.metrics || {};
       const fmt = (v, unit) => (v === null || v === undefined ? "—" : `${Math.round(v)}${unit}`);
       target.el.append(el("div", "timings",

@@ -52,7 +52,9 @@ class LlamaServer:
         self.proc = subprocess.Popen(
             [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1",
              "--port", str(self.port), "--metrics", "--alias", self.alias, "-c", "512",
-             "-t", "1", "--parallel", "2"],
+             "-t", "1", "--parallel", "2",
+             # random weights may sample end-of-sequence at once; tests need max_tokens
+             "--ignore-eos"],
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         if wait_until_up(self.proc, self.url + "/health", self.log, timeout, "llama-server"):
             return self
