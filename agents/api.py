@@ -9,7 +9,8 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from agents import actions
-from agents.models import Agent, Conversation, Tool
+from agents import knowledge as knowledge_base
+from agents.models import Agent, Conversation, KnowledgeDocument, Tool
 from console.api import need
 from console.audit import Actor
 
@@ -267,6 +268,54 @@ def get_conversation(request, pk: int):
     if conversation is None:
         raise HttpError(404, "no such conversation")
     return conversation
+
+
+class DocumentOut(Schema):
+    id: int
+    title: str
+    uploaded_by: str
+    created_at: datetime
+
+
+class DocumentIn(Schema):
+    title: str
+    content: str
+
+
+class HitOut(Schema):
+    id: int
+    title: str
+    excerpt: str
+
+
+@router.get("/knowledge", response=list[DocumentOut])
+def list_documents(request):
+    need(request, "agents.view")
+    return list(KnowledgeDocument.objects.only("pk", "title", "uploaded_by", "created_at"))
+
+
+@router.post("/knowledge", response={201: DocumentOut, 422: dict})
+def add_document(request, payload: DocumentIn):
+    need(request, "agents.change")
+    return Status(201, knowledge_base.add_document(Actor.from_request(request), payload.title,
+                                                   payload.content))
+
+
+# before /knowledge/{pk}, which would otherwise match "search"
+@router.get("/knowledge/search", response=list[HitOut])
+def search_documents(request, q: str, limit: int = 5):
+    need(request, "agents.view")
+    return [vars(h) for h in knowledge_base.search(q, max(1, min(limit, 20)))]
+
+
+@router.delete("/knowledge/{pk}", response={204: None})
+def delete_document(request, pk: int):
+    need(request, "agents.change")
+    doc = KnowledgeDocument.objects.filter(pk=pk).first()
+    if doc is None:
+        raise HttpError(404, "no such document")
+    knowledge_base.delete_document(Actor.from_request(request), doc)
+    return Status(204, None)
 
 
 @router.get("/tools", response=list[ToolOut])

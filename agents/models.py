@@ -211,3 +211,22 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({'ok' if self.ok else 'error'})"
+
+
+class KnowledgeDocument(models.Model):
+    """A text document operators upload for the `search_knowledge` tool.
+
+    Indexed for full-text search: an FTS5 table on SQLite (agents.knowledge keeps
+    it in step), PostgreSQL's own text search otherwise.
+    """
+
+    title = models.CharField(max_length=200)
+    content = models.TextField()
+    uploaded_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title

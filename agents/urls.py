@@ -11,4 +11,6 @@ urlpatterns = [
     path("agents/<int:pk>/versions/<int:number>/", views.agent_version, name="agent_version"),
     path("agents/model-options/", views.model_options, name="agent_model_options"),
     path("playground/", views.playground, name="playground"),
+    path("knowledge/", views.knowledge, name="knowledge"),
+    path("knowledge/<int:pk>/delete/", views.knowledge_delete, name="knowledge_delete"),
 ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from agents import actions
+from agents import knowledge as knowledge_base
 from agents.forms import AgentForm
-from agents.models import Agent, Conversation, Tool
+from agents.models import Agent, Conversation, KnowledgeDocument, Tool
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.backends import adapter_for
@@ -157,3 +159,45 @@ def playground(request):
     return render(request, "agents/playground.html", {
         "agents": agents, "conversations": conversations, "current": current,
         "selected": selected, "transcript": transcript, "can_chat": can_chat})
+
+
+@require("agents.view")
+@require_http_methods(["GET", "POST"])
+def knowledge(request):
+    """The knowledge base: upload (file or pasted text), try a search, delete."""
+    errors: dict = {}
+    if request.method == "POST":
+        if not has_perm(request.user, "agents.change"):
+            raise PermissionDenied("Your role may not change the knowledge base.")
+        upload = request.FILES.get("file")
+        title, content = request.POST.get("title", ""), request.POST.get("content", "")
+        if upload is not None:
+            title = title or upload.name
+            raw = upload.read(knowledge_base.MAX_BYTES + 1)
+            try:
+                content = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                errors = {"file": ["Upload UTF-8 text (.txt, .md, .csv…); this file is not."]}
+        if not errors:
+            try:
+                doc = knowledge_base.add_document(Actor.from_request(request), title, content)
+            except Invalid as exc:
+                errors = exc.errors
+            else:
+                messages.success(request, f"Added {doc.title}.")
+                return redirect("knowledge")
+    query = request.GET.get("q", "").strip()
+    return render(request, "agents/knowledge.html", {
+        "documents": KnowledgeDocument.objects.only("pk", "title", "uploaded_by",
+                                                    "created_at"),
+        "errors": errors, "query": query, "posted": request.POST,
+        "hits": knowledge_base.search(query) if query else None})
+
+
+@require("agents.change")
+@require_http_methods(["POST"])
+def knowledge_delete(request, pk):
+    doc = get_object_or_404(KnowledgeDocument, pk=pk)
+    knowledge_base.delete_document(Actor.from_request(request), doc)
+    messages.success(request, f"Deleted {doc.title}.")
+    return redirect("knowledge")

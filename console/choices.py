@@ -64,6 +64,8 @@ class AuditAction(models.TextChoices):
     AGENT_TURN = "agent.turn"
     AGENT_ROUTED = "agent.routed"
     TOOL_CALLED = "tool.called"
+    KNOWLEDGE_ADDED = "knowledge.added"
+    KNOWLEDGE_DELETED = "knowledge.deleted"
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_VERIFIED = "audit.verified"
     SECRETS_ROTATED = "secrets.rotated"

@@ -102,6 +102,8 @@ def live_db(transactional_db):
     with connection.cursor() as cursor:
         for sql in statements(connection.vendor, drop=True):
             cursor.execute(sql)
+        if "agents_knowledge_fts" in connection.introspection.table_names(cursor):
+            cursor.execute("DELETE FROM agents_knowledge_fts")  # flush does not know it
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,17 @@ SPECS: dict[str, dict[str, Any]] = {
             "additionalProperties": False,
         },
     },
+    "search_knowledge": {
+        "description": "Search the documents operators uploaded to the local knowledge base; "
+                       "returns the best matching excerpts with their titles.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 500},
+                           "limit": {"type": "integer", "minimum": 1, "maximum": 10}},
+            "required": ["query"],
+            "additionalProperties": False,
+        },
+    },
     "calculator": {
         "description": "Evaluate an arithmetic expression: + - * / // % **, parentheses, "
                        "sqrt, abs, round, min, max, log, sin, cos, tan, pi, e.",
@@ -99,4 +110,12 @@ async def execute(name: str, config: dict, arguments: dict) -> Any:
     if name == "calculator":
         return {"expression": arguments["expression"],
                 "result": calculate(arguments["expression"])}
+    if name == "search_knowledge":
+        from asgiref.sync import sync_to_async
+
+        from agents.knowledge import search
+
+        hits = await sync_to_async(search)(arguments["query"], arguments.get("limit", 5))
+        return {"query": arguments["query"], "results": [
+            {"document_id": h.id, "title": h.title, "excerpt": h.excerpt} for h in hits]}
     raise ToolError(f"no built-in tool named {name!r}")

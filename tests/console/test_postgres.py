@@ -38,6 +38,10 @@ for name, statement in [("update", "UPDATE console_auditevent SET detail = 'x'")
         result[name] = "allowed"
     except DatabaseError as exc:
         result[name] = str(exc).splitlines()[0]
+from agents.knowledge import add_document, search
+add_document(Actor.system(), "Ops manual", "Restart the llama server with the metrics flag.")
+add_document(Actor.system(), "Lunch", "Noodles on Friday.")
+result["search"] = [(h.title, h.excerpt) for h in search("restarting llama")]
 result["count"] = AuditEvent.objects.count()
 result["seqs_unique"] = AuditEvent.objects.values("seq").distinct().count()
 print("RESULT" + json.dumps(result))
@@ -62,9 +66,11 @@ def test_audit_on_postgresql(tmp_path):
         out = manage("shell", "-c", SCRIPT)
         result = json.loads(out.split("RESULT", 1)[1])
         assert result["verify"]["ok"] is True and result["verify"]["checked"] == 100
-        assert result["count"] == result["seqs_unique"] == 100
+        assert result["count"] == result["seqs_unique"] == 102  # + two knowledge.added
+        assert [title for title, _ in result["search"]] == ["Ops manual"]
+        assert "<b>" in result["search"][0][1]  # ts_headline marks the match
         for name in ("update", "delete", "truncate"):
             assert "append-only" in result[name], result
-        assert "OK: 100 events checked" in manage("verify_audit")
+        assert "OK: 102 events checked" in manage("verify_audit")
     finally:
         server.stop()
