@@ -205,16 +205,43 @@ def start_turn(actor: Actor, user, agent: Agent, text: str,
     return conversation, turn_settings(agent), past
 
 
+def save_user_message(conversation: Conversation, text: str) -> Message:
+    """Streamed turns save the question first, so a crash mid-reply never loses it."""
+    with transaction.atomic():
+        if conversation.pk is None:
+            conversation.save()
+        return Message.objects.create(conversation=conversation, role=MessageRole.USER,
+                                      content=text)
+
+
+def checkpoint(conversation: Conversation, draft_id: int | None, partial: str) -> int:
+    """Keep the partial reply of a long turn in one draft row (one write per checkpoint)."""
+    if draft_id is None:
+        return Message.objects.create(conversation=conversation, role=MessageRole.ASSISTANT,
+                                      content=partial, incomplete=True).pk
+    Message.objects.filter(pk=draft_id).update(content=partial)
+    return draft_id
+
+
 def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: str,
-                 state: TurnState, started_at, *, cancelled: bool = False) -> Run:
-    """One short transaction: messages, the run with its timings, tool calls, audit events."""
+                 state: TurnState, started_at, *, cancelled: bool = False,
+                 user_saved: bool = False, draft_id: int | None = None) -> Run:
+    """One short transaction: messages, the run with its timings, tool calls, audit events.
+
+    `user_saved`: the question was saved at the start; `draft_id`: a checkpoint row,
+    replaced by the final messages.
+    """
     outcome = (RunOutcome.CANCELLED if cancelled else RunOutcome.ERROR if state.error and
                not state.text else RunOutcome.INCOMPLETE if state.incomplete
                else RunOutcome.SUCCESS)
     with transaction.atomic():
         if conversation.pk is None:
             conversation.save()
-        Message.objects.create(conversation=conversation, role=MessageRole.USER, content=text)
+        if not user_saved:
+            Message.objects.create(conversation=conversation, role=MessageRole.USER,
+                                   content=text)
+        if draft_id is not None:
+            Message.objects.filter(pk=draft_id).delete()
         run = Run.objects.create(
             conversation=conversation, agent=agent, backend_id=state.backend_id,
             model=state.model or agent.model, started_at=started_at, ttft_ms=state.ttft_ms,

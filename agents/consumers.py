@@ -31,6 +31,7 @@ from console.ws import current_user
 MAX_FRAME_BYTES = 64 * 1024
 RATE_MESSAGES, RATE_WINDOW_S = 20, 10.0
 BATCH_S = 0.02
+CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -138,8 +139,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise Invalid({"agent_id": ["No such agent."]})
         conversation, settings, past = actions.start_turn(actor, user, agent, text,
                                                           conversation_id)
-        if conversation.pk is None:
-            conversation.save()  # the client needs its id now, for stop and the next turn
+        # the client needs the conversation id now (stop, next turn), and the question
+        # must survive a crash mid-reply
+        actions.save_user_message(conversation, text)
         return agent, conversation, settings, past
 
     async def turn(self, actor, agent, conversation, text, settings, past) -> None:
@@ -175,6 +177,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.approvals.pop(call["id"], None)
 
         state, started_at, cancelled = TurnState(), timezone.now(), False
+        draft: dict[str, Any] = {"id": None, "saved": ""}
+
+        async def checkpoints() -> None:
+            while True:
+                await asyncio.sleep(CHECKPOINT_S)
+                if state.text != draft["saved"]:
+                    partial = state.text
+                    draft["id"] = await database_sync_to_async(actions.checkpoint)(
+                        conversation, draft["id"], partial)
+                    draft["saved"] = partial
+
+        saver = asyncio.create_task(checkpoints())
         try:
             await run_turn(settings, past, text, emit=emit, approve=approve, state=state)
         except asyncio.CancelledError:
@@ -182,9 +196,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             state.incomplete = True
             state.finish_reason = "cancelled"
         finally:
+            saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
             await flush()
             await database_sync_to_async(actions.persist_turn)(
-                actor, agent, conversation, text, state, started_at, cancelled=cancelled)
+                actor, agent, conversation, text, state, started_at, cancelled=cancelled,
+                user_saved=True, draft_id=draft["id"])
             await self.send_json({"type": "done", "conversation_id": conversation.pk,
                                   "turn_id": turn_id, "finish_reason": state.finish_reason,
                                   "incomplete": state.incomplete, "metrics": state.metrics()})

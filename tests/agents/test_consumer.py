@@ -259,3 +259,31 @@ def test_stop_and_disconnect_close_upstream_and_keep_the_partial(operator_user, 
     assert run_row.outcome == "cancelled"
     reply = Message.objects.filter(role="assistant").get()
     assert reply.incomplete and reply.content.startswith("x") and len(reply.content) < 400
+
+
+def test_long_reply_is_checkpointed_then_replaced(operator_user, agent, scripted, monkeypatch):
+    from agents import consumers
+
+    monkeypatch.setattr(consumers, "CHECKPOINT_S", 0.2)
+    scripted.add(*[[("sleep", 0.02)] + text("y") for _ in range(60)], finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "write a lot"})
+        await ws.receive_json_from()
+        await asyncio.sleep(0.7)  # mid-reply: what would survive a crash now?
+        rows = await asyncio.to_thread(lambda: list(
+            Message.objects.order_by("id").values_list("role", "content", "incomplete")))
+        await frames_until(ws, "done")
+        await ws.disconnect()
+        return rows
+
+    mid_reply = run(main())
+    assert mid_reply[0] == ("user", "write a lot", False)
+    assert mid_reply[1][0] == "assistant" and mid_reply[1][2] is True
+    assert mid_reply[1][1].startswith("y") and len(mid_reply[1][1]) < 60
+    final = list(Message.objects.order_by("id").values_list("role", "content", "incomplete"))
+    assert final == [("user", "write a lot", False), ("assistant", "y" * 60, False)]
