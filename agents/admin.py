@@ -9,6 +9,15 @@ class ToolAdmin(admin.ModelAdmin):
     list_filter = ["kind", "requires_approval", "enabled"]
     search_fields = ["name", "description"]
 
+    def has_change_permission(self, request, obj=None):
+        return False  # changes go through the tool actions (validated and audited)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
@@ -31,6 +40,9 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ["id", "title", "owner", "agent", "updated_at"]
     list_filter = ["agent"]
     search_fields = ["title", "owner__username"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Run)

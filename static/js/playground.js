@@ -130,7 +130,11 @@ if (form) {
   const connect = () => {
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${window.location.host}${form.dataset.ws}`);
-    socket.addEventListener("open", () => { queue.forEach((m) => socket.send(m)); queue = []; });
+    socket.addEventListener("open", () => {
+      queue.forEach((m) => socket.send(m));
+      queue = [];
+      if (!current) busy(false);  // ready: Send is enabled once the socket is open
+    });
     socket.addEventListener("message", (event) => {
       const frame = JSON.parse(event.data);
       (handlers[frame.type] || (() => {}))(frame);
@@ -141,7 +145,8 @@ if (form) {
         send.disabled = true;
         return;
       }
-      busy(false);
+      send.disabled = true;
+      status.textContent = "Reconnecting…";
       setTimeout(connect, 1000);
     });
   };

@@ -46,6 +46,7 @@ def test_chat_in_the_browser(page, console, llama_server, scripted):
     add_backend(page, console, "llama", "llamacpp", llama_server.url)
     add_agent(page, console, "tiny-helper", "llama", "tiny")
     page.get_by_role("button", name="Try in playground").click()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()  # socket open
     page.get_by_label("Message").fill("hello edge")
     page.keyboard.press("Enter")
     reply = page.locator(".msg-assistant").last
@@ -61,6 +62,7 @@ def test_chat_in_the_browser(page, console, llama_server, scripted):
                  finish("tool_calls"), usage(20, 8))
     scripted.add(text("12 × 12 = 144"), finish(), usage(40, 6))
     page.get_by_role("button", name="Try in playground").click()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()  # socket open
     page.get_by_label("Message").fill("what is 12*12?")
     page.get_by_role("button", name="Send").click()
     card = page.locator(".tool-card").first

@@ -68,6 +68,7 @@ def test_xss_corpus_is_inert(page, console, scripted, browser):
     page.get_by_role("button", name="Create agent").click()
     scripted.add(text(*[item + "\n\n" for item in CORPUS]), finish())
     page.get_by_role("button", name="Try in playground").click()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()  # socket open
     page.get_by_label("Message").fill("be evil")
     page.keyboard.press("Enter")
     expect(page.locator(".msg-assistant .timings")).to_be_visible()
