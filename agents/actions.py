@@ -9,8 +9,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.choices import MessageRole, RunOutcome
-from agents.forms import AgentForm
-from agents.models import Agent, AgentFallback, AgentVersion, Conversation, Message, Run, ToolCall
+from agents.forms import AgentForm, ToolSettingsForm
+from agents.models import (
+    Agent,
+    AgentFallback,
+    AgentVersion,
+    Conversation,
+    Message,
+    Run,
+    Tool,
+    ToolCall,
+)
 from agents.runtime import Candidate, ToolSpec, TurnSettings, TurnState, run_turn
 from console import audit
 from console.actions import Invalid, Refused
@@ -104,6 +113,24 @@ def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
     if not form.is_valid():
         raise Invalid(_errors(form), form)
     return _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED, before)
+
+
+def update_tool(actor: Actor, tool: Tool, changes: dict[str, Any]) -> Tool:
+    """Change a tool's approval flag, timeout or enabled state (validated, audited)."""
+    fields = ("requires_approval", "timeout_s", "enabled")
+    before = {f: getattr(tool, f) for f in fields}
+    form = ToolSettingsForm(data={**before, **{k: v for k, v in changes.items()
+                                              if k in fields and v is not None}},
+                            instance=tool)
+    if not form.is_valid():
+        raise Invalid(_errors(form), form)
+    with transaction.atomic():
+        tool = form.save()
+        after = {f: getattr(tool, f) for f in fields}
+        if after != before:
+            audit.record(AuditAction.TOOL_UPDATED, actor, target=tool, before=before,
+                         after=after)
+    return tool
 
 
 def diff(agent: Agent, version: AgentVersion) -> list[dict[str, Any]]:

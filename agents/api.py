@@ -322,3 +322,19 @@ def delete_document(request, pk: int):
 def list_tools(request):
     need(request, "agents.view")
     return list(Tool.objects.all())
+
+
+class ToolPatch(Schema):
+    requires_approval: bool | None = None
+    timeout_s: float | None = None
+    enabled: bool | None = None
+
+
+@router.patch("/tools/{pk}", response={200: ToolOut, 422: dict})
+def patch_tool(request, pk: int, payload: ToolPatch):
+    need(request, "agents.change")
+    tool = Tool.objects.filter(pk=pk).first()
+    if tool is None:
+        raise HttpError(404, "no such tool")
+    return actions.update_tool(Actor.from_request(request), tool,
+                               payload.dict(exclude_unset=True))

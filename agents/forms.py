@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from django import forms
 
-from agents.models import Agent
+from agents.models import Agent, Tool
+
+
+class ToolSettingsForm(forms.ModelForm):
+    timeout_s = forms.FloatField(min_value=0.1, max_value=600, label="Timeout (s)")
+
+    class Meta:
+        model = Tool
+        fields = ["requires_approval", "timeout_s", "enabled"]
 
 
 class AgentForm(forms.ModelForm):

@@ -12,5 +12,6 @@ urlpatterns = [
     path("agents/model-options/", views.model_options, name="agent_model_options"),
     path("playground/", views.playground, name="playground"),
     path("knowledge/", views.knowledge, name="knowledge"),
+    path("tools/", views.tool_list, name="tool_list"),
     path("knowledge/<int:pk>/delete/", views.knowledge_delete, name="knowledge_delete"),
 ]

@@ -194,6 +194,29 @@ def knowledge(request):
         "hits": knowledge_base.search(query) if query else None})
 
 
+@require("agents.view")
+@require_http_methods(["GET", "POST"])
+def tool_list(request):
+    """Every tool with its schema; operators change approval, timeout and enabled."""
+    errors: dict = {}
+    if request.method == "POST":
+        if not has_perm(request.user, "agents.change"):
+            raise PermissionDenied("Your role may not change tools.")
+        tool = get_object_or_404(Tool, pk=request.POST.get("tool"))
+        try:
+            actions.update_tool(Actor.from_request(request), tool, {
+                "requires_approval": "requires_approval" in request.POST,
+                "enabled": "enabled" in request.POST,
+                "timeout_s": request.POST.get("timeout_s")})
+        except Invalid as exc:
+            errors = {tool.pk: exc.errors}
+        else:
+            messages.success(request, f"Saved {tool.name}.")
+            return redirect("tool_list")
+    return render(request, "agents/tool_list.html", {
+        "tools": Tool.objects.prefetch_related("agents"), "errors": errors})
+
+
 @require("agents.change")
 @require_http_methods(["POST"])
 def knowledge_delete(request, pk):

@@ -64,6 +64,7 @@ class AuditAction(models.TextChoices):
     AGENT_TURN = "agent.turn"
     AGENT_ROUTED = "agent.routed"
     TOOL_CALLED = "tool.called"
+    TOOL_UPDATED = "tool.updated"
     KNOWLEDGE_ADDED = "knowledge.added"
     KNOWLEDGE_DELETED = "knowledge.deleted"
     AUDIT_EXPORTED = "audit.exported"

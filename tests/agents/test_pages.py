@@ -79,3 +79,25 @@ def test_model_text_is_shown_escaped(admin_client, operator_user, agent):
     assert "<script>alert(2)</script>" not in body and "<img src=x" not in body
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in body
     assert "You are reading oscar" in body  # admins read others' conversations, not write
+
+
+def test_tool_settings_page_and_api(operator_client, viewer_client):
+    calculator = Tool.objects.get(name="calculator")
+    page = operator_client.get("/tools/").content.decode()
+    assert "search_knowledge" in page and "Save calculator" in page
+    assert "Save calculator" not in viewer_client.get("/tools/").content.decode()
+    operator_client.post("/tools/", {"tool": calculator.pk, "requires_approval": "on",
+                                     "enabled": "on", "timeout_s": "2.5"})
+    calculator.refresh_from_db()
+    assert calculator.requires_approval and calculator.timeout_s == 2.5
+    bad = operator_client.post("/tools/", {"tool": calculator.pk, "timeout_s": "-1",
+                                           "enabled": "on"})
+    assert "greater than or equal to 0.1" in bad.content.decode()
+    patched = operator_client.patch(f"/api/tools/{calculator.pk}", data={"enabled": False},
+                                    content_type="application/json").json()
+    assert patched["enabled"] is False and patched["requires_approval"] is True
+    assert viewer_client.patch(f"/api/tools/{calculator.pk}", data={"enabled": True},
+                               content_type="application/json").status_code == 403
+    events = AuditEvent.objects.filter(action="tool.updated").order_by("seq")
+    assert [e.after["enabled"] for e in events] == [True, False]
+    assert events[0].before["requires_approval"] is False

@@ -58,6 +58,11 @@ def test_chat_in_the_browser(page, console, llama_server, scripted):
     # a scripted agent: a tool card, then a long reply that we stop
     add_backend(page, console, "scripted", "openai_compatible", scripted.url)
     add_agent(page, console, "calc-helper", "scripted", "scripted-1", tools=["calculator"])
+    page.goto(console.url + "/tools/")
+    expect(page.get_by_text("Used by: calc-helper")).to_be_visible()
+    shot(page, "tools")
+    page.goto(console.url + "/agents/")
+    page.get_by_role("link", name="calc-helper").click()
     scripted.add(tool_whole("c1", "calculator", '{"expression": "12*12"}'),
                  finish("tool_calls"), usage(20, 8))
     scripted.add(text("12 × 12 = 144"), finish(), usage(40, 6))
