@@ -21,7 +21,7 @@ from console.backends.base import (
 class FoundryLocalAdapter(Adapter):
     kind = "foundry_local"
     engine = "Foundry Local"
-    capabilities = frozenset({"loaded_models", "load", "unload"})
+    capabilities = frozenset({"loaded_models"})  # load, unload: with model lifecycle
 
     async def get_first(self, *paths: str):
         """GET the first path that exists (the newer service), falling back on 404."""

@@ -16,7 +16,7 @@ from console.backends.base import (
 class OllamaAdapter(Adapter):
     kind = "ollama"
     engine = "Ollama"
-    capabilities = frozenset({"loaded_models", "pull", "load", "unload"})
+    capabilities = frozenset({"loaded_models"})  # pull, load, unload: with model lifecycle
 
     async def health(self) -> Health:
         response, ms = await self.timed_get("/api/version")
