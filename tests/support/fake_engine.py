@@ -10,11 +10,10 @@ It records every request so tests can assert what a backend saw.
 from __future__ import annotations
 
 import json
-import socket
-import struct
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackServer, reset
 
 OLLAMA_TAGS = {"models": [
     {"name": "qwen2.5:0.5b", "model": "qwen2.5:0.5b", "modified_at": "2026-10-01T10:00:00Z",
@@ -66,7 +65,7 @@ llamacpp:requests_deferred 4
 HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
-class FakeEngine:
+class FakeEngine(LoopbackServer):
     def __init__(self, kind: str, *, api_key: str | None = None, fault: str | None = None,
                  loading_polls: int = 0, foundry_legacy: bool = False, router: bool = False,
                  stall_s: float = 3.0, models: list[str] | None = None):
@@ -82,7 +81,6 @@ class FakeEngine:
                                  ["phi-4-mini-instruct-generic-cpu"] if kind == "foundry_local"
                                  else ["qwen2.5-7b-instruct"])
         self.requests: list[dict] = []
-        self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> FakeEngine:
@@ -100,22 +98,8 @@ class FakeEngine:
             def do_POST(self):
                 engine.handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return self._server.server_address[1]
 
     @property
     def url(self) -> str:
@@ -137,11 +121,7 @@ class FakeEngine:
                               "peer_port": req.client_address[1]})
         fault = self.fault
         if fault == "reset":
-            # RST instead of FIN: linger 0 then close
-            req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                      struct.pack("ii", 1, 0))
-            req.connection.close()
-            req.close_connection = True
+            reset(req)
             return
         if fault == "stall":
             time.sleep(self.stall_s)

@@ -10,12 +10,11 @@ whole (Ollama/Foundry). Requests and disconnects are recorded.
 from __future__ import annotations
 
 import json
-import socket
-import struct
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.loopback import LoopbackServer, reset
 
 
 def text(*pieces: str) -> list[dict]:
@@ -49,13 +48,12 @@ def usage(prompt: int, completion: int) -> list[dict]:
                        "total_tokens": prompt + completion}}]
 
 
-class ScriptedOpenAI:
+class ScriptedOpenAI(LoopbackServer):
     def __init__(self, model: str = "scripted-1"):
         self.model = model
         self.scripts: list[list[Any]] = []
         self.requests: list[dict] = []
         self.disconnects = 0
-        self._server: ThreadingHTTPServer | None = None
 
     def add(self, *items) -> ScriptedOpenAI:
         script: list[Any] = []
@@ -66,8 +64,7 @@ class ScriptedOpenAI:
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> ScriptedOpenAI:
         fake = self
@@ -93,17 +90,8 @@ class ScriptedOpenAI:
                 script = fake.scripts.pop(0) if fake.scripts else text("(no script)") + finish()
                 fake.play(self, script)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def play(self, req: BaseHTTPRequestHandler, script: list[Any]) -> None:
         for item in script:
@@ -130,9 +118,7 @@ class ScriptedOpenAI:
                     if item[0] == "sleep":
                         time.sleep(item[1])
                     elif item[0] == "reset":
-                        req.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                                  struct.pack("ii", 1, 0))
-                        req.connection.close()
+                        reset(req)
                         return
                     elif item[0] == "no_done":
                         done = False
