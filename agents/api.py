@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.http import HttpResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from agents import actions
+from agents import actions, config
 from agents import knowledge as knowledge_base
 from agents.models import Agent, Conversation, KnowledgeDocument, Tool
 from console.api import need
@@ -188,6 +189,39 @@ def create_agent(request, payload: AgentIn):
     need(request, "agents.change")
     agent = actions.create_agent(Actor.from_request(request), _payload(payload))
     return Status(201, _agent(request, agent.pk))
+
+
+class ImportIn(Schema):
+    yaml: str
+
+
+class ChangeOut(Schema):
+    action: str
+    kind: str
+    name: str
+
+
+class ImportOut(Schema):
+    dry_run: bool
+    changes: list[ChangeOut]
+
+
+# export and import before /agents/{pk}, which would otherwise match them
+@router.get("/agents/export", response={200: None})
+def export_agents(request):
+    """Agents and tool settings as YAML (no secrets)."""
+    need(request, "agents.view")
+    response = HttpResponse(config.export_yaml(), content_type="application/yaml")
+    response["Content-Disposition"] = 'attachment; filename="tanglaw-agents.yaml"'
+    return response
+
+
+@router.post("/agents/import", response={200: ImportOut, 422: dict})
+def import_agents(request, payload: ImportIn, dry_run: bool = False):
+    """Validate the whole file first (every error with its path), then apply it."""
+    need(request, "agents.change")
+    changes = config.apply(Actor.from_request(request), payload.yaml, dry_run=dry_run)
+    return {"dry_run": dry_run, "changes": changes}
 
 
 @router.get("/agents/{pk}", response=AgentOut)

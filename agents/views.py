@@ -6,10 +6,11 @@ import asyncio
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from agents import actions
+from agents import actions, config
 from agents import knowledge as knowledge_base
 from agents.forms import AgentForm
 from agents.models import Agent, Conversation, KnowledgeDocument, Tool
@@ -103,6 +104,36 @@ def agent_detail(request, pk):
     return render(request, "agents/agent_detail.html", {
         "agent": agent, "versions": agent.versions.all()[:20],
         "tools": agent.tools.all(), "fallbacks": agent.fallbacks.select_related("backend")})
+
+
+@require("agents.view")
+def agents_export(request):
+    response = HttpResponse(config.export_yaml(), content_type="application/yaml")
+    response["Content-Disposition"] = 'attachment; filename="tanglaw-agents.yaml"'
+    return response
+
+
+@require("agents.change")
+@require_http_methods(["GET", "POST"])
+def agents_import(request):
+    """Paste or upload YAML; Check shows the plan, Apply carries it out."""
+    text, changes, errors, applied = "", None, {}, False
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        text = upload.read(1024 * 1024).decode("utf-8", "replace") if upload else \
+            request.POST.get("yaml", "")
+        apply_now = request.POST.get("action") == "apply"
+        try:
+            changes = config.apply(Actor.from_request(request), text, dry_run=not apply_now)
+            applied = apply_now
+        except Invalid as exc:
+            errors = exc.errors
+        if applied:
+            messages.success(request, f"Imported: {len(changes or [])} agents and tools "
+                                      f"checked, changes applied.")
+            return redirect("agent_list")
+    return render(request, "agents/agents_import.html",
+                  {"text": text, "changes": changes, "errors": errors})
 
 
 @require("agents.view")
