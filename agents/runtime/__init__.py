@@ -263,14 +263,17 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
     stream = None
     try:
         try:
-            stream = await asyncio.wait_for(client.chat.completions.create(**kwargs),
-                                            settings.first_token_timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+            # (stop/disconnect) that lands as the awaited call completes
+            async with asyncio.timeout(settings.first_token_timeout_s):
+                stream = await client.chat.completions.create(**kwargs)
             iterator = stream.__aiter__()
             first = True
             while True:
                 timeout = settings.first_token_timeout_s if first else settings.idle_timeout_s
                 try:
-                    chunk = await asyncio.wait_for(iterator.__anext__(), timeout)
+                    async with asyncio.timeout(timeout):
+                        chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -404,8 +407,8 @@ async def _run_call(call, settings, state, emit, approve, seen_calls, errors_by_
                 ok, output = done(False, reason or "the operator did not approve this call")
             else:
                 try:
-                    result = await asyncio.wait_for(
-                        execute_tool(spec.kind, spec.name, spec.config, arguments), spec.timeout_s)
+                    async with asyncio.timeout(spec.timeout_s):
+                        result = await execute_tool(spec.kind, spec.name, spec.config, arguments)
                     ok, output = done(True, result)
                 except TimeoutError:
                     ok, output = done(False, f"{name} timed out after {spec.timeout_s:g}s")
@@ -423,7 +426,8 @@ async def _ask(call, arguments, emit, approve) -> tuple[bool, str]:
     if approve is None:
         return False, "this tool needs an operator's approval, and none can be asked here"
     try:
-        return await asyncio.wait_for(approve({"id": call["id"], "name": call["name"],
-                                               "arguments": arguments}), APPROVAL_TIMEOUT_S)
+        async with asyncio.timeout(APPROVAL_TIMEOUT_S):
+            return await approve({"id": call["id"], "name": call["name"],
+                                  "arguments": arguments})
     except TimeoutError:
         return False, f"no approval within {APPROVAL_TIMEOUT_S:g}s"
