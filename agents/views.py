@@ -30,10 +30,40 @@ def agent_list(request):
         "agents": agents, "has_backends": Backend.objects.exists()})
 
 
-def _form_context(form, agent):
+FALLBACK_ROWS = 3
+
+
+def _form_context(form, agent, fallbacks=None):
     selected = {str(v) for v in (form["tools"].value() or [])}
+    if fallbacks is None:
+        fallbacks = ([{"backend_id": f.backend_id, "model": f.model}
+                      for f in agent.fallbacks.all()] if agent else [])
+    rows = (fallbacks + [{"backend_id": None, "model": ""}] * FALLBACK_ROWS)[:FALLBACK_ROWS]
     return {"form": form, "agent": agent, "tools": Tool.objects.filter(enabled=True),
-            "selected_tools": selected}
+            "selected_tools": selected, "fallback_rows": rows,
+            "backends": Backend.objects.all()}
+
+
+def _fallbacks_from_post(request) -> list[dict]:
+    rows = []
+    for i in range(FALLBACK_ROWS):
+        backend = request.POST.get(f"fallback_backend_{i}", "")
+        model = request.POST.get(f"fallback_model_{i}", "").strip()
+        if backend or model:
+            rows.append({"backend_id": int(backend) if backend.isdigit() else None,
+                         "model": model})
+    return rows
+
+
+def _invalid_form(exc: Invalid, request, instance=None) -> AgentForm:
+    """The bound form to show again, carrying errors found outside it (fallbacks)."""
+    if exc.form is not None:
+        return exc.form
+    form = AgentForm(data=request.POST, instance=instance)
+    form.is_valid()
+    for field, msgs in exc.errors.items():
+        form.add_error(None, f"{field}: {' '.join(msgs)}")
+    return form
 
 
 @require("agents.change")
@@ -65,10 +95,11 @@ def agent_create(request):
         try:
             agent = actions.create_agent(Actor.from_request(request), _post_data(request))
         except Invalid as exc:
-            form = exc.form or form
-        else:
-            messages.success(request, f"Created {agent.name}. Try it in the playground.")
-            return redirect("agent_detail", pk=agent.pk)
+            form = _invalid_form(exc, request)
+            return render(request, "agents/agent_form.html",
+                          _form_context(form, None, _fallbacks_from_post(request)))
+        messages.success(request, f"Created {agent.name}. Try it in the playground.")
+        return redirect("agent_detail", pk=agent.pk)
     return render(request, "agents/agent_form.html", _form_context(form, None))
 
 
@@ -81,10 +112,11 @@ def agent_edit(request, pk):
         try:
             actions.update_agent(Actor.from_request(request), agent, _post_data(request))
         except Invalid as exc:
-            form = exc.form or form
-        else:
-            messages.success(request, f"Saved {agent.name}.")
-            return redirect("agent_detail", pk=agent.pk)
+            form = _invalid_form(exc, request, agent)
+            return render(request, "agents/agent_form.html",
+                          _form_context(form, agent, _fallbacks_from_post(request)))
+        messages.success(request, f"Saved {agent.name}.")
+        return redirect("agent_detail", pk=agent.pk)
     return render(request, "agents/agent_form.html", _form_context(form, agent))
 
 
@@ -95,6 +127,9 @@ def _post_data(request) -> dict:
     data["backend_id"] = data.pop("backend", None)
     for box in ("enabled", "log_content"):
         data[box] = box in request.POST
+    data["fallbacks"] = _fallbacks_from_post(request)
+    for key in [k for k in data if k.startswith("fallback_")]:
+        data.pop(key)
     return data
 
 

@@ -101,3 +101,22 @@ def test_tool_settings_page_and_api(operator_client, viewer_client):
     events = AuditEvent.objects.filter(action="tool.updated").order_by("seq")
     assert [e.after["enabled"] for e in events] == [True, False]
     assert events[0].before["requires_approval"] is False
+
+
+def test_fallbacks_edited_in_the_form(operator_client, agent):
+    other = Backend.objects.create(name="spare", kind="vllm", base_url="http://10.0.0.9:8000")
+    form = {"name": "helper", "backend": agent.backend_id, "model": "qwen2.5:0.5b",
+            "temperature": "0.7", "max_tokens": "256", "first_token_timeout_s": "30",
+            "idle_timeout_s": "10", "turn_timeout_s": "120", "max_tool_iterations": "4",
+            "enabled": "on", "fallback_backend_0": other.pk, "fallback_model_0": "qwen-1.5b",
+            "fallback_backend_1": agent.backend_id, "fallback_model_1": "llama3.2:1b"}
+    assert operator_client.post(f"/agents/{agent.pk}/edit/", form).status_code == 302
+    assert [(f.backend.name, f.model) for f in agent.fallbacks.all()] == [
+        ("spare", "qwen-1.5b"), ("o", "llama3.2:1b")]
+    page = operator_client.get(f"/agents/{agent.pk}/edit/").content.decode()
+    assert 'value="qwen-1.5b"' in page
+    bad = operator_client.post(f"/agents/{agent.pk}/edit/", {**form, "fallback_model_0": ""})
+    body = bad.content.decode()
+    assert bad.status_code == 200 and "fallbacks[0]: enter a model" in body
+    assert 'value="llama3.2:1b"' in body  # what was typed is kept
+    assert agent.fallbacks.count() == 2  # nothing changed
