@@ -22,7 +22,7 @@ from agents.models import (
 )
 from agents.runtime import Candidate, ToolSpec, TurnSettings, TurnState, run_turn
 from console import audit
-from console.actions import Invalid, Refused
+from console.actions import Invalid, Refused, form_errors
 from console.audit import Actor
 from console.backends import adapter_for
 from console.choices import AuditAction, Outcome
@@ -165,9 +165,7 @@ def delete_agent(actor: Actor, agent: Agent) -> None:
 
 
 def _errors(form) -> dict[str, list[str]]:
-    renamed = {"backend": "backend_id", "tools": "tool_ids"}
-    return {renamed.get(f, f): [e["message"] for e in errs]
-            for f, errs in form.errors.get_json_data().items()}
+    return form_errors(form, {"backend": "backend_id", "tools": "tool_ids"})
 
 
 # -- chat ------------------------------------------------------------------------

@@ -14,14 +14,13 @@ from ninja import NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 
-from console import audit
 from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions.audit import verify_chain
 from console.actions.security import record_denied
 from console.actions.users import user_for_token
 from console.audit import Actor
-from console.models import AuditEvent, Backend
+from console.models import Backend
 from console.permissions import PERMISSIONS, has_perm
 from console.views.audit import export_response, filtered_events, page_of
 
@@ -266,5 +265,3 @@ def audit_export(request, format: Literal["csv", "jsonl"] = "jsonl", action: str
     return export_response(request, {"action": action, "actor": actor, "target": target,
                                      "since": since, "until": until}, format)
 
-
-__all__ = ["api", "AuditEvent", "audit"]

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from console import urlsafety
-from console.backends import DEFAULT_PORTS, normalise_base_url
+from console.backends import normalise_base_url
 from console.choices import Role
 from console.models import Backend
 
@@ -55,11 +55,6 @@ class BackendForm(forms.ModelForm):
             else:
                 data["base_url"] = normalise_base_url(kind, url)
         return data
-
-    @staticmethod
-    def placeholder_for(kind: str) -> str:
-        port = DEFAULT_PORTS.get(kind, 8080)
-        return f"http://127.0.0.1:{port}" + ("/v1" if kind == "openai_compatible" else "")
 
 
 class UserCreateForm(forms.Form):

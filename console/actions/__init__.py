@@ -5,6 +5,13 @@ them validate, record and behave the same way.
 """
 
 
+def form_errors(form, rename: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """A bound form's errors as {field: [messages]}, fields renamed to their API names."""
+    rename = rename or {}
+    return {rename.get(field, field): [e["message"] for e in errs]
+            for field, errs in form.errors.get_json_data().items()}
+
+
 class Invalid(Exception):
     """Validation failed; `errors` maps field → [messages]."""
 

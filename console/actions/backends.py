@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from console import audit
-from console.actions import Invalid
+from console.actions import Invalid, form_errors
 from console.audit import Actor
-from console.backends import Report, adapter_for, probe_now
+from console.backends import Report, adapter_for, probe
 from console.choices import AuditAction, Outcome, Status
 from console.forms import BackendForm
 from console.models import Backend, BackendStatusChange
-
-
-def _errors(form) -> dict[str, list[str]]:
-    return {field: [e["message"] for e in errs] for field, errs in
-            form.errors.get_json_data().items()}
 
 
 def _validated(actor: Actor, data: dict[str, Any], instance: Backend | None) -> BackendForm:
@@ -29,7 +25,7 @@ def _validated(actor: Actor, data: dict[str, Any], instance: Backend | None) -> 
                          target_id=instance.pk if instance else "",
                          after={"base_url": str(data.get("base_url", ""))[:500]},
                          outcome=Outcome.DENIED, detail=form.refused_url_reason)
-        raise Invalid(_errors(form), form)
+        raise Invalid(form_errors(form), form)
     return form
 
 
@@ -101,7 +97,7 @@ def record_probe(backend: Backend, report: Report) -> None:
 
 def test_backend(actor: Actor, backend: Backend) -> Report:
     """"Test connection": probe now, store the result, record who asked."""
-    report, _ = probe_now(adapter_for(backend))
+    report = asyncio.run(probe(adapter_for(backend)))
     record_probe(backend, report)
     audit.record(
         AuditAction.BACKEND_TESTED, actor, target=backend,

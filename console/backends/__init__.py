@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,8 +29,6 @@ REGISTRY = {
     "openai_compatible": "console.backends.openai_compatible.OpenAICompatibleAdapter",
 }
 
-# how each engine is started, for "connection refused" hints and the README
-DEFAULT_PORTS = {"ollama": 11434, "vllm": 8000, "llamacpp": 8080, "openai_compatible": 1234}
 
 
 def adapter_class(kind: str) -> type[Adapter]:
@@ -131,10 +128,3 @@ async def _probe(adapter: Adapter, *, with_models: bool) -> Report:
 
 async def probe_many(adapters: list[Adapter], *, with_models: bool = True) -> list[Report]:
     return list(await asyncio.gather(*(probe(a, with_models=with_models) for a in adapters)))
-
-
-def probe_now(adapter: Adapter) -> tuple[Report, float]:
-    """Run a probe from sync code; returns the report and how long it took."""
-    started = time.perf_counter()
-    report = asyncio.run(probe(adapter))
-    return report, (time.perf_counter() - started) * 1000
