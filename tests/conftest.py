@@ -76,6 +76,16 @@ def fake():
         engine.stop()
 
 
+@pytest.fixture
+def scripted():
+    """A scripted OpenAI-compatible streaming server (tests/support/scripted_openai.py)."""
+    from tests.support.scripted_openai import ScriptedOpenAI
+
+    server = ScriptedOpenAI().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     from tests.support.llama_server import LlamaServer

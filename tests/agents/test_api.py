@@ -9,7 +9,6 @@ from django.test.utils import CaptureQueriesContext
 from agents.models import AgentVersion, Conversation, Message, Run, Tool, ToolCall
 from console.models import AuditEvent, Backend
 from tests.support.scripted_openai import (
-    ScriptedOpenAI,
     finish,
     text,
     tool_fragments,
@@ -18,12 +17,6 @@ from tests.support.scripted_openai import (
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def scripted():
-    server = ScriptedOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

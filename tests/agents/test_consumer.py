@@ -11,16 +11,10 @@ from agents.models import Agent, Conversation, Message, Run, Tool
 from agents.tools.builtin import SPECS
 from console.asgi import application
 from console.models import AuditEvent, Backend
-from tests.support.scripted_openai import ScriptedOpenAI, finish, text, tool_whole, usage
+from tests.support.scripted_openai import finish, text, tool_whole, usage
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
-
-@pytest.fixture
-def scripted():
-    server = ScriptedOpenAI().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

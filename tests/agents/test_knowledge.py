@@ -13,7 +13,7 @@ from agents.tools.builtin import SPECS
 from console.backends import adapter_class
 from console.backends.base import Endpoint
 from console.models import AuditEvent
-from tests.support.scripted_openai import ScriptedOpenAI, finish, text, tool_whole
+from tests.support.scripted_openai import finish, text, tool_whole
 
 MANUAL = ("The Jetson edge box runs Ollama on port 11434. To rotate the encryption keys, "
           "run manage.py rotate_keys; old secrets stay readable.")
@@ -65,27 +65,23 @@ def test_upload_page(operator_client, viewer_client):
 
 
 @pytest.mark.usefixtures("live_db")
-def test_agent_uses_search_knowledge(operator_user):
+def test_agent_uses_search_knowledge(operator_user, scripted):
     from agents.knowledge import add_document
     from console.audit import Actor
 
     add_document(Actor.system(), "Ops manual", MANUAL)
-    scripted = ScriptedOpenAI().start()
-    try:
-        scripted.add(tool_whole("k1", "search_knowledge", '{"query": "ollama port"}'),
-                     finish("tool_calls"))
-        scripted.add(text("Port 11434."), finish())
-        spec = SPECS["search_knowledge"]
-        settings = TurnSettings(
-            candidates=[Candidate(adapter_class("openai_compatible")(Endpoint(scripted.url)),
-                                  "scripted-1")],
-            tools={"search_knowledge": ToolSpec("search_knowledge", "builtin",
-                                                spec["description"], spec["parameters"])})
-        state = asyncio.run(run_turn(settings, [], "which port does ollama use?"))
-        assert state.text == "Port 11434." and state.tool_calls[0].ok
-        fed = json.loads([m for m in scripted.requests[1]["messages"] if m["role"] == "tool"][0][
-            "content"])
-        assert fed["output"]["results"][0]["title"] == "Ops manual"
-        assert "11434" in fed["output"]["results"][0]["excerpt"]
-    finally:
-        scripted.stop()
+    scripted.add(tool_whole("k1", "search_knowledge", '{"query": "ollama port"}'),
+                 finish("tool_calls"))
+    scripted.add(text("Port 11434."), finish())
+    spec = SPECS["search_knowledge"]
+    settings = TurnSettings(
+        candidates=[Candidate(adapter_class("openai_compatible")(Endpoint(scripted.url)),
+                              "scripted-1")],
+        tools={"search_knowledge": ToolSpec("search_knowledge", "builtin",
+                                            spec["description"], spec["parameters"])})
+    state = asyncio.run(run_turn(settings, [], "which port does ollama use?"))
+    assert state.text == "Port 11434." and state.tool_calls[0].ok
+    fed = json.loads([m for m in scripted.requests[1]["messages"] if m["role"] == "tool"][0][
+        "content"])
+    assert fed["output"]["results"][0]["title"] == "Ops manual"
+    assert "11434" in fed["output"]["results"][0]["excerpt"]

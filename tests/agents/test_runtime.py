@@ -21,13 +21,6 @@ from tests.support.scripted_openai import (
 )
 
 
-@pytest.fixture
-def scripted():
-    server = ScriptedOpenAI().start()
-    yield server
-    server.stop()
-
-
 def candidate(url, label="scripted", model="scripted-1"):
     return Candidate(adapter_class("openai_compatible")(Endpoint(url)), model, 1, label)
 

@@ -6,16 +6,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import shot, sign_in
-from tests.support.scripted_openai import ScriptedOpenAI, finish, text, tool_whole, usage
+from tests.support.scripted_openai import finish, text, tool_whole, usage
 
 pytestmark = [pytest.mark.browser, pytest.mark.engine]
 
-
-@pytest.fixture
-def scripted():
-    server = ScriptedOpenAI().start()
-    yield server
-    server.stop()
 
 
 def add_backend(page, console, name, kind, url):

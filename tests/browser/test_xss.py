@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import shot, sign_in
-from tests.support.scripted_openai import ScriptedOpenAI, finish, text
+from tests.support.scripted_openai import finish, text
 
 pytestmark = pytest.mark.browser
 
@@ -31,12 +31,6 @@ CORPUS = [
     "<a href=\"http://ok.example/\" onclick=\"alert('s13')\">safe link</a>",
 ]
 
-
-@pytest.fixture
-def scripted():
-    server = ScriptedOpenAI().start()
-    yield server
-    server.stop()
 
 
 def check_inert(page):
