@@ -8,11 +8,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from agents.choices import MessageRole, RunOutcome
-from agents.forms import AgentForm, ToolSettingsForm
+from agents.choices import AgentKind, MessageRole, RunOutcome, ToolKind
+from agents.forms import AgentForm
 from agents.models import (
     Agent,
     AgentFallback,
+    AgentSpecialist,
     AgentVersion,
     Conversation,
     Message,
@@ -20,7 +21,17 @@ from agents.models import (
     Tool,
     ToolCall,
 )
-from agents.runtime import Candidate, ToolSpec, TurnSettings, TurnState, run_turn
+from agents.runtime import (
+    Candidate,
+    RouterSettings,
+    Specialist,
+    ToolSpec,
+    TurnSettings,
+    TurnState,
+    run_turn,
+)
+from agents.tool_actions import server_secrets
+from agents.tools import mcp as mcp_tool
 from console import audit
 from console.actions import Invalid, Refused, form_errors
 from console.audit import Actor
@@ -43,6 +54,11 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "tool_ids": sorted(agent.tools.values_list("pk", flat=True)),
         "fallbacks": [{"backend_id": f.backend_id, "model": f.model}
                       for f in agent.fallbacks.all()],
+        "specialists": [{"specialist_id": s.specialist_id, "keywords": list(s.keywords)}
+                        for s in agent.specialist_links.all()],
+        "escalation": ({"backend_id": agent.escalation_backend_id,
+                        "model": agent.escalation_model}
+                       if agent.escalation_backend_id else None),
         "log_content": agent.log_content, "enabled": agent.enabled,
     }
 
@@ -53,7 +69,63 @@ def _form_data(data: dict[str, Any]) -> dict[str, Any]:
         form_data["backend"] = form_data.pop("backend_id")
     if "tool_ids" in form_data:
         form_data["tools"] = form_data.pop("tool_ids")
+    if "escalation" in form_data:
+        escalation = form_data.pop("escalation") or {}
+        if not isinstance(escalation, dict):
+            escalation = {"backend_id": "not-an-object"}
+        form_data["escalation_backend"] = escalation.get("backend_id")
+        form_data["escalation_model"] = escalation.get("model") or ""
     return form_data
+
+
+def _clean_specialists(agent: Agent | None, kind: str, items: Any) -> list[tuple[Agent, list]]:
+    """[{specialist_id, keywords}] for a router; specialists must be enabled assistants."""
+    if not isinstance(items, list):
+        raise Invalid({"specialists": ["Give a list of {specialist_id, keywords}."]})
+    if kind != AgentKind.ROUTER:
+        if items:
+            raise Invalid({"specialists": ["Only router agents have specialists."]})
+        return []
+    if not items:
+        raise Invalid({"specialists": ["A router needs at least one specialist to route to."]})
+    ids = [i.get("specialist_id") for i in items if isinstance(i, dict)]
+    found = {a.pk: a for a in Agent.objects.filter(pk__in=[i for i in ids if isinstance(i, int)])}
+    errors, cleaned, seen = [], [], set()
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("specialist_id") not in found:
+            errors.append(f"specialists[{n}]: unknown specialist_id")
+            continue
+        specialist = found[item["specialist_id"]]
+        keywords = item.get("keywords") or []
+        if agent is not None and specialist.pk == agent.pk:
+            errors.append(f"specialists[{n}]: a router cannot route to itself")
+        elif specialist.kind == AgentKind.ROUTER:
+            errors.append(f"specialists[{n}]: {specialist.name} is a router; routers route "
+                          f"to assistants only")
+        elif specialist.pk in seen:
+            errors.append(f"specialists[{n}]: {specialist.name} is listed twice")
+        elif not isinstance(keywords, list) or not all(
+                isinstance(k, str) and 0 < len(k.strip()) <= 100 for k in keywords):
+            errors.append(f"specialists[{n}].keywords: a list of words or phrases "
+                          f"(1–100 characters each)")
+        else:
+            seen.add(specialist.pk)
+            cleaned.append((specialist, [k.strip() for k in keywords][:50]))
+    if errors:
+        raise Invalid({"specialists": errors})
+    return cleaned
+
+
+def _specialists_input(data: dict[str, Any]) -> Any:
+    """`specialists` as given, or built from `specialist_ids` (keywords kept where known)."""
+    if data.get("specialists") is not None:
+        return data["specialists"]
+    if data.get("specialist_ids") is not None:
+        ids = data["specialist_ids"]
+        if not isinstance(ids, list):
+            return ids
+        return [{"specialist_id": i, "keywords": []} for i in ids]
+    return None
 
 
 def _clean_fallbacks(fallbacks: Any) -> list[tuple[Backend, str]]:
@@ -75,8 +147,16 @@ def _clean_fallbacks(fallbacks: Any) -> list[tuple[Backend, str]]:
 
 
 def _save(actor: Actor, form: AgentForm, fallbacks: list | None, action: str,
-          before: dict | None) -> Agent:
+          before: dict | None, specialists: Any = None) -> Agent:
     cleaned = _clean_fallbacks(fallbacks) if fallbacks is not None else None
+    kind = form.cleaned_data.get("kind") or AgentKind.ASSISTANT
+    instance = form.instance if form.instance.pk else None
+    if specialists is None and before is not None:
+        specialists = before.get("specialists", []) if kind == AgentKind.ROUTER else []
+    links = _clean_specialists(instance, kind, specialists if specialists is not None else [])
+    if instance is not None and kind == AgentKind.ROUTER and instance.routers.exists():
+        raise Invalid({"kind": [f"{instance.name} is a specialist of a router, so it cannot "
+                                f"be a router itself."]})
     with transaction.atomic():
         agent = form.save(commit=False)
         if before is not None:
@@ -88,6 +168,10 @@ def _save(actor: Actor, form: AgentForm, fallbacks: list | None, action: str,
             AgentFallback.objects.bulk_create(
                 AgentFallback(agent=agent, position=i, backend=b, model=m)
                 for i, (b, m) in enumerate(cleaned))
+        agent.specialist_links.all().delete()
+        AgentSpecialist.objects.bulk_create(
+            AgentSpecialist(router=agent, specialist=sp, position=i, keywords=kw)
+            for i, (sp, kw) in enumerate(links))
         after = snapshot(agent)
         unchanged = before is not None and after == before
         if unchanged:
@@ -103,34 +187,19 @@ def create_agent(actor: Actor, data: dict[str, Any]) -> Agent:
     form = AgentForm(data=_form_data(data))
     if not form.is_valid():
         raise Invalid(_errors(form), form)
-    return _save(actor, form, data.get("fallbacks", []), AuditAction.AGENT_CREATED, None)
+    return _save(actor, form, data.get("fallbacks", []), AuditAction.AGENT_CREATED, None,
+                 _specialists_input(data) or [])
 
 
 def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
     before = snapshot(agent)
-    data = {**before, **{k: v for k, v in changes.items() if v is not None}}
+    given = {k: v for k, v in changes.items() if v is not None or k == "escalation"}
+    data = {**before, **given}
     form = AgentForm(data=_form_data(data), instance=agent)
     if not form.is_valid():
         raise Invalid(_errors(form), form)
-    return _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED, before)
-
-
-def update_tool(actor: Actor, tool: Tool, changes: dict[str, Any]) -> Tool:
-    """Change a tool's approval flag, timeout or enabled state (validated, audited)."""
-    fields = ("requires_approval", "timeout_s", "enabled")
-    before = {f: getattr(tool, f) for f in fields}
-    form = ToolSettingsForm(data={**before, **{k: v for k, v in changes.items()
-                                              if k in fields and v is not None}},
-                            instance=tool)
-    if not form.is_valid():
-        raise Invalid(_errors(form), form)
-    with transaction.atomic():
-        tool = form.save()
-        after = {f: getattr(tool, f) for f in fields}
-        if after != before:
-            audit.record(AuditAction.TOOL_UPDATED, actor, target=tool, before=before,
-                         after=after)
-    return tool
+    return _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED, before,
+                 _specialists_input(changes))
 
 
 def diff(agent: Agent, version: AgentVersion) -> list[dict[str, Any]]:
@@ -165,29 +234,59 @@ def delete_agent(actor: Actor, agent: Agent) -> None:
 
 
 def _errors(form) -> dict[str, list[str]]:
-    return form_errors(form, {"backend": "backend_id", "tools": "tool_ids"})
+    return form_errors(form, {"backend": "backend_id", "tools": "tool_ids",
+                              "escalation_backend": "escalation",
+                              "escalation_model": "escalation"})
 
 
 # -- chat ------------------------------------------------------------------------
 
-def turn_settings(agent: Agent) -> TurnSettings:
+def _candidate(backend: Backend, model: str, escalation: bool = False) -> Candidate:
+    return Candidate(adapter_for(backend), model, backend.pk, f"{backend.name}/{model}",
+                     escalation)
+
+
+def tool_spec(tool: Tool) -> ToolSpec:
+    """A tool as the runtime runs it; HTTP and MCP secrets decrypted into the spec only."""
+    config, secrets = dict(tool.config), server_secrets(tool)
+    if tool.kind == ToolKind.MCP and tool.server is not None:
+        config = {"server": mcp_tool.server_config(tool.server), **config}
+        secrets = server_secrets(tool.server)
+    return ToolSpec(tool.name, tool.kind, tool.description, tool.parameters, tool.timeout_s,
+                    tool.requires_approval, config, secrets)
+
+
+def turn_settings(agent: Agent, *, routed: bool = True) -> TurnSettings:
     """Everything the runtime needs, read from the database up front (sync)."""
-    candidates = [Candidate(adapter_for(agent.backend), agent.model, agent.backend_id,
-                            f"{agent.backend.name}/{agent.model}")]
+    candidates = [_candidate(agent.backend, agent.model)]
     for fallback in agent.fallbacks.select_related("backend"):
         if fallback.backend.enabled:
-            candidates.append(Candidate(adapter_for(fallback.backend), fallback.model,
-                                        fallback.backend_id,
-                                        f"{fallback.backend.name}/{fallback.model}"))
-    tools = {t.name: ToolSpec(t.name, t.kind, t.description, t.parameters, t.timeout_s,
-                              t.requires_approval, t.config)
-             for t in agent.tools.filter(enabled=True)}
+            candidates.append(_candidate(fallback.backend, fallback.model))
+    escalation = None
+    target = agent.escalation_backend
+    if target is not None and target.enabled:
+        escalation = _candidate(target, agent.escalation_model, True)
+    router = None
+    if agent.kind == AgentKind.ROUTER and routed:
+        specialists = [
+            Specialist(link.specialist_id, link.specialist.name, link.specialist.description,
+                       list(link.keywords), turn_settings(link.specialist, routed=False))
+            for link in agent.specialist_links.select_related("specialist__backend")
+            if link.specialist.enabled]
+        router = RouterSettings(candidates[0], agent.system_prompt, specialists,
+                                agent.first_token_timeout_s, escalation)
+    elif escalation is not None:
+        candidates.append(escalation)
+    tools = {t.name: tool_spec(t)
+             for t in agent.tools.filter(enabled=True).select_related("server")
+             if t.server is None or t.server.enabled}
     return TurnSettings(candidates=candidates, system_prompt=agent.system_prompt,
                         temperature=agent.temperature, max_tokens=agent.max_tokens,
                         first_token_timeout_s=agent.first_token_timeout_s,
                         idle_timeout_s=agent.idle_timeout_s,
                         turn_timeout_s=agent.turn_timeout_s,
-                        max_tool_iterations=agent.max_tool_iterations, tools=tools)
+                        max_tool_iterations=agent.max_tool_iterations, tools=tools,
+                        router=router)
 
 
 def history(conversation: Conversation) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ from django.http import HttpResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from agents import actions, config
+from agents import actions, config, tool_actions
 from agents import knowledge as knowledge_base
-from agents.models import Agent, Conversation, KnowledgeDocument, Tool
+from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
 from console.api import need
 from console.audit import Actor
 
@@ -21,6 +21,11 @@ router = Router(tags=["agents"])
 class FallbackSchema(Schema):
     backend_id: int
     model: str
+
+
+class SpecialistSchema(Schema):
+    specialist_id: int
+    keywords: list[str] = []
 
 
 class AgentOut(Schema):
@@ -39,6 +44,9 @@ class AgentOut(Schema):
     max_tool_iterations: int
     tool_ids: list[int]
     fallbacks: list[FallbackSchema]
+    specialist_ids: list[int]
+    specialists: list[SpecialistSchema]
+    escalation: FallbackSchema | None
     log_content: bool
     enabled: bool
     version: int
@@ -48,6 +56,21 @@ class AgentOut(Schema):
         return sorted(t.pk for t in agent.tools.all())
 
     @staticmethod
+    def resolve_specialist_ids(agent: Agent) -> list[int]:
+        return [link.specialist_id for link in agent.specialist_links.all()]
+
+    @staticmethod
+    def resolve_specialists(agent: Agent) -> list[dict]:
+        return [{"specialist_id": link.specialist_id, "keywords": link.keywords}
+                for link in agent.specialist_links.all()]
+
+    @staticmethod
+    def resolve_escalation(agent: Agent) -> dict | None:
+        if agent.escalation_backend_id is None:
+            return None
+        return {"backend_id": agent.escalation_backend_id, "model": agent.escalation_model}
+
+    @staticmethod
     def resolve_fallbacks(agent: Agent) -> list[dict]:
         return [{"backend_id": f.backend_id, "model": f.model} for f in agent.fallbacks.all()]
 
@@ -55,6 +78,7 @@ class AgentOut(Schema):
 class AgentIn(Schema):
     name: str
     description: str = ""
+    kind: str = "assistant"
     backend_id: int
     model: str
     system_prompt: str = ""
@@ -66,6 +90,9 @@ class AgentIn(Schema):
     max_tool_iterations: int = 6
     tool_ids: list[int] = []
     fallbacks: list[FallbackSchema] = []
+    specialist_ids: list[int] | None = None
+    specialists: list[SpecialistSchema] | None = None
+    escalation: FallbackSchema | None = None
     log_content: bool = False
     enabled: bool = True
 
@@ -84,6 +111,10 @@ class AgentPatch(Schema):
     max_tool_iterations: int | None = None
     tool_ids: list[int] | None = None
     fallbacks: list[FallbackSchema] | None = None
+    kind: str | None = None
+    specialist_ids: list[int] | None = None
+    specialists: list[SpecialistSchema] | None = None
+    escalation: FallbackSchema | None = None
     log_content: bool | None = None
     enabled: bool | None = None
 
@@ -104,6 +135,9 @@ class ToolOut(Schema):
     requires_approval: bool
     timeout_s: float
     enabled: bool
+    config: dict[str, Any]
+    secret_header_names: list[str]
+    server_id: int | None
 
 
 class ChatIn(Schema):
@@ -164,7 +198,8 @@ class ConversationOut(Schema):
 
 
 def _agent(request, pk: int) -> Agent:
-    agent = Agent.objects.for_user(request.user).prefetch_related("tools", "fallbacks").filter(
+    agent = Agent.objects.for_user(request.user).prefetch_related(
+        "tools", "fallbacks", "specialist_links").filter(
         pk=pk).first()
     if agent is None:
         raise HttpError(404, "no such agent")
@@ -173,15 +208,19 @@ def _agent(request, pk: int) -> Agent:
 
 def _payload(schema: Schema, **kwargs) -> dict[str, Any]:
     data = schema.dict(**kwargs)
-    if data.get("fallbacks") is not None:
-        data["fallbacks"] = [dict(f) for f in data["fallbacks"]]
+    for key in ("fallbacks", "specialists"):
+        if data.get(key) is not None:
+            data[key] = [dict(f) for f in data[key]]
+    if data.get("escalation") is not None:
+        data["escalation"] = dict(data["escalation"])
     return data
 
 
 @router.get("/agents", response=list[AgentOut])
 def list_agents(request):
     need(request, "agents.view")
-    return list(Agent.objects.for_user(request.user).prefetch_related("tools", "fallbacks"))
+    return list(Agent.objects.for_user(request.user).prefetch_related(
+        "tools", "fallbacks", "specialist_links"))
 
 
 @router.post("/agents", response={201: AgentOut, 422: dict})
@@ -193,6 +232,7 @@ def create_agent(request, payload: AgentIn):
 
 class ImportIn(Schema):
     yaml: str
+    secrets: dict[str, str] = {}
 
 
 class ChangeOut(Schema):
@@ -220,7 +260,8 @@ def export_agents(request):
 def import_agents(request, payload: ImportIn, dry_run: bool = False):
     """Validate the whole file first (every error with its path), then apply it."""
     need(request, "agents.change")
-    changes = config.apply(Actor.from_request(request), payload.yaml, dry_run=dry_run)
+    changes = config.apply(Actor.from_request(request), payload.yaml, dry_run=dry_run,
+                           user=request.user, secrets=payload.secrets)
     return {"dry_run": dry_run, "changes": changes}
 
 
@@ -358,17 +399,152 @@ def list_tools(request):
     return list(Tool.objects.all())
 
 
+class ToolIn(Schema):
+    name: str
+    kind: str = "http"
+    description: str
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    requires_approval: bool = False
+    timeout_s: float = 10.0
+    enabled: bool = True
+    config: dict[str, Any]
+    secret_headers: dict[str, str] = {}
+
+
 class ToolPatch(Schema):
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
     requires_approval: bool | None = None
     timeout_s: float | None = None
     enabled: bool | None = None
+    config: dict[str, Any] | None = None
+    secret_headers: dict[str, str] | None = None
+    clear_secret_headers: bool | None = None
+
+
+def _tool(pk: int) -> Tool:
+    tool = Tool.objects.filter(pk=pk).first()
+    if tool is None:
+        raise HttpError(404, "no such tool")
+    return tool
+
+
+@router.post("/tools", response={201: ToolOut, 422: dict})
+def create_tool(request, payload: ToolIn):
+    """An HTTP tool (built-in tools exist already; MCP tools come from their server)."""
+    need(request, "agents.change")
+    return Status(201, tool_actions.create_tool(Actor.from_request(request), payload.dict()))
+
+
+@router.get("/tools/{pk}", response=ToolOut)
+def get_tool(request, pk: int):
+    need(request, "agents.view")
+    return _tool(pk)
 
 
 @router.patch("/tools/{pk}", response={200: ToolOut, 422: dict})
 def patch_tool(request, pk: int, payload: ToolPatch):
     need(request, "agents.change")
-    tool = Tool.objects.filter(pk=pk).first()
-    if tool is None:
-        raise HttpError(404, "no such tool")
-    return actions.update_tool(Actor.from_request(request), tool,
+    return tool_actions.update_tool(Actor.from_request(request), _tool(pk),
+                                    payload.dict(exclude_unset=True))
+
+
+@router.delete("/tools/{pk}", response={204: None, 409: dict})
+def delete_tool(request, pk: int):
+    need(request, "agents.change")
+    tool_actions.delete_tool(Actor.from_request(request), _tool(pk))
+    return Status(204, None)
+
+
+class McpServerOut(Schema):
+    id: int
+    name: str
+    transport: str
+    url: str
+    command: str
+    args: list[str]
+    secret_header_names: list[str]
+    enabled: bool
+    last_listed_at: datetime | None
+    last_error: str
+    tool_ids: list[int]
+
+    @staticmethod
+    def resolve_tool_ids(server: McpServer) -> list[int]:
+        return sorted(t.pk for t in server.tools.all())
+
+
+class McpServerIn(Schema):
+    name: str
+    transport: str = "http"
+    url: str = ""
+    command: str = ""
+    args: list[str] = []
+    secret_headers: dict[str, str] = {}
+    enabled: bool = True
+
+
+class McpServerPatch(Schema):
+    name: str | None = None
+    url: str | None = None
+    command: str | None = None
+    args: list[str] | None = None
+    secret_headers: dict[str, str] | None = None
+    enabled: bool | None = None
+
+
+class RefreshOut(Schema):
+    added: list[str]
+    updated: list[str]
+    missing: list[str]
+
+
+def _server(pk: int) -> McpServer:
+    server = McpServer.objects.prefetch_related("tools").filter(pk=pk).first()
+    if server is None:
+        raise HttpError(404, "no such MCP server")
+    return server
+
+
+@router.get("/mcp-servers", response=list[McpServerOut])
+def list_servers(request):
+    need(request, "agents.view")
+    return list(McpServer.objects.prefetch_related("tools"))
+
+
+@router.post("/mcp-servers", response={201: McpServerOut, 422: dict})
+def create_server(request, payload: McpServerIn):
+    """Register a server (stdio: admins only, allow-listed commands). Then list its tools
+    with POST /api/mcp-servers/{id}/refresh; they start disabled."""
+    need(request, "agents.change")
+    server = tool_actions.create_server(Actor.from_request(request), request.user,
+                                        payload.dict())
+    return Status(201, _server(server.pk))
+
+
+@router.get("/mcp-servers/{pk}", response=McpServerOut)
+def get_server(request, pk: int):
+    need(request, "agents.view")
+    return _server(pk)
+
+
+@router.patch("/mcp-servers/{pk}", response={200: McpServerOut, 409: dict, 422: dict})
+def patch_server(request, pk: int, payload: McpServerPatch):
+    need(request, "agents.change")
+    tool_actions.update_server(Actor.from_request(request), request.user, _server(pk),
                                payload.dict(exclude_unset=True))
+    return _server(pk)
+
+
+@router.delete("/mcp-servers/{pk}", response={204: None, 409: dict})
+def delete_server(request, pk: int):
+    need(request, "agents.change")
+    tool_actions.delete_server(Actor.from_request(request), request.user, _server(pk))
+    return Status(204, None)
+
+
+@router.post("/mcp-servers/{pk}/refresh", response={200: RefreshOut, 409: dict})
+def refresh_server(request, pk: int):
+    """List the server's tools now: new ones are added disabled, vanished ones disabled."""
+    need(request, "agents.change")
+    return tool_actions.refresh_server(Actor.from_request(request), _server(pk))

@@ -14,6 +14,11 @@ class ToolKind(models.TextChoices):
     MCP = "mcp", "MCP server"
 
 
+class McpTransport(models.TextChoices):
+    HTTP = "http", "Streamable HTTP"
+    STDIO = "stdio", "stdio (admins only)"
+
+
 class MessageRole(models.TextChoices):
     USER = "user", "User"
     ASSISTANT = "assistant", "Assistant"

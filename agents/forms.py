@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from agents.models import Agent, Tool
-
-
-class ToolSettingsForm(forms.ModelForm):
-    timeout_s = forms.FloatField(min_value=0.1, max_value=600, label="Timeout (s)")
-
-    class Meta:
-        model = Tool
-        fields = ["requires_approval", "timeout_s", "enabled"]
+from agents.choices import AgentKind
+from agents.models import Agent
 
 
 class AgentForm(forms.ModelForm):
@@ -25,21 +18,30 @@ class AgentForm(forms.ModelForm):
     turn_timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=300,
                                       label="Whole-turn deadline (s)")
     max_tool_iterations = forms.IntegerField(min_value=1, max_value=20, initial=6)
+    kind = forms.ChoiceField(choices=AgentKind.choices, required=False,
+                             initial=AgentKind.ASSISTANT,
+                             help_text="A router asks its model to pick a specialist for each "
+                                       "message; the specialist answers.")
 
     class Meta:
         model = Agent
         widgets = {"description": forms.Textarea(attrs={"rows": 2}),
                    "system_prompt": forms.Textarea(attrs={"rows": 6})}
-        # `kind` (router) joins with routing; every agent is an assistant until then
-        fields = ["name", "description", "system_prompt", "backend", "model",
+        fields = ["name", "description", "kind", "system_prompt", "backend", "model",
                   "temperature", "max_tokens", "first_token_timeout_s", "idle_timeout_s",
-                  "turn_timeout_s", "max_tool_iterations", "tools", "log_content", "enabled"]
+                  "turn_timeout_s", "max_tool_iterations", "tools", "escalation_backend",
+                  "escalation_model", "log_content", "enabled"]
+        labels = {"escalation_backend": "Escalation backend",
+                  "escalation_model": "Escalation model"}
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("Enter a name.")
         return name
+
+    def clean_kind(self):
+        return self.cleaned_data.get("kind") or AgentKind.ASSISTANT
 
     def clean_model(self):
         model = self.cleaned_data["model"].strip()
@@ -53,4 +55,10 @@ class AgentForm(forms.ModelForm):
         if first and turn and first > turn:
             self.add_error("first_token_timeout_s",
                            "The first-token timeout cannot be longer than the whole turn.")
+        escalation_model = (data.get("escalation_model") or "").strip()
+        data["escalation_model"] = escalation_model
+        if data.get("escalation_backend") and not escalation_model:
+            self.add_error("escalation_model", "Enter the model to escalate to.")
+        if escalation_model and not data.get("escalation_backend"):
+            self.add_error("escalation_backend", "Pick the backend to escalate to.")
         return data

@@ -6,8 +6,45 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from agents.choices import AgentKind, MessageRole, RunOutcome, ToolKind
+from agents.choices import AgentKind, McpTransport, MessageRole, RunOutcome, ToolKind
+from console.crypto import EncryptedTextField
 from console.models import Backend
+
+
+class McpServer(models.Model):
+    """A Model Context Protocol server whose tools agents may call.
+
+    Streamable HTTP by URL; stdio only by admins, and only for commands in
+    TANGLAW_MCP_STDIO_COMMANDS. Its tools are listed into Tool rows (kind mcp),
+    disabled until an operator enables them.
+    """
+
+    name = models.CharField(max_length=32, unique=True,
+                            help_text="short prefix for its tools' names: letters, digits, _ -")
+    transport = models.CharField(max_length=8, choices=McpTransport.choices,
+                                 default=McpTransport.HTTP)
+    url = models.CharField(max_length=500, blank=True, default="")
+    command = models.CharField(max_length=500, blank=True, default="")
+    args = models.JSONField(default=list, blank=True)
+    secret_headers = EncryptedTextField(blank=True, default="",
+                                        help_text="JSON object of header → value, encrypted")
+    secret_header_names = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    last_listed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def target(self) -> str:
+        return self.url if self.transport == McpTransport.HTTP else " ".join(
+            [self.command, *map(str, self.args)])
 
 
 class Tool(models.Model):
@@ -21,6 +58,11 @@ class Tool(models.Model):
     requires_approval = models.BooleanField(default=False)
     timeout_s = models.FloatField(default=10.0)
     config = models.JSONField(default=dict, blank=True, help_text="per-kind settings")
+    secret_headers = EncryptedTextField(blank=True, default="",
+                                        help_text="HTTP tools: JSON header → value, encrypted")
+    secret_header_names = models.JSONField(default=list, blank=True)
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, null=True, blank=True,
+                               related_name="tools")
     enabled = models.BooleanField(default=True)
 
     class Meta:
@@ -52,6 +94,14 @@ class Agent(models.Model):
     turn_timeout_s = models.FloatField(default=300.0)
     max_tool_iterations = models.PositiveSmallIntegerField(default=6)
     tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+    specialists = models.ManyToManyField("self", symmetrical=False, blank=True,
+                                         through="AgentSpecialist",
+                                         through_fields=("router", "specialist"),
+                                         related_name="routers")
+    escalation_backend = models.ForeignKey(
+        Backend, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="where a turn goes when this agent's models fail, or a router calls it complex")
+    escalation_model = models.CharField(max_length=200, blank=True, default="")
     log_content = models.BooleanField(default=False,
                                       help_text="record message text in the audit log")
     enabled = models.BooleanField(default=True)
@@ -83,6 +133,27 @@ class AgentFallback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} #{self.position}: {self.backend} {self.model}"
+
+
+class AgentSpecialist(models.Model):
+    """A router's specialist, with the keywords that pick it when the model's choice is invalid."""
+
+    router = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="specialist_links")
+    specialist = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    position = models.PositiveSmallIntegerField()
+    keywords = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["router", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["router", "specialist"],
+                                    name="agents_specialist_router_specialist"),
+            models.UniqueConstraint(fields=["router", "position"],
+                                    name="agents_specialist_router_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.router} → {self.specialist}"
 
 
 class AgentVersion(models.Model):

@@ -10,9 +10,10 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from agents import actions, config
+from agents import actions, config, tool_actions
 from agents import knowledge as knowledge_base
 from agents.forms import AgentForm
+from agents.choices import AgentKind
 from agents.models import Agent, Conversation, KnowledgeDocument, Tool
 from console.actions import Invalid, Refused
 from console.audit import Actor
@@ -31,17 +32,38 @@ def agent_list(request):
 
 
 FALLBACK_ROWS = 3
+SPECIALIST_ROWS = 5
 
 
-def _form_context(form, agent, fallbacks=None):
+def _form_context(form, agent, fallbacks=None, specialists=None):
     selected = {str(v) for v in (form["tools"].value() or [])}
     if fallbacks is None:
         fallbacks = ([{"backend_id": f.backend_id, "model": f.model}
                       for f in agent.fallbacks.all()] if agent else [])
     rows = (fallbacks + [{"backend_id": None, "model": ""}] * FALLBACK_ROWS)[:FALLBACK_ROWS]
+    if specialists is None:
+        specialists = ([{"specialist_id": s.specialist_id, "keywords": s.keywords}
+                        for s in agent.specialist_links.all()] if agent else [])
+    specialist_rows = [{"specialist_id": s["specialist_id"],
+                        "keywords": ", ".join(s["keywords"])} for s in specialists]
+    specialist_rows = (specialist_rows + [{"specialist_id": None, "keywords": ""}]
+                       * SPECIALIST_ROWS)[:max(SPECIALIST_ROWS, len(specialist_rows))]
     return {"form": form, "agent": agent, "tools": Tool.objects.filter(enabled=True),
             "selected_tools": selected, "fallback_rows": rows,
-            "backends": Backend.objects.all()}
+            "backends": Backend.objects.all(), "specialist_rows": specialist_rows,
+            "assistants": Agent.objects.filter(kind=AgentKind.ASSISTANT).exclude(
+                pk=getattr(agent, "pk", None) or -1)}
+
+
+def _specialists_from_post(request) -> list[dict]:
+    rows = []
+    for i in range(SPECIALIST_ROWS):
+        picked = request.POST.get(f"specialist_{i}", "")
+        words = request.POST.get(f"specialist_keywords_{i}", "")
+        if picked:
+            rows.append({"specialist_id": int(picked) if picked.isdigit() else None,
+                         "keywords": [w.strip() for w in words.split(",") if w.strip()]})
+    return rows
 
 
 def _fallbacks_from_post(request) -> list[dict]:
@@ -97,7 +119,8 @@ def agent_create(request):
         except Invalid as exc:
             form = _invalid_form(exc, request)
             return render(request, "agents/agent_form.html",
-                          _form_context(form, None, _fallbacks_from_post(request)))
+                          _form_context(form, None, _fallbacks_from_post(request),
+                                        _specialists_from_post(request)))
         messages.success(request, f"Created {agent.name}. Try it in the playground.")
         return redirect("agent_detail", pk=agent.pk)
     return render(request, "agents/agent_form.html", _form_context(form, None))
@@ -114,7 +137,8 @@ def agent_edit(request, pk):
         except Invalid as exc:
             form = _invalid_form(exc, request, agent)
             return render(request, "agents/agent_form.html",
-                          _form_context(form, agent, _fallbacks_from_post(request)))
+                          _form_context(form, agent, _fallbacks_from_post(request),
+                                        _specialists_from_post(request)))
         messages.success(request, f"Saved {agent.name}.")
         return redirect("agent_detail", pk=agent.pk)
     return render(request, "agents/agent_form.html", _form_context(form, agent))
@@ -128,7 +152,8 @@ def _post_data(request) -> dict:
     for box in ("enabled", "log_content"):
         data[box] = box in request.POST
     data["fallbacks"] = _fallbacks_from_post(request)
-    for key in [k for k in data if k.startswith("fallback_")]:
+    data["specialists"] = _specialists_from_post(request)
+    for key in [k for k in data if k.startswith(("fallback_", "specialist_"))]:
         data.pop(key)
     return data
 
@@ -152,23 +177,30 @@ def agents_export(request):
 @require_http_methods(["GET", "POST"])
 def agents_import(request):
     """Paste or upload YAML; Check shows the plan, Apply carries it out."""
-    text, changes, errors, applied = "", None, {}, False
+    text, changes, errors, applied, needed = "", None, {}, False, []
     if request.method == "POST":
         upload = request.FILES.get("file")
         text = upload.read(1024 * 1024).decode("utf-8", "replace") if upload else \
             request.POST.get("yaml", "")
         apply_now = request.POST.get("action") == "apply"
+        secrets = {k.removeprefix("secret:"): v for k, v in request.POST.items()
+                   if k.startswith("secret:") and v}
         try:
-            changes = config.apply(Actor.from_request(request), text, dry_run=not apply_now)
+            changes = config.apply(Actor.from_request(request), text, dry_run=not apply_now,
+                                   user=request.user, secrets=secrets)
             applied = apply_now
         except Invalid as exc:
             errors = exc.errors
+            needed = getattr(exc, "needed_secrets", [])
+        except Refused as exc:
+            errors = {"import": [str(exc)]}
         if applied:
             messages.success(request, f"Imported: {len(changes or [])} agents and tools "
                                       f"checked, changes applied.")
             return redirect("agent_list")
     return render(request, "agents/agents_import.html",
-                  {"text": text, "changes": changes, "errors": errors})
+                  {"text": text, "changes": changes, "errors": errors,
+                   "needed_secrets": needed})
 
 
 @require("agents.view")
@@ -260,6 +292,14 @@ def knowledge(request):
         "hits": knowledge_base.search(query) if query else None})
 
 
+def _number(text: str | None) -> float | str | None:
+    """A form's number as a float, or the text itself so validation names it."""
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return text
+
+
 @require("agents.view")
 @require_http_methods(["GET", "POST"])
 def tool_list(request):
@@ -270,10 +310,10 @@ def tool_list(request):
             raise PermissionDenied("Your role may not change tools.")
         tool = get_object_or_404(Tool, pk=request.POST.get("tool"))
         try:
-            actions.update_tool(Actor.from_request(request), tool, {
+            tool_actions.update_tool(Actor.from_request(request), tool, {
                 "requires_approval": "requires_approval" in request.POST,
                 "enabled": "enabled" in request.POST,
-                "timeout_s": request.POST.get("timeout_s")})
+                "timeout_s": _number(request.POST.get("timeout_s"))})
         except Invalid as exc:
             errors = {tool.pk: exc.errors}
         else:

@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "backends.discover": _OPERATE,
     "agents.view": _ALL,
     "agents.change": _OPERATE,
+    "mcp.stdio": frozenset({Role.ADMIN}),  # a stdio MCP server runs a command on this host
     "chat": _OPERATE,
     "conversations.view": _ALL,
     "audit.view": _ALL,

@@ -229,6 +229,9 @@ TANGLAW_FOUNDRY_CLI = env_str("TANGLAW_FOUNDRY_CLI", "foundry")
 TANGLAW_SLOW_MS = env_int("TANGLAW_SLOW_MS", 2000, minimum=1)
 # the status badges re-probe a backend whose last check is older than this
 TANGLAW_STATUS_MAX_AGE_S = env_int("TANGLAW_STATUS_MAX_AGE_S", 15, minimum=1)
+# stdio MCP servers: the only commands an admin may register (full paths or names on PATH);
+# empty means stdio servers are off, streamable-HTTP servers need no entry
+TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])
 
 LOGGING = {
     "version": 1,
@@ -240,7 +243,8 @@ LOGGING = {
                     "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
+                "httpx2": {"level": "WARNING"}, "mcp": {"level": "WARNING"}},
 }
 
 # WebSocket routes, by dotted path (console imports no app directly)

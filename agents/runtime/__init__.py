@@ -16,7 +16,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jsonschema
@@ -43,6 +43,7 @@ class ToolSpec:
     timeout_s: float = 10.0
     requires_approval: bool = False
     config: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def openai(self) -> dict[str, Any]:
         return {"type": "function", "function": {
@@ -58,6 +59,27 @@ class Candidate:
     model: str
     backend_id: int | None = None
     label: str = ""
+    escalation: bool = False  # the agent's escalation target: tried last, labelled as such
+
+
+@dataclass
+class Specialist:
+    """A router's specialist: who it is, when keywords pick it, and how it runs."""
+
+    agent_id: int
+    name: str
+    description: str
+    keywords: list[str]
+    settings: TurnSettings
+
+
+@dataclass
+class RouterSettings:
+    candidate: Candidate
+    system_prompt: str
+    specialists: list[Specialist]
+    timeout_s: float = 30.0
+    escalation: Candidate | None = None
 
 
 @dataclass
@@ -71,6 +93,7 @@ class TurnSettings:
     turn_timeout_s: float = 300.0
     max_tool_iterations: int = 6
     tools: dict[str, ToolSpec] = field(default_factory=dict)
+    router: RouterSettings | None = None
 
 
 @dataclass
@@ -170,6 +193,11 @@ async def run_turn(settings: TurnSettings, history: list[dict[str, Any]], user_t
         {"role": "user", "content": user_text}]
     try:
         async with asyncio.timeout(settings.turn_timeout_s):
+            if settings.router is not None:
+                settings = await route(settings.router, history, user_text, state, emit)
+                messages = ([{"role": "system", "content": settings.system_prompt}]
+                            if settings.system_prompt else []) + history + [
+                    {"role": "user", "content": user_text}]
             await _loop(settings, messages, state, emit, approve, started)
     except TimeoutError:
         _fail(state, "turn_timeout", f"the turn took longer than {settings.turn_timeout_s:g}s")
@@ -209,11 +237,14 @@ async def _loop(settings, messages, state, emit, approve, started) -> None:
                 if chosen is not None or state.committed or len(candidates) == 1:
                     raise
                 failed = candidates.pop(0)
-                decision = {"from": failed.label, "to": candidates[0].label,
-                            "reason": f"fallback: {exc.message}"}
+                escalation = candidates[0].escalation
+                decision = {"type": "escalation" if escalation else "fallback",
+                            "from": failed.label, "to": candidates[0].label,
+                            "reason": f"{'escalation' if escalation else 'fallback'}: "
+                                      f"{exc.message}"}
                 state.route.append(decision)
                 await emit({"type": "route", "agent_id": None, "agent": candidates[0].label,
-                            "reason": decision["reason"]})
+                            "reason": decision["reason"], "escalation": escalation})
         chosen = candidate
         state.backend_id, state.model = candidate.backend_id, candidate.model
         content, calls, finish = step
@@ -408,7 +439,7 @@ async def _run_call(call, settings, state, emit, approve, seen_calls, errors_by_
             else:
                 try:
                     async with asyncio.timeout(spec.timeout_s):
-                        result = await execute_tool(spec.kind, spec.name, spec.config, arguments)
+                        result = await execute_tool(spec, arguments)
                     ok, output = done(True, result)
                 except TimeoutError:
                     ok, output = done(False, f"{name} timed out after {spec.timeout_s:g}s")
@@ -431,3 +462,122 @@ async def _ask(call, arguments, emit, approve) -> tuple[bool, str]:
                                   "arguments": arguments})
     except TimeoutError:
         return False, f"no approval within {APPROVAL_TIMEOUT_S:g}s"
+
+
+# -- routing -----------------------------------------------------------------------
+
+ROUTE_TOOL = "choose_specialist"
+
+
+def _route_tool(names: list[str]) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": ROUTE_TOOL,
+        "description": "Pick the specialist that should answer the user's message.",
+        "parameters": {"type": "object", "properties": {
+            "specialist": {"type": "string", "enum": names},
+            "complexity": {"type": "string", "enum": ["simple", "complex"]},
+            "reason": {"type": "string", "maxLength": 300}},
+            "required": ["specialist", "complexity"], "additionalProperties": False}}}
+
+
+def parse_choice(message: Any, names: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """The router model's answer, from a forced tool call or strict JSON in the text.
+
+    Returns (choice, "") or (None, why it is invalid)."""
+    raw = None
+    for call in getattr(message, "tool_calls", None) or []:
+        if call.function and call.function.name == ROUTE_TOOL:
+            raw = call.function.arguments
+            break
+    if raw is None:
+        raw = (getattr(message, "content", None) or "").strip()
+        if raw.startswith("```"):
+            raw = raw.strip("`").removeprefix("json").strip()
+    if not raw:
+        return None, "the router model gave no answer"
+    try:
+        choice = json.loads(raw)
+    except ValueError:
+        return None, f"the router model's answer is not JSON: {raw[:80]!r}"
+    if not isinstance(choice, dict):
+        return None, "the router model's answer is not a JSON object"
+    by_lower = {n.lower(): n for n in names}
+    picked = by_lower.get(str(choice.get("specialist", "")).strip().lower())
+    if picked is None:
+        return None, (f"the router model chose {choice.get('specialist')!r}, which is not one "
+                      f"of {', '.join(names)}")
+    return {"specialist": picked, "complex": choice.get("complexity") == "complex",
+            "reason": str(choice.get("reason") or "")[:300]}, ""
+
+
+def keyword_choice(specialists: list[Specialist], text: str) -> tuple[Specialist, str]:
+    lowered = text.lower()
+    for specialist in specialists:
+        for keyword in specialist.keywords:
+            if keyword and keyword.lower() in lowered:
+                return specialist, f"keyword {keyword!r} matched"
+    return specialists[0], "no keyword matched, so the first specialist answers"
+
+
+async def route(router: RouterSettings, history: list[dict[str, Any]], user_text: str,
+                state: TurnState, emit: Emit) -> TurnSettings:
+    """Pick a specialist (model first, keyword rules when its answer is invalid), maybe
+    escalate, emit and record the decision; return the settings the turn runs with."""
+    if not router.specialists:
+        raise TurnFailed("no_specialist", "this router has no specialists to route to")
+    started = time.perf_counter()
+    names = [s.name for s in router.specialists]
+    listing = "\n".join(f"- {s.name}: {s.description or 'no description'}"
+                         for s in router.specialists)
+    prompt = (f"{router.system_prompt}\n\n" if router.system_prompt else "") + (
+        f"Route the user's message to one of these specialists:\n{listing}\n"
+        f"Call {ROUTE_TOOL}, or answer with only JSON: "
+        '{"specialist": "<name>", "complexity": "simple" | "complex", "reason": "<short>"}')
+    messages = [{"role": "system", "content": prompt}, *history[-6:],
+                {"role": "user", "content": user_text}]
+    client = router.candidate.adapter.chat_client()
+    choice, invalid = None, ""
+    try:
+        async with asyncio.timeout(router.timeout_s):
+            request: dict[str, Any] = {
+                "model": router.candidate.model, "messages": messages, "temperature": 0,
+                "max_tokens": 200, "tools": [_route_tool(names)],
+                "tool_choice": {"type": "function", "function": {"name": ROUTE_TOOL}}}
+            response = await client.chat.completions.create(**request)
+        choice, invalid = parse_choice(response.choices[0].message if response.choices
+                                       else None, names)
+    except TimeoutError:
+        invalid = f"the router model did not answer within {router.timeout_s:g}s"
+    except (openai.OpenAIError, ValueError) as exc:
+        invalid = f"the router model failed: {explain(exc, router.candidate, router.timeout_s)}"
+    finally:
+        await client.close()
+    if choice is not None:
+        specialist = next(s for s in router.specialists if s.name == choice["specialist"])
+        method = "model"
+        reason = f"the router chose {specialist.name}" + (
+            f": {choice['reason']}" if choice["reason"] else "")
+    else:
+        specialist, why = keyword_choice(router.specialists, user_text)
+        method = "keywords"
+        reason = f"{invalid}; {why}"
+    decision = {"type": "route", "method": method, "agent_id": specialist.agent_id,
+                "agent": specialist.name, "reason": reason,
+                "complex": bool(choice and choice["complex"]),
+                "ms": round((time.perf_counter() - started) * 1000, 1)}
+    state.route.append(decision)
+    await emit({"type": "route", "agent_id": specialist.agent_id, "agent": specialist.name,
+                "reason": reason, "method": method, "escalation": False})
+    chosen = specialist.settings
+    if decision["complex"] and router.escalation is not None:
+        target = router.escalation
+        chosen = replace(chosen, candidates=[replace(target, escalation=False),
+                                             *chosen.candidates])
+        escalation = {"type": "escalation", "agent_id": specialist.agent_id,
+                      "agent": specialist.name, "to": target.label,
+                      "reason": f"escalated to {target.label}: the router labelled the "
+                                f"request complex"}
+        state.route.append(escalation)
+        await emit({"type": "route", "agent_id": specialist.agent_id, "agent": target.label,
+                    "reason": escalation["reason"], "escalation": True})
+    return chosen

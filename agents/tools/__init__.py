@@ -1,4 +1,8 @@
-"""Tool kinds: one module each. `execute(spec, arguments)` runs a validated call."""
+"""Tool kinds: one module each. `execute(spec, arguments)` runs a validated call.
+
+`spec` is the runtime's ToolSpec: name, kind, config, timeout and (for HTTP and
+MCP tools) the decrypted secrets, which never leave the call.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from django.utils.module_loading import import_string
 
 REGISTRY = {
     "builtin": "agents.tools.builtin.execute",
+    "http": "agents.tools.http.execute",
+    "mcp": "agents.tools.mcp.execute",
 }
 
 
@@ -15,9 +21,9 @@ class ToolError(Exception):
     """A tool failed; the message goes back to the model as the tool's output."""
 
 
-async def execute(kind: str, name: str, config: dict, arguments: dict) -> Any:
+async def execute(spec: Any, arguments: dict) -> Any:
     try:
-        runner = import_string(REGISTRY[kind])
+        runner = import_string(REGISTRY[spec.kind])
     except KeyError:
-        raise ToolError(f"tools of kind {kind!r} cannot run yet") from None
-    return await runner(name, config, arguments)
+        raise ToolError(f"unknown tool kind {spec.kind!r}") from None
+    return await runner(spec, arguments)

@@ -96,7 +96,8 @@ def _eval(node: ast.AST) -> float | int:
                     f"{', '.join(sorted(_FUNCS))} are allowed")
 
 
-async def execute(name: str, config: dict, arguments: dict) -> Any:
+async def execute(spec: Any, arguments: dict) -> Any:
+    name = spec.name
     if name == "current_time":
         zone_name = arguments.get("timezone") or "UTC"
         try:

@@ -92,7 +92,7 @@ def test_tool_settings_page_and_api(operator_client, viewer_client):
     assert calculator.requires_approval and calculator.timeout_s == 2.5
     bad = operator_client.post("/tools/", {"tool": calculator.pk, "timeout_s": "-1",
                                            "enabled": "on"})
-    assert "greater than or equal to 0.1" in bad.content.decode()
+    assert "seconds from 0.1 to 600" in bad.content.decode()
     patched = operator_client.patch(f"/api/tools/{calculator.pk}", data={"enabled": False},
                                     content_type="application/json").json()
     assert patched["enabled"] is False and patched["requires_approval"] is True
