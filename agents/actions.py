@@ -153,10 +153,10 @@ def _save(actor: Actor, form: AgentForm, fallbacks: list | None, action: str,
     instance = form.instance if form.instance.pk else None
     if specialists is None and before is not None:
         specialists = before.get("specialists", []) if kind == AgentKind.ROUTER else []
-    links = _clean_specialists(instance, kind, specialists if specialists is not None else [])
     if instance is not None and kind == AgentKind.ROUTER and instance.routers.exists():
         raise Invalid({"kind": [f"{instance.name} is a specialist of a router, so it cannot "
                                 f"be a router itself."]})
+    links = _clean_specialists(instance, kind, specialists if specialists is not None else [])
     with transaction.atomic():
         agent = form.save(commit=False)
         if before is not None:

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_http_methods
 
 from agents import actions, config, tool_actions
 from agents import knowledge as knowledge_base
-from agents.forms import AgentForm
 from agents.choices import AgentKind
+from agents.forms import AgentForm
 from agents.models import Agent, Conversation, KnowledgeDocument, Tool
 from console.actions import Invalid, Refused
 from console.audit import Actor

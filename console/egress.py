@@ -88,7 +88,10 @@ class Policy:
         ip = parse_ip(bare)
         if ip is not None:
             check_ip(ip)
-        if self.allow and not self.names_host(bare) and not (ip and self.covers_ip(ip)):
+        if not self.allow or self.names_host(bare):
+            return
+        # a name may still resolve into a listed network: check_address decides that
+        if (ip is not None and not self.covers_ip(ip)) or (ip is None and not self._networks()):
             raise UnsafeURL(f"{host} is not in the allow-list ({', '.join(self.allow)})")
 
     def check_address(self, host: str, ip: IP) -> None:

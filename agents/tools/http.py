@@ -120,6 +120,11 @@ def render(url: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return rendered, {k: v for k, v in arguments.items() if k not in used}
 
 
+def _query(arguments: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in arguments.items()
+            if v is not None}
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
@@ -130,8 +135,10 @@ async def execute(spec: Any, arguments: dict) -> Any:
     method = config.get("method", "GET")
     policy = Policy(tuple(config.get("allow_hosts") or ()))
     cap = int(config.get("max_response_bytes") or DEFAULT_MAX_BYTES)
-    params = rest if method in ("GET", "DELETE") else None
-    body = rest if method not in ("GET", "DELETE") else None
+    if method in ("GET", "DELETE"):
+        url, body = str(httpx.URL(url).copy_merge_params(_query(rest))), None
+    else:
+        body = rest
     origin = _origin(httpx.URL(url))
     async with httpx.AsyncClient(transport=async_transport(policy), timeout=spec.timeout_s,
                                  follow_redirects=False, trust_env=False) as client:
@@ -141,8 +148,7 @@ async def execute(spec: Any, arguments: dict) -> Any:
             if _origin(target) == origin:
                 headers.update(spec.secrets or {})
             try:
-                request = client.build_request(method, url, params=params, json=body,
-                                               headers=headers)
+                request = client.build_request(method, url, json=body, headers=headers)
                 response = await client.send(request, stream=True)
             except UnsafeURL as exc:
                 raise ToolError(f"refused: {exc}") from None
@@ -155,7 +161,7 @@ async def execute(spec: Any, arguments: dict) -> Any:
                     next_url = response.url.join(location)
                     if next_url.scheme not in ("http", "https"):
                         raise ToolError(f"refused a redirect to a {next_url.scheme}: URL")
-                    url, params = str(next_url), None
+                    url = str(next_url)
                     if response.status_code in (301, 302, 303) and method != "GET":
                         method, body = "GET", None
                     continue

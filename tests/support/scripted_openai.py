@@ -3,8 +3,10 @@
 Script items: a dict (one SSE chunk's `choices[0].delta`-level description built
 with the helpers below), ("sleep", seconds), ("reset",) to drop the connection,
 ("status", code, body) to answer an HTTP error instead, ("no_done",) to end
-without `data: [DONE]`. Tool calls can stream as fragments (vLLM/llama.cpp) or
-whole (Ollama/Foundry). Requests and disconnects are recorded.
+without `data: [DONE]`, ("completion", message) to answer a non-streamed
+request with one whole chat.completion (see `route_choice`). Tool calls can
+stream as fragments (vLLM/llama.cpp) or whole (Ollama/Foundry). Requests and
+disconnects are recorded.
 """
 
 from __future__ import annotations
@@ -46,6 +48,24 @@ def finish(reason: str = "stop") -> list[dict]:
 def usage(prompt: int, completion: int) -> list[dict]:
     return [{"usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                        "total_tokens": prompt + completion}}]
+
+
+def completion(content: str | None = None, tool_calls: list[dict] | None = None) -> tuple:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return ("completion", message)
+
+
+def route_choice(specialist: str, complexity: str = "simple", reason: str = "",
+                 *, as_json_text: bool = False) -> tuple:
+    """A router model's answer: a forced tool call, or the same as strict JSON text."""
+    arguments = json.dumps({"specialist": specialist, "complexity": complexity,
+                            "reason": reason})
+    if as_json_text:
+        return completion(arguments)
+    return completion(None, [{"id": "route_1", "type": "function", "function": {
+        "name": "choose_specialist", "arguments": arguments}}])
 
 
 class ScriptedOpenAI(LoopbackServer):
@@ -95,6 +115,21 @@ class ScriptedOpenAI(LoopbackServer):
 
     def play(self, req: BaseHTTPRequestHandler, script: list[Any]) -> None:
         for item in script:
+            if isinstance(item, tuple) and item[0] == "completion":
+                message = item[1]
+                body = json.dumps({
+                    "id": "chatcmpl-scripted", "object": "chat.completion",
+                    "created": int(time.time()), "model": self.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason":
+                                 "tool_calls" if message.get("tool_calls") else "stop"}],
+                    "usage": {"prompt_tokens": 20, "completion_tokens": 5,
+                              "total_tokens": 25}}).encode()
+                req.send_response(200)
+                req.send_header("Content-Type", "application/json")
+                req.send_header("Content-Length", str(len(body)))
+                req.end_headers()
+                req.wfile.write(body)
+                return
             if isinstance(item, tuple) and item[0] == "status":
                 raw = item[2]
                 body = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()

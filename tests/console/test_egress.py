@@ -1,0 +1,119 @@
+"""Outbound requests are checked where they connect: the resolved address, every time."""
+
+import asyncio
+import ipaddress
+
+import httpx
+import pytest
+
+from console import egress
+from console.egress import Policy, async_transport, parse_allow_list
+from console.urlsafety import UnsafeURL
+from tests.support.echo_http import EchoServer
+
+
+@pytest.fixture
+def echo():
+    server = EchoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """Play DNS: names map to the given addresses; everything else resolves for real."""
+    answers: dict[str, list[str]] = {}
+    real = egress.resolve
+
+    async def resolve(host, port):
+        if host in answers:
+            return [ipaddress.ip_address(a) for a in answers[host]]
+        return await real(host, port)
+
+    monkeypatch.setattr(egress, "resolve", resolve)
+    return answers
+
+
+def get(url, policy, **kwargs):
+    async def go():
+        async with httpx.AsyncClient(transport=async_transport(policy), timeout=5) as client:
+            return await client.get(url, **kwargs)
+    return asyncio.run(go())
+
+
+def test_allow_list_entries_are_checked():
+    assert parse_allow_list([" API.example.com. ", "*.corp.example", "10.0.0.0/8",
+                             "192.168.1.20", ""]) == (
+        "api.example.com", "*.corp.example", "10.0.0.0/8", "192.168.1.20/32")
+    for bad in ("169.254.0.0/16", "0.0.0.0/0", "metadata.google.internal", "bad host",
+                "10.0.0.0/99"):
+        with pytest.raises(ValueError):
+            parse_allow_list([bad])
+
+
+@pytest.mark.parametrize("host, ip, allow, refused", [
+    ("api.example.com", "93.184.216.34", (), None),
+    ("api.example.com", "10.1.2.3", (), "private or local"),
+    ("api.example.com", "127.0.0.1", (), "private or local"),
+    ("api.example.com", "100.64.0.1", (), "private or local"),  # carrier-grade NAT
+    ("api.example.com", "::ffff:10.0.0.1", (), "private or local"),
+    ("api.example.com", "169.254.169.254", ("api.example.com",), "link-local"),
+    ("api.example.com", "fe80::1", ("api.example.com",), "link-local"),
+    ("api.example.com", "::ffff:169.254.169.254", ("api.example.com",), "link-local"),
+    ("api.example.com", "10.1.2.3", ("api.example.com",), None),
+    ("svc.corp.example", "10.1.2.3", ("*.corp.example",), None),
+    ("other.example", "10.1.2.3", ("10.0.0.0/8",), None),
+    ("other.example", "93.184.216.34", ("api.example.com",), "not in the allow-list"),
+])
+def test_address_policy(host, ip, allow, refused):
+    policy = Policy(parse_allow_list(allow))
+    if refused is None:
+        policy.check_address(host, ipaddress.ip_address(ip))
+    else:
+        with pytest.raises(UnsafeURL, match=refused):
+            policy.check_address(host, ipaddress.ip_address(ip))
+
+
+def test_loopback_is_refused_unless_the_allow_list_names_it(echo):
+    with pytest.raises(UnsafeURL, match="private or local"):
+        get(f"http://127.0.0.1:{echo.port}/x", Policy())
+    assert not echo.requests
+    assert get(f"http://127.0.0.1:{echo.port}/x", Policy(("127.0.0.1/32",))).status_code == 200
+    assert get(f"http://localhost:{echo.port}/x", Policy(("localhost",))).status_code == 200
+
+
+def test_a_name_resolving_to_link_local_is_refused_before_connecting(dns):
+    dns["evil.example"] = ["169.254.169.254"]
+    dns["mixed.example"] = ["127.0.0.1", "169.254.169.254"]
+    with pytest.raises(UnsafeURL, match="link-local"):
+        get("http://evil.example/latest/meta-data/", Policy(("evil.example",)))
+    # one bad answer among good ones refuses the name (no retry on the next address)
+    with pytest.raises(UnsafeURL, match="link-local"):
+        get("http://mixed.example/", Policy(("mixed.example",)))
+
+
+def test_each_connection_resolves_again_so_rebinding_meets_the_check(echo, dns):
+    dns["flip.example"] = ["127.0.0.1"]
+    policy = Policy(("127.0.0.1/32",))  # the address is allowed, not the name
+    first = get(f"http://flip.example:{echo.port}/one", policy,
+                headers={"Connection": "close"})
+    assert first.status_code == 200
+    dns["flip.example"] = ["169.254.169.254"]  # the DNS answer changes after the first check
+    with pytest.raises(UnsafeURL, match="link-local"):
+        get(f"http://flip.example:{echo.port}/two", policy)
+    assert [r["path"] for r in echo.requests] == ["/one"]
+
+
+def test_a_redirect_to_a_metadata_address_is_refused(echo):
+    policy = Policy(("127.0.0.1/32",))
+    with pytest.raises(UnsafeURL, match="link-local or cloud-metadata"):
+        get(f"http://127.0.0.1:{echo.port}/redirect?to=http://169.254.169.254/latest/",
+            policy, follow_redirects=True)
+
+
+def test_unix_sockets_and_metadata_names_are_refused():
+    with pytest.raises(UnsafeURL, match="cloud-metadata host name"):
+        Policy(("metadata.google.internal",)).check_host("metadata.google.internal")
+    backend = egress.GuardedBackend(None, Policy())
+    with pytest.raises(UnsafeURL, match="Unix sockets"):
+        asyncio.run(backend.connect_unix_socket("/var/run/docker.sock"))
