@@ -1,22 +1,43 @@
 from django.contrib import admin
 
-from agents.models import Agent, AgentVersion, Conversation, Message, Run, Tool, ToolCall
+from agents.models import (
+    Agent,
+    AgentVersion,
+    Conversation,
+    McpServer,
+    Message,
+    Run,
+    Tool,
+    ToolCall,
+)
 
 
-@admin.register(Tool)
-class ToolAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "requires_approval", "timeout_s", "enabled"]
-    list_filter = ["kind", "requires_approval", "enabled"]
-    search_fields = ["name", "description"]
+class ReadOnly(admin.ModelAdmin):
+    """Browse only: changes go through the actions (validated, audited, secrets write-only)."""
 
     def has_change_permission(self, request, obj=None):
-        return False  # changes go through the tool actions (validated and audited)
+        return False
 
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(McpServer)
+class McpServerAdmin(ReadOnly):
+    list_display = ["name", "transport", "url", "command", "enabled", "last_listed_at"]
+    list_filter = ["transport", "enabled"]
+    exclude = ["secret_headers"]  # write-only: only the names are shown
+
+
+@admin.register(Tool)
+class ToolAdmin(ReadOnly):
+    list_display = ["name", "kind", "server", "requires_approval", "timeout_s", "enabled"]
+    list_filter = ["kind", "requires_approval", "enabled"]
+    search_fields = ["name", "description"]
+    exclude = ["secret_headers"]  # write-only: only the names are shown
 
 
 @admin.register(Agent)

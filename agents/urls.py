@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents import views
+from agents import tool_views, views
 
 urlpatterns = [
     path("agents/", views.agent_list, name="agent_list"),
@@ -15,5 +15,12 @@ urlpatterns = [
     path("playground/", views.playground, name="playground"),
     path("knowledge/", views.knowledge, name="knowledge"),
     path("tools/", views.tool_list, name="tool_list"),
+    path("tools/http/new/", tool_views.http_tool_form, name="http_tool_create"),
+    path("tools/<int:pk>/edit/", tool_views.http_tool_form, name="http_tool_edit"),
+    path("tools/<int:pk>/delete/", tool_views.tool_delete, name="tool_delete"),
+    path("tools/mcp/", tool_views.mcp_servers, name="mcp_servers"),
+    path("tools/mcp/<int:pk>/refresh/", tool_views.mcp_server_refresh,
+         name="mcp_server_refresh"),
+    path("tools/mcp/<int:pk>/delete/", tool_views.mcp_server_delete, name="mcp_server_delete"),
     path("knowledge/<int:pk>/delete/", views.knowledge_delete, name="knowledge_delete"),
 ]

@@ -163,7 +163,8 @@ def agent_detail(request, pk):
     agent = get_object_for_user(request, Agent, pk)
     return render(request, "agents/agent_detail.html", {
         "agent": agent, "versions": agent.versions.all()[:20],
-        "tools": agent.tools.all(), "fallbacks": agent.fallbacks.select_related("backend")})
+        "tools": agent.tools.all(), "fallbacks": agent.fallbacks.select_related("backend"),
+        "specialists": agent.specialist_links.select_related("specialist")})
 
 
 @require("agents.view")
@@ -249,9 +250,15 @@ def playground(request):
     transcript = []
     if current:
         runs = {r.pk: r for r in current.runs.all()}
+        routed: set[int] = set()
         for m in current.messages.all():
-            transcript.append({"m": m, "run": runs.get(m.run_id) if m.role == "assistant"
-                               and not m.tool_calls else None})
+            run = runs.get(m.run_id) if m.run_id else None
+            first_of_run = run is not None and run.pk not in routed
+            if run is not None:
+                routed.add(run.pk)
+            transcript.append({"m": m, "run": run if m.role == "assistant"
+                               and not m.tool_calls else None,
+                               "routes": (run.route or []) if first_of_run and run else []})
     can_chat = has_perm(request.user, "chat") and (current is None
                                                    or current.owner_id == request.user.pk)
     return render(request, "agents/playground.html", {
@@ -320,7 +327,8 @@ def tool_list(request):
             messages.success(request, f"Saved {tool.name}.")
             return redirect("tool_list")
     return render(request, "agents/tool_list.html", {
-        "tools": Tool.objects.prefetch_related("agents"), "errors": errors})
+        "tools": Tool.objects.select_related("server").prefetch_related("agents"),
+        "errors": errors})
 
 
 @require("agents.change")

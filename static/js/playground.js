@@ -110,7 +110,11 @@ if (form) {
       entry.card.append(el("pre", "json", f.summary));
       entry.card.open = false;
     },
-    route(f) { add(el("div", "route-badge", `↪ ${f.agent}: ${f.reason}`)); },
+    route(f) {
+      const what = f.escalation ? "⇪ escalated to" : f.method ? "↪ routed to" : "↪ fell back to";
+      add(el("div", f.escalation ? "route-badge escalation" : "route-badge",
+             `${what} ${f.agent}: ${f.reason}`));
+    },
     error(f) { add(el("div", "error-line", `⚠ ${f.message}`)); if (!current) busy(false); },
     done(f) {
       const target = assistant();
