@@ -226,6 +226,10 @@ def restore_version(actor: Actor, agent: Agent, version: AgentVersion) -> Agent:
 
 
 def delete_agent(actor: Actor, agent: Agent) -> None:
+    routers = list(agent.routers.values_list("name", flat=True))
+    if routers:
+        raise Refused(f"{agent.name} is a specialist of {', '.join(routers)}; remove it from "
+                      f"there first")
     with transaction.atomic():
         before, pk = snapshot(agent), agent.pk
         agent.delete()

@@ -279,7 +279,7 @@ def patch_agent(request, pk: int, payload: AgentPatch):
     return _agent(request, agent.pk)
 
 
-@router.delete("/agents/{pk}", response={204: None})
+@router.delete("/agents/{pk}", response={204: None, 409: dict})
 def delete_agent(request, pk: int):
     need(request, "agents.change")
     actions.delete_agent(Actor.from_request(request), _agent(request, pk))

@@ -104,7 +104,7 @@ class Plan:
         self.summary: list[dict[str, str]] = []
         self.servers: list[tuple[McpServer | None, dict]] = []
         self.http_tools: list[tuple[Tool | None, dict]] = []
-        self.tool_settings: list[tuple[str, dict]] = []
+        self.tool_settings: list[tuple[str, dict, str]] = []  # name, settings, server
         self.agents: list[tuple[Agent | None, dict]] = []
         self.needed_secrets: list[str] = []  # keys the importer must ask values for
 
@@ -193,7 +193,8 @@ def plan(text: str, secrets: dict[str, str] | None = None) -> Plan:
             continue
         if tool is None:
             if kind == ToolKind.MCP and item.get("server") in file_servers:
-                p.tool_settings.append((name, settings))  # listed from its server on import
+                # listed from its server on import (skipped while the server is disabled)
+                p.tool_settings.append((name, settings, str(item["server"])))
                 p.note("update", "tool", name)
             else:
                 p.problem(path, f"no tool named {name!r}")
@@ -204,7 +205,7 @@ def plan(text: str, secrets: dict[str, str] | None = None) -> Plan:
             field, _, message = error.partition(": ")
             p.problem(f"{path}.{field}", message)
         if not errors and any(settings[f] != getattr(tool, f) for f in settings):
-            p.tool_settings.append((name, settings))
+            p.tool_settings.append((name, settings, ""))
             p.note("update", "tool", name)
 
     known_tools = set(tools) | declared
@@ -338,6 +339,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
     if dry_run:
         return p.summary
     with transaction.atomic():
+        listed: set[str] = set()
         for server, values in p.servers:
             if server is None:
                 server = tool_actions.create_server(actor, user, values)
@@ -345,13 +347,16 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
                 server = tool_actions.update_server(actor, user, server, values)
             if server.enabled:
                 tool_actions.refresh_server(actor, server)
+                listed.add(server.name)
         for tool, values in p.http_tools:
             if tool is None:
                 tool_actions.create_tool(actor, values)
             else:
                 tool_actions.update_tool(actor, tool, values)
-        for name, settings in p.tool_settings:
+        for name, settings, from_server in p.tool_settings:
             found = Tool.objects.filter(name=name).first()
+            if found is None and from_server and from_server not in listed:
+                continue  # a disabled server's tools are listed when it is enabled
             if found is None:
                 raise Invalid({f"tools.{name}": ["its MCP server did not list this tool"]})
             tool_actions.update_tool(actor, found, settings)

@@ -227,7 +227,11 @@ def agent_version(request, pk, number):
 def agent_delete(request, pk):
     agent = get_object_for_user(request, Agent, pk, write=True)
     if request.method == "POST":
-        actions.delete_agent(Actor.from_request(request), agent)
+        try:
+            actions.delete_agent(Actor.from_request(request), agent)
+        except Refused as exc:
+            messages.error(request, str(exc))
+            return redirect("agent_detail", pk=agent.pk)
         messages.success(request, f"Deleted {agent.name}.")
         return redirect("agent_list")
     return render(request, "agents/agent_delete.html", {"agent": agent})
