@@ -29,6 +29,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "mcp.stdio": frozenset({Role.ADMIN}),  # a stdio MCP server runs a command on this host
     "chat": _OPERATE,
     "conversations.view": _ALL,
+    "alerts.manage": _OPERATE,  # acknowledge alerts; rules, channels, the probe interval
+    "recommendations.apply": _OPERATE,
     "audit.view": _ALL,
     "audit.export": _ALL,
     "tokens.own": _ALL,

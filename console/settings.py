@@ -229,6 +229,14 @@ TANGLAW_FOUNDRY_CLI = env_str("TANGLAW_FOUNDRY_CLI", "foundry")
 TANGLAW_SLOW_MS = env_int("TANGLAW_SLOW_MS", 2000, minimum=1)
 # the status badges re-probe a backend whose last check is older than this
 TANGLAW_STATUS_MAX_AGE_S = env_int("TANGLAW_STATUS_MAX_AGE_S", 15, minimum=1)
+# the monitor (manage.py monitor): intervals and how long each tier of samples is kept
+TANGLAW_PROBE_INTERVAL_S = env_int("TANGLAW_PROBE_INTERVAL_S", 30, minimum=1)
+TANGLAW_HOST_INTERVAL_S = env_int("TANGLAW_HOST_INTERVAL_S", 5, minimum=1)
+TANGLAW_RAW_RETENTION_H = env_int("TANGLAW_RAW_RETENTION_H", 48, minimum=1)
+TANGLAW_MINUTE_RETENTION_D = env_int("TANGLAW_MINUTE_RETENTION_D", 30, minimum=1)
+TANGLAW_HOUR_RETENTION_D = env_int("TANGLAW_HOUR_RETENTION_D", 730, minimum=1)
+TANGLAW_ALERT_EMAIL_FROM = env_str("TANGLAW_ALERT_EMAIL_FROM", "tanglaw@localhost")
+
 # stdio MCP servers: the only commands an admin may register (full paths or names on PATH);
 # empty means stdio servers are off, streamable-HTTP servers need no entry
 TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])

@@ -44,6 +44,15 @@ class OllamaAdapter(Adapter):
             ))
         return models
 
+    async def unload_model(self, model: str) -> None:
+        """Free a loaded model's memory now (`keep_alive: 0`, as Ollama documents)."""
+        response = await self.request("POST", "/api/generate",
+                                      json={"model": model, "keep_alive": 0})
+        self.check_status(response, "/api/generate")
+        data = self.parse_json(response, "/api/generate")
+        if isinstance(data, dict) and data.get("error"):
+            raise BackendError(f"Ollama could not unload {model}: {data['error']}")
+
     async def loaded_models(self) -> list[LoadedModel]:
         data = await self.get_json("/api/ps")
         if not isinstance(data, dict) or not isinstance(data.get("models"), list):

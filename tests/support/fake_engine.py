@@ -162,6 +162,12 @@ class FakeEngine(LoopbackServer):
             return 200, OLLAMA_TAGS
         if path == "/api/ps":
             return 200, OLLAMA_PS
+        if path == "/api/generate" and method == "POST":
+            body = json.loads(self.requests[-1]["body"] or b"{}")
+            if body.get("keep_alive") == 0:  # Ollama's documented way to unload a model
+                return 200, {"model": body.get("model"), "created_at": "2026-11-24T00:00:00Z",
+                             "response": "", "done": True, "done_reason": "unload"}
+            return 400, {"error": "the fake answers only unload requests"}
         if path == "/v1/models":
             return 200, self._openai_models("library")
         return 404, b"404 page not found", "text/plain"

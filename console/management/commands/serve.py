@@ -19,8 +19,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
+        parser.add_argument("--no-monitor", action="store_true",
+                            help="do not start the monitor beside the web server")
 
-    def handle(self, *args, host, port, **options):
+    def handle(self, *args, host, port, no_monitor=False, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
@@ -32,6 +34,9 @@ class Command(BaseCommand):
             subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
                               "--proxy-headers", "console.asgi:application"]),
         ]
+        if not no_monitor:
+            manage = settings.BASE_DIR / "manage.py"
+            children.append(subprocess.Popen([sys.executable, str(manage), "monitor"]))
 
         def stop(signum, frame):
             for child in children:

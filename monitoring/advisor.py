@@ -1,0 +1,187 @@
+"""Scaling recommendations from measured windows, each with its evidence.
+
+Every rule looks at samples over a window and either recommends (with the
+metric, value, window and threshold that triggered it, a severity and a plain
+action) or not. A recommendation stays open while its evidence holds, is
+updated in place, and resolves itself when the evidence goes away. Where the
+engine can do it (Ollama today), "unload an idle model" is one click.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from console import audit
+from console.actions import Refused
+from console.audit import Actor
+from console.backends import adapter_for
+from console.backends.base import BackendError
+from console.choices import AuditAction, Status
+from console.models import Backend
+from monitoring import store
+from monitoring.choices import RecState, Severity
+from monitoring.models import Recommendation, Sample
+
+LATENCY_TARGET_MS = 3000
+IDLE_MINUTES = 30
+
+
+def _evidence(metric: str, value: float, window: str, threshold: float, scope: str
+              ) -> dict[str, Any]:
+    return {"metric": metric, "value": round(value, 3), "window": window,
+            "threshold": threshold, "scope": scope}
+
+
+def _backend_rules(backend: Backend, now) -> list[dict[str, Any]]:
+    scope, out = f"backend:{backend.pk}", []
+    latency = store.window_stats("latency_ms", scope, 900, now)
+    if latency["count"] >= 5 and (latency["p95"] or 0) > LATENCY_TARGET_MS:
+        out.append({"rule": "latency_over_target", "severity": Severity.WARNING,
+                    "title": f"{backend.name} answers slowly: scale up",
+                    "action": "Turns take longer than the target. Use a faster GPU, a smaller "
+                              "model or quantization (e.g. Q4_K_M), or on vLLM raise "
+                              "--tensor-parallel-size across more GPUs.",
+                    "evidence": [_evidence("latency_ms p95", latency["p95"], "15m",
+                                           LATENCY_TARGET_MS, scope)]})
+    waiting = store.window_stats("engine_requests_waiting", scope, 900, now)
+    if waiting["count"] and (waiting["avg"] or 0) > 5:
+        out.append({"rule": "queue_backlog", "severity": Severity.WARNING,
+                    "title": f"{backend.name} queues requests: scale out",
+                    "action": "Requests wait for a free slot. Add a replica or node and list "
+                              "it as a fallback, or raise the engine's parallel slots "
+                              "(llama-server --parallel, vLLM --max-num-seqs).",
+                    "evidence": [_evidence("engine_requests_waiting avg", waiting["avg"], "15m",
+                                           5, scope)]})
+    requests = store.window_stats("requests", scope, 900, now)
+    errors = store.window_stats("errors", scope, 900, now)
+    if requests["sum"] >= 10 and errors["sum"] / requests["sum"] > 0.2:
+        healthy = Backend.objects.filter(enabled=True, status=Status.HEALTHY).exclude(
+            pk=backend.pk).values_list("name", flat=True).first()
+        if healthy:
+            rate = errors["sum"] / requests["sum"]
+            out.append({"rule": "error_spike", "severity": Severity.CRITICAL,
+                        "title": f"{backend.name} fails often: route agents to {healthy}",
+                        "action": f"{rate:.0%} of turns on {backend.name} failed in the last "
+                                  f"15 minutes while {healthy} is healthy. Make {healthy} the "
+                                  f"agents' first fallback, or move them to it.",
+                        "evidence": [_evidence("error_rate", rate, "15m", 0.2, scope)]})
+    return out
+
+
+def _host_rules(now) -> list[dict[str, Any]]:
+    out = []
+    gpu_scopes = sorted(set(Sample.objects.filter(
+        metric="gpu_utilization_percent", ts__gte=now - timedelta(hours=1))
+        .values_list("scope", flat=True)))
+    for scope in gpu_scopes:
+        busy = store.window_stats("gpu_utilization_percent", scope, 900, now)
+        if busy["count"] and (busy["avg"] or 0) > 95:
+            out.append({"rule": "gpu_saturated", "severity": Severity.WARNING,
+                        "title": f"{scope.replace(':', ' ').upper()} is saturated: scale out",
+                        "action": "The GPU is fully busy. Add another replica or node, or "
+                                  "move some agents to a smaller model.",
+                        "evidence": [_evidence("gpu_utilization_percent avg", busy["avg"],
+                                               "15m", 95, scope)]})
+        hour = store.window_stats("gpu_utilization_percent", scope, 3600, now)
+        traffic = Sample.objects.filter(metric="requests", ts__gte=now - timedelta(hours=1))
+        per_minute = sum(traffic.values_list("value", flat=True)) / 60
+        if hour["count"] >= 10 and (hour["avg"] or 0) < 20 and per_minute < 1:
+            out.append({"rule": "gpu_idle", "severity": Severity.INFO,
+                        "title": f"{scope.replace(':', ' ').upper()} is mostly idle: scale down",
+                        "action": "Less than 20 % GPU use and under one request a minute for "
+                                  "an hour. Consolidate models onto fewer GPUs or nodes.",
+                        "evidence": [_evidence("gpu_utilization_percent avg", hour["avg"],
+                                               "1h", 20, scope),
+                                     _evidence("requests per minute", per_minute, "1h", 1,
+                                               "all")]})
+    memory = store.window_stats("memory_percent", "host", 600, now)
+    if memory["count"] and (memory["avg"] or 0) > 80:
+        out += _unload_idle(memory["avg"], now)
+    return out
+
+
+def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
+    """Memory is tight: recommend unloading models that are loaded but had no traffic."""
+    out = []
+    since = now - timedelta(minutes=IDLE_MINUTES)
+    for backend in Backend.objects.filter(enabled=True, kind__in=["ollama"]):
+        scope = f"backend:{backend.pk}"
+        recent = Sample.objects.filter(metric="requests", scope=scope, ts__gte=since).exists()
+        loaded = store.latest("models_loaded", scope) or 0
+        if recent or loaded < 1:
+            continue
+        out.append({"rule": "unload_idle", "severity": Severity.WARNING,
+                    "title": f"Memory is tight: unload idle models on {backend.name}",
+                    "action": f"No turns reached {backend.name} in {IDLE_MINUTES} minutes, "
+                              f"yet it keeps {loaded:.0f} model(s) in memory. Unload them; "
+                              f"they load again on the next request.",
+                    "evidence": [_evidence("memory_percent avg", memory, "10m", 80, "host"),
+                                 _evidence("requests", 0, f"{IDLE_MINUTES}m", 0, scope)],
+                    "scope": scope,
+                    "apply": {"kind": "unload_loaded", "backend_id": backend.pk}})
+    return out
+
+
+def run(now=None) -> dict[str, int]:
+    now = now or timezone.now()
+    found: list[dict[str, Any]] = []
+    for backend in Backend.objects.filter(enabled=True):
+        for item in _backend_rules(backend, now):
+            found.append({"scope": f"backend:{backend.pk}", **item})
+    for item in _host_rules(now):
+        found.append({"scope": item.get("scope") or item["evidence"][0]["scope"], **item})
+    keys = set()
+    with transaction.atomic():
+        for item in found:
+            key = f"{item['rule']}:{item['scope']}"
+            keys.add(key)
+            Recommendation.objects.update_or_create(
+                key=key, state=RecState.OPEN,
+                defaults={"rule": item["rule"], "scope": item["scope"],
+                          "severity": item["severity"], "title": item["title"],
+                          "action": item["action"], "evidence": item["evidence"],
+                          "apply": item.get("apply"), "updated_at": now})
+        resolved = Recommendation.objects.filter(state=RecState.OPEN).exclude(
+            key__in=keys).update(state=RecState.RESOLVED, resolved_at=now)
+    return {"open": len(keys), "resolved": resolved}
+
+
+def apply(actor: Actor, rec: Recommendation) -> str:
+    """Carry out a recommendation's one-click action (confirmed in the UI). Audited."""
+    if rec.state != RecState.OPEN or not rec.apply:
+        raise Refused("this recommendation has no action to apply now")
+    backend = Backend.objects.filter(pk=rec.apply.get("backend_id")).first()
+    if backend is None:
+        raise Refused("its backend no longer exists")
+    adapter = adapter_for(backend)
+    if not hasattr(adapter, "unload_model"):
+        raise Refused(f"{backend.get_kind_display()} cannot unload models from here")
+
+    async def unload_all() -> list[str]:
+        async with adapter.session():
+            loaded = [m.id for m in await adapter.loaded_models()]
+            for model in loaded:
+                await adapter.unload_model(model)
+            return loaded
+
+    try:
+        unloaded = asyncio.run(unload_all())
+    except BackendError as exc:
+        raise Refused(f"{backend.name}: {exc.message}") from None
+    with transaction.atomic():
+        rec.state, rec.applied_by, rec.resolved_at = RecState.APPLIED, actor.username, \
+            timezone.now()
+        rec.save(update_fields=["state", "applied_by", "resolved_at"])
+        audit.record(AuditAction.RECOMMENDATION_APPLIED, actor, target=backend,
+                     after={"recommendation": rec.title, "unloaded": unloaded})
+    return f"Unloaded {', '.join(unloaded) or 'nothing (no model was loaded)'} on {backend.name}."
+
+
+def last_traffic(scope: str):
+    return Sample.objects.filter(metric="requests", scope=scope).aggregate(t=Max("ts"))["t"]

@@ -1,0 +1,258 @@
+"""Alert rules evaluated over measured samples; the lifecycle; acknowledgement.
+
+A rule names a metric, a scope (every backend, one backend, every agent, one
+agent, the host, every GPU, one GPU), a comparator and threshold, the window
+its value is averaged over (0: the latest sample), how long it must hold
+(`for_s`) and — for probe-driven rules — how many consecutive samples
+(`for_samples`). States: pending (holds, not long enough) → firing →
+acknowledged → resolved; each change is an AlertEvent row, and each firing or
+resolution is queued for every channel (monitoring.notify).
+"""
+
+from __future__ import annotations
+
+import operator
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from agents.models import Agent
+from console import audit
+from console.actions import Invalid, Refused
+from console.audit import Actor
+from console.choices import AuditAction
+from console.models import Backend
+from monitoring.choices import SEVERITY_RANK, AlertState, Comparator, Severity
+from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
+
+OPS = {Comparator.GT: operator.gt, Comparator.GE: operator.ge,
+       Comparator.LT: operator.lt, Comparator.LE: operator.le}
+OPEN = (AlertState.PENDING, AlertState.FIRING, AlertState.ACKNOWLEDGED)
+SCOPE_KINDS = ("backends", "agents", "host", "gpus")
+METRICS = {
+    "backend_up": "backend up (1) or down (0), from the probes",
+    "probe_latency_ms": "health probe latency (ms)",
+    "latency_ms": "chat turn latency (ms)", "ttft_ms": "time to first token (ms)",
+    "tokens_per_s": "tokens per second", "error_rate": "errors / requests (0–1)",
+    "requests": "requests in the window", "engine_requests_waiting": "requests queued",
+    "engine_requests_running": "requests running", "engine_kv_cache_usage": "KV cache (0–1)",
+    "cpu_percent": "host CPU %", "memory_percent": "host memory %",
+    "swap_percent": "host swap %", "disk_percent": "data disk %",
+    "gpu_utilization_percent": "GPU utilisation %", "gpu_memory_percent": "GPU memory %",
+    "gpu_temperature_c": "GPU temperature (°C)", "gpu_power_w": "GPU power (W)",
+}
+
+# the defaults from the seed guide; created by migration 0002 and by `seed_rules`
+DEFAULT_RULES: list[dict[str, Any]] = [
+    {"name": "Backend unhealthy", "metric": "backend_up", "scope": "backends",
+     "comparator": "<", "threshold": 1, "window_s": 0, "for_samples": 2,
+     "severity": Severity.CRITICAL},
+    {"name": "Slow responses", "metric": "latency_ms", "scope": "backends", "comparator": ">",
+     "threshold": 2000, "window_s": 300, "severity": Severity.WARNING},
+    {"name": "High latency", "metric": "latency_ms", "scope": "backends", "comparator": ">",
+     "threshold": 3000, "window_s": 300, "severity": Severity.CRITICAL},
+    {"name": "Error rate", "metric": "error_rate", "scope": "backends", "comparator": ">",
+     "threshold": 0.05, "window_s": 600, "severity": Severity.CRITICAL},
+    {"name": "Host memory", "metric": "memory_percent", "scope": "host", "comparator": ">",
+     "threshold": 85, "window_s": 120, "for_s": 60, "severity": Severity.WARNING},
+    {"name": "GPU saturated", "metric": "gpu_utilization_percent", "scope": "gpus",
+     "comparator": ">", "threshold": 95, "window_s": 300, "for_s": 120,
+     "severity": Severity.WARNING},
+    {"name": "Queue backlog", "metric": "engine_requests_waiting", "scope": "backends",
+     "comparator": ">", "threshold": 50, "window_s": 120, "severity": Severity.WARNING},
+]
+
+
+def scopes_for(rule: AlertRule) -> list[str]:
+    if rule.scope == "backends":
+        return [f"backend:{pk}" for pk in Backend.objects.filter(enabled=True)
+                .values_list("pk", flat=True)]
+    if rule.scope == "agents":
+        return [f"agent:{pk}" for pk in Agent.objects.filter(enabled=True)
+                .values_list("pk", flat=True)]
+    if rule.scope == "gpus":
+        since = timezone.now() - timedelta(hours=1)
+        return sorted(set(Sample.objects.filter(metric="gpu_utilization_percent", ts__gte=since)
+                          .values_list("scope", flat=True)))
+    return [rule.scope]
+
+
+def value_of(rule: AlertRule, scope: str, now: datetime) -> float | None:
+    samples = Sample.objects.filter(scope=scope)
+    if rule.metric == "error_rate":
+        since = now - timedelta(seconds=rule.window_s or 600)
+        sums = dict(samples.filter(metric__in=["errors", "requests"], ts__gte=since)
+                    .values("metric").annotate(s=Sum("value")).values_list("metric", "s"))
+        return (sums.get("errors") or 0) / sums["requests"] if sums.get("requests") else None
+    series = samples.filter(metric=rule.metric)
+    if rule.metric == "requests":
+        return series.filter(ts__gte=now - timedelta(seconds=rule.window_s or 60)).aggregate(
+            s=Sum("value"))["s"] or 0.0
+    if not rule.window_s:
+        return series.order_by("-ts").values_list("value", flat=True).first()
+    values = list(series.filter(ts__gte=now - timedelta(seconds=rule.window_s))
+                  .values_list("value", flat=True))
+    return sum(values) / len(values) if values else None
+
+
+def _holds_for_samples(rule: AlertRule, scope: str) -> bool:
+    recent = list(Sample.objects.filter(metric=rule.metric, scope=scope).order_by("-ts")
+                  .values_list("value", flat=True)[:rule.for_samples])
+    check = OPS[Comparator(rule.comparator)]
+    return len(recent) == rule.for_samples and all(check(v, rule.threshold) for v in recent)
+
+
+def _change(alert: Alert, state: str, value: float | None, by: str = "") -> AlertEvent:
+    alert.state = state
+    alert.save()
+    event = AlertEvent.objects.create(alert=alert, state=state, value=value, by=by)
+    if state in (AlertState.FIRING, AlertState.RESOLVED):
+        rank = SEVERITY_RANK[Severity(alert.rule.severity)]
+        Delivery.objects.bulk_create(
+            [Delivery(event=event, channel=c, next_attempt_at=event.ts)
+             for c in Channel.objects.filter(enabled=True)
+             if SEVERITY_RANK[Severity(c.min_severity)] <= rank],
+            ignore_conflicts=True)
+    return event
+
+
+def describe(rule: AlertRule, scope: str, value: float | None) -> str:
+    shown = "no data" if value is None else f"{value:.4g}"
+    return (f"{rule.name}: {rule.metric} is {shown} on {scope_label(scope)} "
+            f"({Comparator(rule.comparator).label} {rule.threshold:g})")[:500]
+
+
+def scope_label(scope: str) -> str:
+    kind, _, ident = scope.partition(":")
+    if kind == "backend" and ident.isdigit():
+        name = Backend.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
+        return f"backend {name or ident}"
+    if kind == "agent" and ident.isdigit():
+        name = Agent.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
+        return f"agent {name or ident}"
+    return {"host": "this host"}.get(scope, scope.replace(":", " "))
+
+
+def evaluate(now: datetime | None = None) -> dict[str, int]:
+    """One pass over every enabled rule and scope. Returns counts of state changes."""
+    now = now or timezone.now()
+    changes = {"fired": 0, "resolved": 0}
+    for rule in AlertRule.objects.filter(enabled=True):
+        check = OPS[Comparator(rule.comparator)]
+        for scope in scopes_for(rule):
+            value = value_of(rule, scope, now)
+            holds = value is not None and check(value, rule.threshold)
+            if holds and rule.for_samples:
+                holds = _holds_for_samples(rule, scope)
+            with transaction.atomic():
+                alert = Alert.objects.select_for_update().filter(
+                    rule=rule, scope=scope, state__in=OPEN).first()
+                if holds:
+                    if alert is None:
+                        alert = Alert.objects.create(
+                            rule=rule, scope=scope, state=AlertState.PENDING, value=value,
+                            threshold=rule.threshold, pending_since=now,
+                            message=describe(rule, scope, value))
+                        AlertEvent.objects.create(alert=alert, state=AlertState.PENDING,
+                                                  value=value)
+                    alert.value, alert.message = value, describe(rule, scope, value)
+                    if alert.state == AlertState.PENDING and (
+                            now - alert.pending_since).total_seconds() >= rule.for_s:
+                        alert.started_at = now
+                        _change(alert, AlertState.FIRING, value)
+                        changes["fired"] += 1
+                    else:
+                        alert.save(update_fields=["value", "message"])
+                elif alert is not None:
+                    if alert.state == AlertState.PENDING:
+                        alert.delete()  # it never fired: nothing to resolve or notify
+                    else:
+                        alert.resolved_at, alert.value = now, value
+                        _change(alert, AlertState.RESOLVED, value)
+                        changes["resolved"] += 1
+    return changes
+
+
+def acknowledge(actor: Actor, alert: Alert) -> Alert:
+    if alert.state != AlertState.FIRING:
+        raise Refused(f"only a firing alert can be acknowledged; this one is {alert.state}")
+    with transaction.atomic():
+        alert.acknowledged_at, alert.acknowledged_by = timezone.now(), actor.username
+        _change(alert, AlertState.ACKNOWLEDGED, alert.value, by=actor.username)
+        audit.record(AuditAction.ALERT_ACKNOWLEDGED, actor, target=alert,
+                     after={"rule": alert.rule.name, "scope": alert.scope})
+    return alert
+
+
+# -- rules ----------------------------------------------------------------------
+
+RULE_FIELDS = ("name", "metric", "scope", "comparator", "threshold", "for_s", "for_samples",
+               "window_s", "severity", "enabled")
+
+
+def rule_state(rule: AlertRule) -> dict[str, Any]:
+    return {f: getattr(rule, f) for f in RULE_FIELDS}
+
+
+def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    out = {**(rule_state(rule) if rule else {"comparator": ">", "for_s": 0, "for_samples": 0,
+                                            "window_s": 300, "severity": "warning",
+                                            "enabled": True}), **data}
+    name = str(out.get("name") or "").strip()
+    if not name or len(name) > 100:
+        errors["name"] = ["Enter a name (at most 100 characters)."]
+    elif AlertRule.objects.filter(name=name).exclude(pk=rule.pk if rule else -1).exists():
+        errors["name"] = [f"A rule named {name} already exists."]
+    out["name"] = name
+    if out.get("metric") not in METRICS:
+        errors["metric"] = [f"One of: {', '.join(sorted(METRICS))}."]
+    scope = str(out.get("scope") or "")
+    kind, _, ident = scope.partition(":")
+    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "gpu") and ident.isdigit())):
+        errors["scope"] = ["backends, backend:ID, agents, agent:ID, host, gpus or gpu:INDEX."]
+    if out.get("comparator") not in Comparator.values:
+        errors["comparator"] = [f"One of {', '.join(Comparator.values)}."]
+    if out.get("severity") not in Severity.values:
+        errors["severity"] = [f"One of {', '.join(Severity.values)}."]
+    for field, high in (("threshold", None), ("for_s", 86400), ("for_samples", 100),
+                        ("window_s", 86400)):
+        value = out.get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+                high is not None and not 0 <= value <= high):
+            errors[field] = ["Enter a number" + (f" from 0 to {high}." if high else ".")]
+    if not isinstance(out.get("enabled"), bool):
+        errors["enabled"] = ["true or false"]
+    if errors:
+        raise Invalid(errors)
+    for field in ("for_s", "for_samples", "window_s"):
+        out[field] = int(out[field])
+    return {f: out[f] for f in RULE_FIELDS}
+
+
+def save_rule(actor: Actor, data: dict[str, Any], rule: AlertRule | None = None) -> AlertRule:
+    fields = _clean_rule(data, rule)
+    with transaction.atomic():
+        if rule is None:
+            rule = AlertRule.objects.create(**fields)
+            audit.record(AuditAction.ALERT_RULE_CREATED, actor, target=rule,
+                         after=rule_state(rule))
+        else:
+            before = rule_state(rule)
+            for key, value in fields.items():
+                setattr(rule, key, value)
+            rule.save()
+            audit.record(AuditAction.ALERT_RULE_UPDATED, actor, target=rule, before=before,
+                         after=rule_state(rule))
+    return rule
+
+
+def delete_rule(actor: Actor, rule: AlertRule) -> None:
+    with transaction.atomic():
+        before, pk = rule_state(rule), rule.pk
+        rule.delete()
+        audit.record(AuditAction.ALERT_RULE_DELETED, actor, target_type="monitoring.alertrule",
+                     target_id=pk, before=before)

@@ -1,0 +1,306 @@
+"""Monitoring in the JSON API: series, fleet health, alerts and rules, recommendations,
+performance reports and the monitor's settings (mounted on console's /api/)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpResponse
+from ninja import Router, Schema, Status
+from ninja.errors import HttpError
+
+from console import audit
+from console.actions import Invalid
+from console.api import need
+from console.audit import Actor
+from console.choices import AuditAction
+from monitoring import advisor, alerts, queries, store
+from monitoring.choices import AlertState, RecState
+from monitoring.models import Alert, AlertRule, Channel, Recommendation, State
+
+router = Router(tags=["monitoring"])
+
+
+def _scope(backend: int | None, agent: int | None, scope: str | None) -> str:
+    if backend is not None:
+        return f"backend:{backend}"
+    if agent is not None:
+        return f"agent:{agent}"
+    return scope or "host"
+
+
+def _window(window: str) -> int:
+    if window not in store.WINDOWS:
+        raise HttpError(422, f"window must be one of {', '.join(store.WINDOWS)}")
+    return store.WINDOWS[window]
+
+
+class SeriesOut(Schema):
+    metric: str
+    scope: str
+    tier: int
+    points: list[list[float]]
+
+
+@router.get("/metrics/series", response=SeriesOut)
+def series(request, metric: str, backend: int | None = None, agent: int | None = None,
+           scope: str | None = None, window: str = "1h"):
+    """Points `[unix_ts, value]` from the coarsest tier that fills the window (≤ ~1,500).
+    `tier` is 0 for raw samples, 60 or 3600 for rollups."""
+    need(request, "dashboard.view")
+    where = _scope(backend, agent, scope)
+    return {**store.series(metric, where, _window(window)), "scope": where}
+
+
+@router.get("/health")
+def health(request) -> dict[str, Any]:
+    """The fleet at a glance: backends with uptime, host, GPUs, alerts, the monitor."""
+    need(request, "dashboard.view")
+    data = queries.health()
+    data.pop("since_hour", None)
+    return data
+
+
+class AlertOut(Schema):
+    id: int
+    rule: str
+    metric: str
+    severity: str
+    state: str
+    scope: str
+    value: float | None
+    threshold: float
+    message: str
+    started_at: datetime | None
+    acknowledged_by: str
+    resolved_at: datetime | None
+
+    @staticmethod
+    def resolve_rule(alert: Alert) -> str:
+        return alert.rule.name
+
+    @staticmethod
+    def resolve_metric(alert: Alert) -> str:
+        return alert.rule.metric
+
+    @staticmethod
+    def resolve_severity(alert: Alert) -> str:
+        return alert.rule.severity
+
+
+@router.get("/alerts", response=list[AlertOut])
+def list_alerts(request, state: str | None = None, limit: int = 100):
+    need(request, "dashboard.view")
+    rows = Alert.objects.select_related("rule").exclude(state=AlertState.PENDING)
+    if state:
+        if state not in AlertState.values:
+            raise HttpError(422, f"state must be one of {', '.join(AlertState.values)}")
+        rows = rows.filter(state=state)
+    return list(rows.order_by("-pending_since")[:max(1, min(limit, 500))])
+
+
+@router.post("/alerts/{pk}/ack", response={200: AlertOut, 409: dict})
+def ack_alert(request, pk: int):
+    need(request, "alerts.manage")
+    alert = Alert.objects.select_related("rule").filter(pk=pk).first()
+    if alert is None:
+        raise HttpError(404, "no such alert")
+    return alerts.acknowledge(Actor.from_request(request), alert)
+
+
+class RuleIn(Schema):
+    name: str
+    metric: str
+    scope: str = "backends"
+    comparator: str = ">"
+    threshold: float
+    for_s: int = 0
+    for_samples: int = 0
+    window_s: int = 300
+    severity: str = "warning"
+    enabled: bool = True
+
+
+class RulePatch(Schema):
+    name: str | None = None
+    metric: str | None = None
+    scope: str | None = None
+    comparator: str | None = None
+    threshold: float | None = None
+    for_s: int | None = None
+    for_samples: int | None = None
+    window_s: int | None = None
+    severity: str | None = None
+    enabled: bool | None = None
+
+
+class RuleOut(RuleIn):
+    id: int
+
+
+@router.get("/alert-rules", response=list[RuleOut])
+def list_rules(request):
+    need(request, "dashboard.view")
+    return list(AlertRule.objects.all())
+
+
+@router.post("/alert-rules", response={201: RuleOut, 422: dict})
+def create_rule(request, payload: RuleIn):
+    need(request, "alerts.manage")
+    return Status(201, alerts.save_rule(Actor.from_request(request), payload.dict()))
+
+
+def _rule(pk: int) -> AlertRule:
+    rule = AlertRule.objects.filter(pk=pk).first()
+    if rule is None:
+        raise HttpError(404, "no such alert rule")
+    return rule
+
+
+@router.get("/alert-rules/{pk}", response=RuleOut)
+def get_rule(request, pk: int):
+    need(request, "dashboard.view")
+    return _rule(pk)
+
+
+@router.patch("/alert-rules/{pk}", response={200: RuleOut, 422: dict})
+def patch_rule(request, pk: int, payload: RulePatch):
+    need(request, "alerts.manage")
+    return alerts.save_rule(Actor.from_request(request), payload.dict(exclude_unset=True),
+                            _rule(pk))
+
+
+@router.delete("/alert-rules/{pk}", response={204: None})
+def delete_rule(request, pk: int):
+    need(request, "alerts.manage")
+    alerts.delete_rule(Actor.from_request(request), _rule(pk))
+    return Status(204, None)
+
+
+class ChannelIn(Schema):
+    name: str
+    kind: str
+    target: str
+    slack: bool = False
+    min_severity: str = "warning"
+    enabled: bool = True
+
+
+class ChannelOut(Schema):
+    id: int
+    name: str
+    kind: str
+    target: str
+    slack: bool
+    min_severity: str
+    enabled: bool
+
+
+@router.get("/channels", response=list[ChannelOut])
+def list_channels(request):
+    need(request, "alerts.manage")
+    return list(Channel.objects.all())
+
+
+@router.post("/channels", response={201: ChannelOut, 422: dict})
+def create_channel(request, payload: ChannelIn):
+    need(request, "alerts.manage")
+    from monitoring.channels import create_channel as create
+
+    return Status(201, create(Actor.from_request(request), payload.dict()))
+
+
+@router.delete("/channels/{pk}", response={204: None})
+def delete_channel(request, pk: int):
+    need(request, "alerts.manage")
+    channel = Channel.objects.filter(pk=pk).first()
+    if channel is None:
+        raise HttpError(404, "no such channel")
+    with transaction.atomic():
+        channel.delete()
+        audit.record(AuditAction.CHANNEL_DELETED, Actor.from_request(request),
+                     target_type="monitoring.channel", target_id=pk,
+                     before={"name": channel.name, "kind": channel.kind})
+    return Status(204, None)
+
+
+class RecommendationOut(Schema):
+    id: int
+    rule: str
+    scope: str
+    severity: str
+    title: str
+    action: str
+    evidence: list[dict[str, Any]]
+    can_apply: bool
+    state: str
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_can_apply(rec: Recommendation) -> bool:
+        return bool(rec.apply) and rec.state == RecState.OPEN
+
+
+@router.get("/recommendations", response=list[RecommendationOut])
+def list_recommendations(request, state: str = "open"):
+    need(request, "dashboard.view")
+    return list(Recommendation.objects.filter(state=state)[:200])
+
+
+@router.post("/recommendations/{pk}/apply", response={200: dict, 409: dict})
+def apply_recommendation(request, pk: int):
+    need(request, "recommendations.apply")
+    rec = Recommendation.objects.filter(pk=pk).first()
+    if rec is None:
+        raise HttpError(404, "no such recommendation")
+    return {"detail": advisor.apply(Actor.from_request(request), rec)}
+
+
+@router.get("/reports/performance")
+def performance(request, window: str = "24h", format: str = "json"):  # noqa: A002
+    """avg/min/max/p95 latency, TTFT, tokens/s, uptime %, errors and throughput per backend
+    and agent; `format=csv` for a spreadsheet."""
+    need(request, "dashboard.view")
+    rows = queries.performance(_window(window))
+    if format == "csv":
+        response = HttpResponse(queries.performance_csv(rows), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="performance-{window}.csv"'
+        return response
+    if format != "json":
+        raise HttpError(422, "format must be json or csv")
+    return {"window": window, "rows": rows}
+
+
+class MonitorSettings(Schema):
+    probe_interval_s: int
+
+
+@router.get("/monitor/settings", response=MonitorSettings)
+def get_monitor_settings(request):
+    need(request, "dashboard.view")
+    from monitoring.worker import probe_interval
+
+    return {"probe_interval_s": probe_interval()}
+
+
+@router.put("/monitor/settings", response={200: MonitorSettings, 422: dict})
+def put_monitor_settings(request, payload: MonitorSettings):
+    need(request, "alerts.manage")
+    return set_probe_interval(Actor.from_request(request), payload.probe_interval_s)
+
+
+def set_probe_interval(actor: Actor, seconds: Any) -> dict[str, int]:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 5 <= seconds <= 3600:
+        raise Invalid({"probe_interval_s": ["Seconds from 5 to 3600."]})
+    from monitoring.worker import probe_interval
+
+    with transaction.atomic():
+        before = probe_interval()
+        State.objects.update_or_create(key="probe_interval_s", defaults={"value": seconds})
+        audit.record(AuditAction.MONITOR_SETTINGS_CHANGED, actor,
+                     before={"probe_interval_s": before}, after={"probe_interval_s": seconds})
+    return {"probe_interval_s": seconds}
+

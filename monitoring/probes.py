@@ -1,0 +1,71 @@
+"""Cheap probes of every enabled backend, concurrently, over one pooled httpx client.
+
+Health (status and latency), models and loaded models, and engine metrics
+(Prometheus text from vLLM and llama-server, /api/ps from Ollama). Never a
+completion: that would cost tokens (or money, on a cloud backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+
+from console.backends import Report, adapter_for, probe
+from console.backends.base import BackendError
+from console.choices import Status
+from console.models import Backend
+from monitoring.collectors import Reading
+
+ENGINE_METRICS = ("engine_requests_running", "engine_requests_waiting",
+                  "engine_kv_cache_usage", "engine_preemptions_total", "engine_loaded_models",
+                  "engine_vram_bytes", "engine_model_bytes")
+
+
+@dataclass
+class ProbeResult:
+    backend: Backend
+    report: Report
+    engine: dict[str, float] = field(default_factory=dict)
+    engine_error: str = ""
+
+    def readings(self) -> list[Reading]:
+        scope = f"backend:{self.backend.pk}"
+        up = 0.0 if self.report.status == Status.UNHEALTHY else 1.0
+        out = [Reading("backend_up", scope, up)]
+        if self.report.latency_ms is not None:
+            out.append(Reading("probe_latency_ms", scope, self.report.latency_ms))
+        if self.report.status != Status.UNHEALTHY:
+            out.append(Reading("models_loaded", scope, float(sum(
+                1 for m in self.report.models if m.get("loaded")))))
+        out += [Reading(name, scope, self.engine[name]) for name in ENGINE_METRICS
+                if name in self.engine]
+        return out
+
+
+async def probe_backends(backends: list, *, deadline_s: float = 15.0) -> list[ProbeResult]:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    async with httpx.AsyncClient(limits=limits) as client:
+        return list(await asyncio.gather(*(_one(b, client, deadline_s) for b in backends)))
+
+
+async def _one(backend, client: httpx.AsyncClient, deadline_s: float) -> ProbeResult:
+    adapter = adapter_for(backend, client=client)
+    try:
+        async with asyncio.timeout(deadline_s):
+            report = await probe(adapter)
+    except TimeoutError:
+        return ProbeResult(backend, Report(Status.UNHEALTHY, error=f"no answer within "
+                                                                   f"{deadline_s:g}s"))
+    result = ProbeResult(backend, report)
+    if report.status == Status.UNHEALTHY:
+        return result
+    try:
+        async with asyncio.timeout(deadline_s):
+            result.engine = await adapter.engine_metrics()
+    except BackendError as exc:
+        result.engine_error = exc.message
+    except TimeoutError:
+        result.engine_error = f"/metrics did not answer within {deadline_s:g}s"
+    return result

@@ -1,0 +1,169 @@
+"""The monitor: probe, collect, roll up, prune, evaluate alerts, notify, advise.
+
+One small method per step, so tests call them directly. Work that must happen
+once per interval across several monitor processes is claimed with a
+conditional UPDATE on a Lease row (`claim`); host metrics are claimed per host
+name, so two monitors on one machine do not both record it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from console.actions.backends import record_probe
+from console.models import Backend
+from monitoring import alerts, notify, store, traffic
+from monitoring.collectors.gpu import GpuCollector
+from monitoring.collectors.host import HostCollector
+from monitoring.models import Heartbeat, Lease, State
+from monitoring.probes import ProbeResult, probe_backends
+
+log = logging.getLogger("tanglaw.monitor")
+GPU_PROCESS_EVERY = 6  # rounds between per-process GPU memory reads
+
+
+def probe_interval() -> int:
+    """The probe interval: set in the UI (State) or from TANGLAW_PROBE_INTERVAL_S."""
+    state = State.objects.filter(key="probe_interval_s").first()
+    return int(state.value) if state else settings.TANGLAW_PROBE_INTERVAL_S
+
+
+class Monitor:
+    def __init__(self, *, host_interval: int | None = None, gpu: GpuCollector | None = None,
+                 worker: str | None = None, fixed_probe_interval: int | None = None):
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.hostname = socket.gethostname()
+        self.host_interval = host_interval or settings.TANGLAW_HOST_INTERVAL_S
+        self.fixed_probe_interval = fixed_probe_interval
+        self.host = HostCollector(settings.DATA_DIR)
+        self.gpu = gpu or GpuCollector()
+        self.started_at = timezone.now()
+        self.rounds = 0
+        self.stopping = False
+
+    @property
+    def probe_interval(self) -> int:
+        return self.fixed_probe_interval or probe_interval()
+
+    # -- coordination ------------------------------------------------------------
+    def claim(self, name: str, seconds: float) -> bool:
+        """True if this monitor gets `name` for the next `seconds` (nobody else does)."""
+        now = timezone.now()
+        Lease.objects.get_or_create(name=name, defaults={"until": now})
+        return bool(Lease.objects.filter(name=name, until__lte=now).update(
+            owner=self.worker, until=now + timedelta(seconds=seconds), done_at=now))
+
+    def heartbeat(self, *, round_done: bool = False) -> None:
+        now = timezone.now()
+        fields: dict[str, Any] = {"pid": os.getpid(), "hostname": self.hostname,
+                                  "started_at": self.started_at, "seen_at": now,
+                                  "rounds": self.rounds}
+        if round_done:
+            fields["last_round_at"] = now
+        Heartbeat.objects.update_or_create(worker=self.worker, defaults=fields)
+
+    # -- steps -------------------------------------------------------------------
+    def probe(self) -> list[ProbeResult]:
+        backends = list(Backend.objects.filter(enabled=True))
+        if not backends:
+            return []
+        deadline = max(2.0, min(15.0, self.probe_interval * 0.8))
+        results = asyncio.run(probe_backends(backends, deadline_s=deadline))
+        now = timezone.now()
+        for result in results:
+            record_probe(result.backend, result.report)
+        store.record([r for result in results for r in result.readings()], now)
+        return results
+
+    def collect_host(self) -> int:
+        readings = self.host.collect()
+        local = Backend.objects.filter(enabled=True).only("pk", "base_url")
+        readings += self.host.backend_processes(local)
+        readings += self.gpu.collect()
+        State.objects.update_or_create(key=f"gpu:{self.hostname}", defaults={"value": {
+            "available": self.gpu.available, "reason": self.gpu.reason,
+            "driver": self.gpu.driver, "devices": self.gpu.describe()}})
+        return store.record(readings)
+
+    def gpu_processes(self) -> None:
+        if self.gpu.available:
+            State.objects.update_or_create(key=f"gpu_processes:{self.hostname}",
+                                           defaults={"value": self.gpu.processes()})
+
+    def traffic(self) -> int:
+        return traffic.ingest_runs()
+
+    def rollup(self) -> dict[str, int]:
+        return store.rollup()
+
+    def prune(self) -> dict[str, int]:
+        return store.prune()
+
+    def evaluate(self) -> dict[str, int]:
+        return alerts.evaluate()
+
+    def notify(self) -> dict[str, int]:
+        return notify.run_due(self.worker)
+
+    def advise(self) -> dict[str, int]:
+        from monitoring import advisor
+
+        return advisor.run()
+
+    # -- rounds ------------------------------------------------------------------
+    def round(self, *, force: bool = False) -> dict[str, Any]:
+        """A full round. Skipped (returns {}) when another monitor has this interval."""
+        if not force and not self.claim("round", self.probe_interval * 0.9):
+            return {}
+        summary: dict[str, Any] = {"probed": len(self.probe())}
+        if force or self.claim(f"host:{self.hostname}", self.host_interval * 0.9):
+            summary["host_samples"] = self.collect_host()
+        summary["runs"] = self.traffic()
+        summary["rollup"] = self.rollup()
+        summary["pruned"] = self.prune()
+        summary["alerts"] = self.evaluate()
+        summary["notifications"] = self.notify()
+        summary["recommendations"] = self.advise()
+        if self.rounds % GPU_PROCESS_EVERY == 0:
+            self.gpu_processes()
+        self.rounds += 1
+        self.heartbeat(round_done=True)
+        return summary
+
+    def run_forever(self) -> None:
+        log.info("monitor %s: probes every %ss, host every %ss", self.worker,
+                 self.probe_interval, self.host_interval)
+        next_round = next_host = 0.0
+        while not self.stopping:
+            close_old_connections()
+            now = time.monotonic()
+            try:
+                if now >= next_round:
+                    summary = self.round()
+                    if summary:
+                        log.info("round: %s", summary)
+                    next_round = now + self.probe_interval
+                elif now >= next_host:
+                    if self.claim(f"host:{self.hostname}", self.host_interval * 0.9):
+                        self.collect_host()
+                    self.notify()
+                    self.heartbeat()
+                next_host = now + self.host_interval
+            except Exception:  # noqa: BLE001 - one bad round must not stop monitoring
+                log.exception("monitor round failed; trying again next interval")
+                next_round = now + self.probe_interval
+            deadline = min(next_round, next_host)
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.2)
+        Heartbeat.objects.filter(worker=self.worker).delete()
+        log.info("monitor %s stopped", self.worker)
