@@ -257,4 +257,7 @@ LOGGING = {
 
 # WebSocket routes, by dotted path (console imports no app directly)
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns"]
-TANGLAW_APP_URLS = ["agents.urls"]
+TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls"]
+# live panels other apps add to the overview and to a backend's page (URL names)
+TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]
+TANGLAW_BACKEND_PANELS = ["monitoring_backend_panel"]

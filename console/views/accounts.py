@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.actions import Refused
@@ -27,6 +29,7 @@ def home(request):
     return render(request, "console/home.html", {
         "backends": backends, "counts": counts, "colours": STATUS_COLOURS,
         "recent": AuditEvent.objects.order_by("-seq")[:10],
+        "panels": [reverse(name) for name in settings.TANGLAW_OVERVIEW_PANELS],
     })
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -94,7 +95,12 @@ def backend_detail(request, pk):
     backend = get_object_for_user(request, Backend, pk)
     history = backend.status_changes.all()[:20]
     return render(request, "console/backend_detail.html",
-                  {"backend": backend, "history": history})
+                  {"backend": backend, "history": history, "panels": _panels(backend)})
+
+
+def _panels(backend: Backend) -> list[str]:
+    """Live panels other apps add to a backend's page (TANGLAW_BACKEND_PANELS)."""
+    return [reverse(name, args=[backend.pk]) for name in settings.TANGLAW_BACKEND_PANELS]
 
 
 @require("backends.test")
@@ -103,7 +109,7 @@ def backend_test(request, pk):
     backend = get_object_for_user(request, Backend, pk)
     report = actions.test_backend(Actor.from_request(request), backend)
     context = {"backend": backend, "report": report,
-               "history": backend.status_changes.all()[:20]}
+               "history": backend.status_changes.all()[:20], "panels": _panels(backend)}
     if request.htmx:
         return render(request, "console/partials/test_result.html", context)
     return render(request, "console/backend_detail.html", context)

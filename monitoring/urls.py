@@ -1,0 +1,19 @@
+from django.urls import path
+
+from monitoring import prometheus, views
+
+urlpatterns = [
+    path("metrics", prometheus.metrics_view, name="prometheus_metrics"),
+    path("monitoring/panel/overview/", views.overview_panel, name="monitoring_overview_panel"),
+    path("monitoring/panel/backend/<int:pk>/", views.backend_panel,
+         name="monitoring_backend_panel"),
+    path("monitoring/", views.host, name="monitoring_host"),
+    path("monitoring/report/", views.performance, name="performance_report"),
+    path("alerts/", views.alert_list, name="alert_list"),
+    path("alerts/<int:pk>/ack/", views.alert_ack, name="alert_ack"),
+    path("alerts/rules/<int:pk>/delete/", views.rule_delete, name="alert_rule_delete"),
+    path("alerts/channels/new/", views.channel_create, name="alert_channel_create"),
+    path("recommendations/", views.recommendation_list, name="recommendation_list"),
+    path("recommendations/<int:pk>/apply/", views.recommendation_apply,
+         name="recommendation_apply"),
+]
