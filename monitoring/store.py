@@ -102,7 +102,9 @@ def rollup(now: datetime | None = None, *, redo_minutes: int = 5) -> dict[str, i
     _set_cursor("rollup_60", minute_end)
 
     hour_end = _floor(now, HOUR)
-    hour_start = _cursor("rollup_3600", hour_end - timedelta(hours=1)) - timedelta(hours=1)
+    first_minute = Rollup.objects.filter(tier=MINUTE).aggregate(t=Min("bucket"))["t"]
+    hour_start = _cursor("rollup_3600", _floor(first_minute or hour_end, HOUR)) - timedelta(
+        hours=1)
     hours: dict[tuple, dict[str, Any]] = defaultdict(_empty)
     for r in Rollup.objects.filter(tier=MINUTE, bucket__gte=hour_start, bucket__lt=hour_end):
         b = hours[(r.metric, r.scope, _floor(r.bucket, HOUR))]
