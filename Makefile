@@ -34,9 +34,9 @@ test: $(STAMP) system-deps lint
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
 
-## make test-quick: the fast suite, without the real engine, the browser and PostgreSQL
+## make test-quick: the fast suite, without the real engine, the browser, PostgreSQL and slow process tests
 test-quick: $(STAMP) lint
-	$(PY) -m pytest -m "not engine and not browser and not postgres"
+	$(PY) -m pytest -m "not engine and not browser and not postgres and not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,8 @@
 (() => {
   const units = {
     ms: (v) => `${Math.round(v)} ms`, percent: (v) => `${v.toFixed(0)} %`,
-    bytes: (v) => (v >= 1e9 ? `${(v / 1e9).toFixed(1)} GB` : `${(v / 1e6).toFixed(0)} MB`),
+    bytes: (v) => (v >= 1e9 ? `${(v / 1e9).toFixed(2)} GB` : v >= 1e6 ? `${(v / 1e6).toFixed(1)} MB`
+                   : `${(v / 1e3).toFixed(1)} kB`),
     ratio: (v) => `${(v * 100).toFixed(1)} %`, rate: (v) => `${v.toFixed(1)}/s`,
     count: (v) => `${Math.round(v)}`, celsius: (v) => `${Math.round(v)} °C`,
     watts: (v) => `${Math.round(v)} W`, plain: (v) => `${+v.toFixed(2)}`,
