@@ -74,6 +74,8 @@ class BackendOut(Schema):
     api_key_last4: str
     connect_timeout_s: float
     read_timeout_s: float
+    active_probe_interval_s: int
+    active_probe_model: str
     notes: str
     status: str
     status_reason: str
@@ -90,6 +92,8 @@ class BackendIn(Schema):
     enabled: bool = True
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 60.0
+    active_probe_interval_s: int = 0
+    active_probe_model: str = ""
     notes: str = ""
 
 
@@ -102,6 +106,8 @@ class BackendPatch(Schema):
     enabled: bool | None = None
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
+    active_probe_interval_s: int | None = None
+    active_probe_model: str | None = None
     notes: str | None = None
 
 

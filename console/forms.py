@@ -23,15 +23,27 @@ class BackendForm(forms.ModelForm):
     read_timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=60.0,
                                       label="Read timeout (s)")
     base_url = forms.CharField(max_length=500, label="Base URL")
+    active_probe_interval_s = forms.IntegerField(
+        min_value=0, max_value=86400, initial=0, required=False,
+        label="Active probe every (s)",
+        help_text="0 = off. The monitor sends a 1-token completion at this interval to "
+                  "measure time to first token when there is no traffic (costs a token "
+                  "each time on paid backends).")
 
     class Meta:
         model = Backend
         fields = ["name", "kind", "base_url", "api_key", "enabled", "connect_timeout_s",
-                  "read_timeout_s", "notes"]
+                  "read_timeout_s", "active_probe_interval_s", "active_probe_model", "notes"]
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
         help_texts = {"name": "A short name operators will recognise, e.g. “jetson-ollama”."}
 
     refused_url_reason: str = ""
+
+    def clean_active_probe_interval_s(self):
+        value = self.cleaned_data.get("active_probe_interval_s") or 0
+        if 0 < value < 60:
+            raise forms.ValidationError("Use 0 (off) or at least 60 seconds.")
+        return value
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

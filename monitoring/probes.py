@@ -8,9 +8,12 @@ completion: that would cost tokens (or money, on a cloud backend).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 
 import httpx
+import openai
 
 from console.backends import Report, adapter_for, probe
 from console.backends.base import BackendError
@@ -18,9 +21,12 @@ from console.choices import Status
 from console.models import Backend
 from monitoring.collectors import Reading
 
+log = logging.getLogger("tanglaw.monitor")
 ENGINE_METRICS = ("engine_requests_running", "engine_requests_waiting",
                   "engine_kv_cache_usage", "engine_preemptions_total", "engine_loaded_models",
-                  "engine_vram_bytes", "engine_model_bytes")
+                  "engine_vram_bytes", "engine_model_bytes", "engine_prompt_tokens_total",
+                  "engine_generation_tokens_total", "engine_tokens_per_s", "engine_ttft_avg_ms",
+                  "engine_itl_avg_ms")
 
 
 @dataclass
@@ -42,6 +48,36 @@ class ProbeResult:
         out += [Reading(name, scope, self.engine[name]) for name in ENGINE_METRICS
                 if name in self.engine]
         return out
+
+
+async def active_probe(backend: Backend, timeout_s: float = 30.0) -> float | None:
+    """A 1-token streamed completion; the time to its first chunk in ms (None on failure)."""
+    adapter = adapter_for(backend)
+    client = adapter.chat_client()
+    try:
+        async with asyncio.timeout(timeout_s):
+            model = backend.active_probe_model
+            if not model:
+                async with adapter.session():
+                    models = await adapter.list_models()
+                if not models:
+                    return None
+                model = models[0].id
+            started = time.perf_counter()
+            stream = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1,
+                temperature=0, stream=True)
+            try:
+                async for chunk in stream:
+                    if chunk.choices:
+                        return (time.perf_counter() - started) * 1000
+            finally:
+                await stream.close()
+    except (TimeoutError, BackendError, openai.OpenAIError) as exc:
+        log.warning("active probe of %s failed: %s", backend.name, exc)
+    finally:
+        await client.close()
+    return None
 
 
 async def probe_backends(backends: list, *, deadline_s: float = 15.0) -> list[ProbeResult]:

@@ -1,5 +1,6 @@
-"""Traffic metrics from the agents' runs: each finished run becomes samples per backend
-and per agent (requests, errors, TTFT, latency, tokens/s, tokens in and out).
+"""Traffic metrics from the agents' runs: each finished run becomes samples per backend,
+per model (``model:<backend id>:<model>``) and per agent (requests, errors, TTFT,
+latency, tokens/s, tokens in and out).
 
 A cursor (the last run id read) makes this incremental and safe to repeat; the
 samples carry the time the run finished, so charts place them where they happened.
@@ -21,7 +22,7 @@ def ingest_runs() -> int:
     state = State.objects.filter(key=CURSOR).first()
     last = int(state.value) if state else 0
     runs = list(Run.objects.filter(pk__gt=last).order_by("pk").values(
-        "pk", "backend_id", "agent_id", "started_at", "ttft_ms", "total_ms", "tokens_in",
+        "pk", "backend_id", "agent_id", "model", "started_at", "ttft_ms", "total_ms", "tokens_in",
         "tokens_out", "tokens_per_s", "outcome", "error")[:BATCH])
     rows: list[Sample] = []
     for run in runs:
@@ -35,8 +36,10 @@ def ingest_runs() -> int:
                   "tokens_out": float(run["tokens_out"] or 0)}
         if run["outcome"] == RunOutcome.CANCELLED:
             values["latency_ms"] = None  # a stopped reply says nothing about latency
+        model = (f"model:{run['backend_id']}:{run['model']}"[:64]
+                 if run["backend_id"] and run["model"] else None)
         for scope in (f"backend:{run['backend_id']}" if run["backend_id"] else None,
-                      f"agent:{run['agent_id']}" if run["agent_id"] else None):
+                      f"agent:{run['agent_id']}" if run["agent_id"] else None, model):
             if scope is None:
                 continue
             rows += [Sample(ts=ended, metric=m, scope=scope, value=v)

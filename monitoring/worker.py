@@ -23,10 +23,11 @@ from django.utils import timezone
 from console.actions.backends import record_probe
 from console.models import Backend
 from monitoring import alerts, notify, store, traffic
+from monitoring.collectors import Reading
 from monitoring.collectors.gpu import GpuCollector
 from monitoring.collectors.host import HostCollector
 from monitoring.models import Heartbeat, Lease, State
-from monitoring.probes import ProbeResult, probe_backends
+from monitoring.probes import ProbeResult, active_probe, probe_backends
 
 log = logging.getLogger("tanglaw.monitor")
 GPU_PROCESS_EVERY = 6  # rounds between per-process GPU memory reads
@@ -50,6 +51,7 @@ class Monitor:
         self.started_at = timezone.now()
         self.rounds = 0
         self.stopping = False
+        self._counters: dict[int, tuple[float, float]] = {}  # backend → (time, tokens)
 
     @property
     def probe_interval(self) -> int:
@@ -80,10 +82,42 @@ class Monitor:
         deadline = max(2.0, min(15.0, self.probe_interval * 0.8))
         results = asyncio.run(probe_backends(backends, deadline_s=deadline))
         now = timezone.now()
+        readings = []
         for result in results:
             record_probe(result.backend, result.report)
-        store.record([r for result in results for r in result.readings()], now)
+            readings += result.readings() + self._throughput(result)
+        store.record(readings, now)
         return results
+
+    def _throughput(self, result: ProbeResult) -> list[Reading]:
+        """Generated tokens per second across the engine, from its counter's growth."""
+        total = result.engine.get("engine_generation_tokens_total")
+        pk = result.backend.pk
+        if total is None:
+            self._counters.pop(pk, None)
+            return []
+        now = time.monotonic()
+        previous = self._counters.get(pk)
+        self._counters[pk] = (now, total)
+        if previous is None or total < previous[1] or now <= previous[0]:
+            return []  # first reading, or the engine restarted
+        return [Reading("engine_throughput_tokens_per_s", f"backend:{pk}",
+                        (total - previous[1]) / (now - previous[0]))]
+
+    def active_probes(self) -> int:
+        """The optional 1-token completions, each backend at its own interval."""
+        due = [b for b in Backend.objects.filter(enabled=True, active_probe_interval_s__gt=0)
+               .exclude(status="unhealthy")
+               if self.claim(f"active:{b.pk}", b.active_probe_interval_s * 0.95)]
+        if not due:
+            return 0
+
+        async def run_all():
+            return await asyncio.gather(*(active_probe(b) for b in due))
+
+        results = asyncio.run(run_all())
+        return store.record(Reading("probe_ttft_ms", f"backend:{b.pk}", ms)
+                            for b, ms in zip(due, results, strict=True) if ms is not None)
 
     def collect_host(self) -> int:
         readings = self.host.collect()
@@ -125,7 +159,8 @@ class Monitor:
         """A full round. Skipped (returns {}) when another monitor has this interval."""
         if not force and not self.claim("round", self.probe_interval * 0.9):
             return {}
-        summary: dict[str, Any] = {"probed": len(self.probe())}
+        summary: dict[str, Any] = {"probed": len(self.probe()),
+                                   "active_probes": self.active_probes()}
         if force or self.claim(f"host:{self.hostname}", self.host_interval * 0.9):
             summary["host_samples"] = self.collect_host()
         summary["runs"] = self.traffic()

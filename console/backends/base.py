@@ -93,6 +93,8 @@ class Adapter:
     api_prefix: ClassVar[str] = "/v1"  # where its OpenAI-compatible API lives
     # Prometheus sample → normalised engine metric name
     metric_names: ClassVar[dict[str, str]] = {}
+    # Prometheus histogram → normalised name of its mean (sum / count, seconds → ms)
+    histogram_means: ClassVar[dict[str, str]] = {}
 
     def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient | None = None):
         self.endpoint = endpoint
@@ -221,6 +223,10 @@ class Adapter:
         for source, name in self.metric_names.items():
             if source in raw:
                 raw[name] = raw[source]
+        for family, name in self.histogram_means.items():
+            count = raw.get(f"{family}_count")
+            if count:
+                raw[name] = 1000 * raw.get(f"{family}_sum", 0.0) / count
         return raw
 
 

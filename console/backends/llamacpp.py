@@ -23,6 +23,9 @@ class LlamaCppAdapter(Adapter):
         "llamacpp:requests_processing": "engine_requests_running",
         "llamacpp:requests_deferred": "engine_requests_waiting",
         "llamacpp:kv_cache_usage_ratio": "engine_kv_cache_usage",
+        "llamacpp:prompt_tokens_total": "engine_prompt_tokens_total",
+        "llamacpp:tokens_predicted_total": "engine_generation_tokens_total",
+        "llamacpp:predicted_tokens_seconds": "engine_tokens_per_s",
     }
 
     async def health(self) -> Health:

@@ -23,6 +23,14 @@ class VllmAdapter(Adapter):
         "vllm:gpu_cache_usage_perc": "engine_kv_cache_usage",  # before v0.10
         "vllm:kv_cache_usage_perc": "engine_kv_cache_usage",
         "vllm:num_preemptions_total": "engine_preemptions_total",
+        "vllm:prompt_tokens_total": "engine_prompt_tokens_total",
+        "vllm:generation_tokens_total": "engine_generation_tokens_total",
+    }
+    # histogram → mean since the engine started, in ms
+    histogram_means = {
+        "vllm:time_to_first_token_seconds": "engine_ttft_avg_ms",
+        "vllm:inter_token_latency_seconds": "engine_itl_avg_ms",  # vLLM ≥ 0.10
+        "vllm:time_per_output_token_seconds": "engine_itl_avg_ms",  # before
     }
 
     async def health(self) -> Health:

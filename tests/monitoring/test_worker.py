@@ -127,3 +127,47 @@ def test_monitor_once_prints_its_round(capsys, fake):
     summary = json.loads(capsys.readouterr().out)
     assert summary["probed"] == 1 and summary["host_samples"] > 0
     assert Heartbeat.objects.count() == 1
+
+
+def test_engine_metrics_are_normalised_and_missing_ones_stay_missing(fake):
+    vllm = Backend.objects.create(name="vllm", kind="vllm", base_url=fake("vllm").url)
+    llama = Backend.objects.create(name="llama", kind="llamacpp", base_url=fake("llamacpp").url)
+    results = {r.backend.pk: r.engine for r in monitor().probe()}
+    assert results[vllm.pk]["engine_ttft_avg_ms"] == pytest.approx(1000 * 1.25 / 9)
+    assert "engine_itl_avg_ms" not in results[vllm.pk]  # not in this exposition
+    assert results[llama.pk]["engine_prompt_tokens_total"] == 120
+    assert "engine_kv_cache_usage" not in results[llama.pk]
+    assert latest("engine_ttft_avg_ms", f"backend:{vllm.pk}") == pytest.approx(138.9, abs=0.1)
+
+
+def test_engine_throughput_comes_from_the_token_counter():
+    from console.backends import Report
+    from monitoring.probes import ProbeResult
+
+    backend = Backend.objects.create(name="b", kind="vllm", base_url="http://10.0.0.1:8000")
+    m = monitor()
+    first = ProbeResult(backend, Report("healthy"), {"engine_generation_tokens_total": 1000})
+    assert m._throughput(first) == []
+    m._counters[backend.pk] = (m._counters[backend.pk][0] - 2.0, 1000)  # two seconds ago
+    second = ProbeResult(backend, Report("healthy"), {"engine_generation_tokens_total": 1500})
+    [reading] = m._throughput(second)
+    assert reading.metric == "engine_throughput_tokens_per_s"
+    assert reading.value == pytest.approx(250, rel=0.05)
+    restarted = ProbeResult(backend, Report("healthy"), {"engine_generation_tokens_total": 3})
+    assert m._throughput(restarted) == []  # a counter going down is a restart, not a rate
+
+
+def test_the_active_probe_measures_ttft_with_one_token(scripted):
+    from tests.support.scripted_openai import finish, text
+
+    backend = Backend.objects.create(name="cloud", kind="openai_compatible",
+                                     base_url=scripted.url, active_probe_interval_s=300)
+    Backend.objects.create(name="quiet", kind="openai_compatible", base_url=scripted.url)
+    scripted.add(("sleep", 0.05), text("H"), finish("length"))
+    m = monitor()
+    assert m.active_probes() == 1
+    request = scripted.requests[-1]
+    assert request["max_tokens"] == 1 and request["model"] == "scripted-1"
+    assert latest("probe_ttft_ms", f"backend:{backend.pk}") >= 50
+    assert m.active_probes() == 0  # not again before its interval
+    assert len(scripted.requests) == 1
