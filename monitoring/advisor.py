@@ -24,9 +24,9 @@ from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.choices import AuditAction, Status
 from console.models import Backend
-from monitoring import store
+from monitoring import sizing, store
 from monitoring.choices import RecState, Severity
-from monitoring.models import Recommendation, Sample
+from monitoring.models import Recommendation, Sample, State
 
 LATENCY_TARGET_MS = 3000
 IDLE_MINUTES = 30
@@ -71,6 +71,55 @@ def _backend_rules(backend: Backend, now) -> list[dict[str, Any]]:
                                   f"15 minutes while {healthy} is healthy. Make {healthy} the "
                                   f"agents' first fallback, or move them to it.",
                         "evidence": [_evidence("error_rate", rate, "15m", 0.2, scope)]})
+    return out
+
+
+def _free_memory(now) -> tuple[float | None, float | None]:
+    """(free RAM, most free VRAM on one GPU) from the newest samples, in bytes."""
+    since = now - timedelta(minutes=10)
+    wanted = [("memory_total_bytes", "host"), ("memory_used_bytes", "host")]
+    gpus = sorted(set(Sample.objects.filter(metric="gpu_memory_total_bytes", ts__gte=since)
+                      .values_list("scope", flat=True)))
+    wanted += [(m, g) for g in gpus for m in ("gpu_memory_total_bytes", "gpu_memory_used_bytes")]
+    latest = store.latest_many(wanted, since)
+    ram = None
+    if ("memory_total_bytes", "host") in latest and ("memory_used_bytes", "host") in latest:
+        ram = latest[("memory_total_bytes", "host")] - latest[("memory_used_bytes", "host")]
+    vram = [latest[("gpu_memory_total_bytes", g)] - latest[("gpu_memory_used_bytes", g)]
+            for g in gpus if ("gpu_memory_used_bytes", g) in latest
+            and ("gpu_memory_total_bytes", g) in latest]
+    return ram, (max(vram) if vram else None)
+
+
+def _fit_rules(now) -> list[dict[str, Any]]:
+    """Models the engines list but that will not load into the memory free now."""
+    ram, vram = _free_memory(now)
+    room = max(x for x in (ram, vram, 0.0) if x is not None)
+    if not room:
+        return []
+    out = []
+    for backend in Backend.objects.filter(enabled=True):
+        state = State.objects.filter(key=f"models:{backend.pk}").first()
+        for model in (state.value if state else []):
+            size = model.get("size_bytes")
+            if model.get("loaded") or not size or size * sizing.OVERHEAD <= room:
+                continue
+            params = sizing.parameters(model.get("parameter_size", ""))
+            fit = sizing.best_fit(params, room) if params else None
+            where = "GPU memory" if vram is not None and vram >= (ram or 0) else "RAM"
+            advice = (f"Use {fit[0]} instead (about {fit[1] / 1e9:.1f} GB)." if fit else
+                      "No common quantization of it fits: pick a smaller model.")
+            out.append({
+                "rule": "model_too_big", "severity": Severity.WARNING,
+                "scope": f"backend:{backend.pk}",
+                "title": f"{model['id']} on {backend.name} does not fit in free {where}",
+                "action": f"{model['id']} ({model.get('quantization') or 'unknown quantization'}"
+                          f", {size / 1e9:.1f} GB) needs about "
+                          f"{size * sizing.OVERHEAD / 1e9:.1f} GB with overhead, but only "
+                          f"{room / 1e9:.1f} GB is free. {advice}",
+                "evidence": [_evidence("model size × overhead (GB)",
+                                       size * sizing.OVERHEAD / 1e9, "now", round(room / 1e9, 2),
+                                       f"backend:{backend.pk}")]})
     return out
 
 
@@ -134,7 +183,7 @@ def run(now=None) -> dict[str, int]:
     for backend in Backend.objects.filter(enabled=True):
         for item in _backend_rules(backend, now):
             found.append({"scope": f"backend:{backend.pk}", **item})
-    for item in _host_rules(now):
+    for item in _host_rules(now) + _fit_rules(now):
         found.append({"scope": item.get("scope") or item["evidence"][0]["scope"], **item})
     keys = set()
     with transaction.atomic():

@@ -86,6 +86,9 @@ class Monitor:
         for result in results:
             record_probe(result.backend, result.report)
             readings += result.readings() + self._throughput(result)
+            if result.report.models:  # for the advisor's "does it fit" rule
+                State.objects.update_or_create(key=f"models:{result.backend.pk}",
+                                               defaults={"value": result.report.models})
         store.record(readings, now)
         return results
 

@@ -185,3 +185,38 @@ def test_pages_show_the_monitor_state_and_no_gpu(operator_client, viewer_client,
     assert "edge" in report and "Performance report" in report
     assert "No recommendations" in viewer_client.get("/recommendations/").content.decode()
     assert Alert.objects.count() == 0
+
+
+def test_a_model_that_does_not_fit_gets_a_smaller_quantization(backend):
+    from monitoring import sizing
+    from monitoring.models import State
+
+    gb = 1e9
+    add("memory_total_bytes", "host", [16 * gb])
+    add("memory_used_bytes", "host", [10.5 * gb])  # 5.5 GB free, no GPU
+    State.objects.create(key=f"models:{backend.pk}", value=[
+        {"id": "qwen2.5:7b-instruct-q8_0", "size_bytes": 8.1 * gb, "parameter_size": "7.6B",
+         "quantization": "Q8_0", "loaded": False},
+        {"id": "qwen2.5:0.5b", "size_bytes": 0.4 * gb, "parameter_size": "494M",
+         "quantization": "Q4_K_M", "loaded": False}])
+    advisor.run()
+    [rec] = Recommendation.objects.filter(rule="model_too_big")
+    assert "qwen2.5:7b-instruct-q8_0" in rec.title and "free RAM" in rec.title
+    expected = sizing.estimate_bytes(7.6e9, "Q4_K_M")
+    assert sizing.estimate_bytes(7.6e9, "Q5_K_M") > 5.5 * gb > expected
+    assert f"Use Q4_K_M instead (about {expected / gb:.1f} GB)" in \
+        rec.action
+    assert rec.evidence[0]["threshold"] == 5.5
+
+
+def test_sizing_parses_parameter_counts_and_picks_the_best_fit():
+    from monitoring import sizing
+
+    assert sizing.parameters("7.6B") == 7.6e9 and sizing.parameters("494.03M") == 494.03e6
+    assert sizing.parameters("") is None and sizing.parameters("lots") is None
+    assert sizing.estimate_bytes(8e9, "Q8_0") == pytest.approx(8e9 * 8.5 / 8 * 1.1)
+    assert sizing.best_fit(8e9, 9.4e9) == ("Q8_0", pytest.approx(9.35e9))
+    assert sizing.best_fit(8e9, 9.3e9)[0] == "Q5_K_M"
+    assert sizing.best_fit(8e9, 6.3e9)[0] == "Q5_K_M"
+    assert sizing.best_fit(8e9, 5.4e9)[0] == "Q4_K_M"
+    assert sizing.best_fit(8e9, 1e9) is None
