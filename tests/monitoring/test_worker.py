@@ -171,3 +171,14 @@ def test_the_active_probe_measures_ttft_with_one_token(scripted):
     assert latest("probe_ttft_ms", f"backend:{backend.pk}") >= 50
     assert m.active_probes() == 0  # not again before its interval
     assert len(scripted.requests) == 1
+
+
+def test_a_slow_backend_is_degraded_with_the_reason(fake, settings):
+    settings.TANGLAW_SLOW_MS = 50
+    slow = fake("vllm", fault="stall", stall_s=0.2)
+    backend = Backend.objects.create(name="slow", kind="vllm", base_url=slow.url)
+    monitor().probe()
+    backend.refresh_from_db()
+    assert backend.status == "degraded" and backend.status_reason.startswith("slow: /health")
+    assert latest("backend_up", f"backend:{backend.pk}") == 1.0  # slow is not down
+    assert latest("probe_latency_ms", f"backend:{backend.pk}") >= 200
