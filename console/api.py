@@ -16,11 +16,12 @@ from ninja.security import APIKeyCookie, HttpBearer
 
 from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
+from console.actions import models as model_actions
 from console.actions.audit import verify_chain
 from console.actions.security import record_denied
 from console.actions.users import user_for_token
 from console.audit import Actor
-from console.models import Backend
+from console.models import Backend, Job
 from console.permissions import PERMISSIONS, has_perm
 from console.views.audit import export_response, filtered_events, page_of
 
@@ -242,6 +243,134 @@ def test_backend(request, pk: int):
     need(request, "backends.test")
     report = backend_actions.test_backend(Actor.from_request(request), _backend(request, pk))
     return report.as_dict()
+
+
+class BackendModelsOut(Schema):
+    backend_id: int
+    backend: str
+    status: str
+    error: str
+    actions: dict[str, str]
+    models: list[ModelOut]
+
+
+class JobOut(Schema):
+    id: int
+    kind: str
+    backend_id: int
+    model: str
+    state: str
+    percent: float
+    completed_bytes: int
+    total_bytes: int
+    speed_bps: float | None
+    eta_s: float | None
+    detail: str
+    layers: list[dict]
+    error: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class PullIn(Schema):
+    model: str
+
+
+class LoadIn(Schema):
+    keep_alive: str | None = None
+
+
+async def _models_of(backend: Backend) -> dict:
+    from console.backends import adapter_for, probe
+
+    adapter = adapter_for(backend)
+    report = await probe(adapter)
+    async with adapter.session():
+        try:
+            actions = await adapter.model_actions()
+        except Exception as exc:  # noqa: BLE001 - reported per backend
+            actions = dict.fromkeys(("pull", "load", "unload", "delete"), str(exc))
+    return {"backend_id": backend.pk, "backend": backend.name, "status": report.status,
+            "error": report.error, "actions": actions, "models": report.models}
+
+
+@api.get("/models", response=list[BackendModelsOut], tags=["models"])
+def list_models(request):
+    """Every model every enabled backend reports, with what can be done to it there
+    (`actions`: an empty string when supported, otherwise why not)."""
+    import asyncio
+
+    need(request, "backends.view")
+    backends = list(Backend.objects.for_user(request.user).filter(enabled=True))
+
+    async def gather():
+        return await asyncio.gather(*(_models_of(b) for b in backends))
+
+    return asyncio.run(gather()) if backends else []
+
+
+@api.post("/backends/{pk}/pull", response={202: JobOut, 409: dict, 422: dict}, tags=["models"])
+def pull_model(request, pk: int, payload: PullIn):
+    """Start pulling a model (Ollama): returns the job; progress on /ws/jobs/ and
+    GET /api/jobs/{id}. One pull per model and backend at a time (409)."""
+    need(request, "backends.change")
+    job = model_actions.start_pull(Actor.from_request(request), _backend(request, pk),
+                                   payload.model)
+    return Status(202, job)
+
+
+@api.get("/jobs", response=list[JobOut], tags=["models"])
+def list_jobs(request, state: str | None = None):
+    need(request, "backends.view")
+    jobs = Job.objects.all()
+    if state:
+        jobs = jobs.filter(state=state)
+    return list(jobs[:100])
+
+
+def _job(pk: int) -> Job:
+    job = Job.objects.filter(pk=pk).first()
+    if job is None:
+        raise HttpError(404, "no such job")
+    return job
+
+
+@api.get("/jobs/{pk}", response=JobOut, tags=["models"])
+def get_job(request, pk: int):
+    need(request, "backends.view")
+    return _job(pk)
+
+
+@api.post("/jobs/{pk}/cancel", response={200: JobOut, 409: dict}, tags=["models"])
+def cancel_job(request, pk: int):
+    need(request, "backends.change")
+    return model_actions.cancel(Actor.from_request(request), _job(pk))
+
+
+@api.post("/backends/{pk}/models/{path:name}/load", response={200: dict, 409: dict, 422: dict},
+          tags=["models"])
+def load_model(request, pk: int, name: str, payload: LoadIn | None = None):
+    """Load a model (Ollama with `keep_alive`, Foundry Local, llama.cpp router mode)."""
+    need(request, "backends.change")
+    model_actions.load(Actor.from_request(request), _backend(request, pk), name,
+                       payload.keep_alive if payload else None)
+    return {"detail": f"loaded {name}"}
+
+
+@api.post("/backends/{pk}/models/{path:name}/unload", response={200: dict, 409: dict,
+                                                                422: dict}, tags=["models"])
+def unload_model(request, pk: int, name: str):
+    need(request, "backends.change")
+    model_actions.unload(Actor.from_request(request), _backend(request, pk), name)
+    return {"detail": f"unloaded {name}"}
+
+
+@api.delete("/backends/{pk}/models/{path:name}", response={204: None, 409: dict, 422: dict},
+            tags=["models"])
+def delete_model(request, pk: int, name: str):
+    need(request, "backends.change")
+    model_actions.delete(Actor.from_request(request), _backend(request, pk), name)
+    return Status(204, None)
 
 
 @api.get("/audit", response=AuditPage, tags=["audit"])

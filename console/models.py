@@ -190,3 +190,67 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor or 'system'}"
+
+
+class Job(models.Model):
+    """A long model operation (a pull) with its progress; it outlives the page that started it."""
+
+    class Kind(models.TextChoices):
+        PULL = "pull", "Pull"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="jobs")
+    model = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    percent = models.FloatField(default=0)
+    completed_bytes = models.BigIntegerField(default=0)
+    total_bytes = models.BigIntegerField(default=0)
+    speed_bps = models.FloatField(null=True, blank=True)
+    eta_s = models.FloatField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True, default="")
+    layers = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # one pull per model and backend at a time
+            models.UniqueConstraint(fields=["backend", "model", "kind"],
+                                    condition=models.Q(state__in=["queued", "running"]),
+                                    name="console_job_one_active"),
+        ]
+        indexes = [
+            # the jobs tray on every page: active jobs, newest first
+            models.Index(fields=["state", "-created_at"], name="console_job_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.model} on {self.backend_id} ({self.state})"
+
+    @property
+    def active(self) -> bool:
+        return self.state in self.ACTIVE
+
+    def frame(self) -> dict:
+        """What the jobs WebSocket and the API say about it."""
+        return {"type": "job", "id": self.pk, "kind": self.kind, "backend_id": self.backend_id,
+                "model": self.model, "state": self.state, "percent": round(self.percent, 1),
+                "completed_bytes": self.completed_bytes, "total_bytes": self.total_bytes,
+                "speed_bps": self.speed_bps, "eta_s": self.eta_s, "detail": self.detail,
+                "layers": self.layers, "error": self.error,
+                "started_at": self.started_at.isoformat() if self.started_at else None,
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None}

@@ -256,7 +256,8 @@ LOGGING = {
 }
 
 # WebSocket routes, by dotted path (console imports no app directly)
-TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns"]
+TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",
+                            "console.routing.websocket_urlpatterns"]
 TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls"]
 # live panels other apps add to the overview and to a backend's page (URL names)
 TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]

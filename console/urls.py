@@ -5,6 +5,7 @@ from django.urls import include, path, register_converter
 
 from console.api import api
 from console.views import accounts, audit, backends
+from console.views import models as model_views
 
 
 class ExportFormat:
@@ -37,6 +38,12 @@ urlpatterns = [
     path("backends/<int:pk>/edit/", backends.backend_edit, name="backend_edit"),
     path("backends/<int:pk>/delete/", backends.backend_delete, name="backend_delete"),
     path("backends/<int:pk>/test/", backends.backend_test, name="backend_test"),
+    path("backends/<int:pk>/models/", model_views.backend_models, name="backend_models"),
+    path("backends/<int:pk>/models/pull/", model_views.model_pull, name="model_pull"),
+    path("backends/<int:pk>/models/<str:action>/", model_views.model_action,
+         name="model_action"),
+    path("models/", model_views.fleet_models, name="fleet_models"),
+    path("jobs/<int:job_id>/cancel/", model_views.job_cancel, name="job_cancel"),
     path("audit/", audit.audit_list, name="audit_list"),
     path("audit/export.<export_format:fmt>", audit.audit_export, name="audit_export"),
     path("audit/verify/", audit.audit_verify, name="audit_verify"),

@@ -209,7 +209,7 @@ def apply(actor: Actor, rec: Recommendation) -> str:
     if backend is None:
         raise Refused("its backend no longer exists")
     adapter = adapter_for(backend)
-    if not hasattr(adapter, "unload_model"):
+    if "unload" not in adapter.capabilities:
         raise Refused(f"{backend.get_kind_display()} cannot unload models from here")
 
     async def unload_all() -> list[str]:

@@ -16,3 +16,8 @@ STORAGES = {
 }
 # probes in tests answer fast; a slow fake must not count as merely degraded
 TANGLAW_SLOW_MS = 5000
+# a file, not SQLite's shared-cache memory database: threads (model pulls, the monitor's
+# claims) then get WAL and the busy timeout instead of "database table is locked"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(os.environ["TANGLAW_DATA_DIR"], "test.sqlite3")}

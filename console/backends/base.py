@@ -115,6 +115,29 @@ class Adapter:
     async def engine_metrics(self) -> dict[str, float]:
         return {}
 
+    # -- model lifecycle: engines that can override these and list them in capabilities --
+    # why an action is impossible here, shown instead of a dead button
+    lifecycle_note: ClassVar[str] = ("this engine offers no API to pull, load or unload "
+                                     "models")
+
+    async def model_actions(self) -> dict[str, str]:
+        """{action: ""} when supported, or {action: "why not"}, for pull/load/unload/delete."""
+        return {a: "" if a in self.capabilities else self.lifecycle_note
+                for a in ("pull", "load", "unload", "delete")}
+
+    def pull(self, model: str):
+        """An async iterator of progress events {status, digest, total, completed}."""
+        raise BackendError(self.lifecycle_note)
+
+    async def load(self, model: str, keep_alive: str | None = None) -> None:
+        raise BackendError(self.lifecycle_note)
+
+    async def unload_model(self, model: str) -> None:
+        raise BackendError(self.lifecycle_note)
+
+    async def delete_model(self, model: str) -> None:
+        raise BackendError(self.lifecycle_note)
+
     def chat_client(self) -> AsyncOpenAI:
         return AsyncOpenAI(
             base_url=self.base_url + self.api_prefix,

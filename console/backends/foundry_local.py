@@ -7,6 +7,7 @@ JSON key casing differs between versions, so keys are read case-insensitively.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 from console.backends.base import (
     HEALTHY,
@@ -21,7 +22,9 @@ from console.backends.base import (
 class FoundryLocalAdapter(Adapter):
     kind = "foundry_local"
     engine = "Foundry Local"
-    capabilities = frozenset({"loaded_models"})  # load, unload: with model lifecycle
+    capabilities = frozenset({"loaded_models", "load", "unload"})
+    lifecycle_note = ("Foundry Local downloads models with its CLI: run `foundry model "
+                      "download <alias>` on the machine")
 
     async def get_first(self, *paths: str):
         """GET the first path that exists (the newer service), falling back on 404."""
@@ -42,6 +45,29 @@ class FoundryLocalAdapter(Adapter):
         ) is None:
             raise BackendError(f"this does not look like Foundry Local: {path} has no status")
         return Health(HEALTHY, ms, str(get_ci(data, "version", "") or ""))
+
+    async def _lifecycle(self, action: str, model: str, **params) -> None:
+        quoted = quote(model, safe="")
+        for path in (f"/models/{action}/{quoted}", f"/openai/{action}/{quoted}"):
+            response = await self.request("GET", path, params=params or None)
+            if response.status_code == 404 and path.startswith("/models/"):
+                continue  # an older service: the legacy path
+            if response.status_code == 404:
+                raise BackendError(f"Foundry Local does not know the model {model} — download "
+                                   f"it first: foundry model download {model}")
+            self.check_status(response, path)
+            return
+
+    async def load(self, model: str, keep_alive: str | None = None) -> None:
+        await self._lifecycle("load", model)
+
+    async def unload_model(self, model: str) -> None:
+        await self._lifecycle("unload", model)
+
+    async def catalog(self) -> list[dict]:
+        """What Foundry Local can download (`/foundry/list`, where the service has it)."""
+        data = await self.get_json("/foundry/list")
+        return data if isinstance(data, list) else []
 
     async def loaded_models(self) -> list[LoadedModel]:
         data, _ = await self.get_first("/models/loaded", "/openai/loadedmodels")

@@ -18,7 +18,37 @@ from console.backends.base import (
 class LlamaCppAdapter(Adapter):
     kind = "llamacpp"
     engine = "llama-server"
-    capabilities = frozenset({"loaded_models", "engine_metrics"})
+    capabilities = frozenset({"loaded_models", "engine_metrics", "load", "unload"})
+    lifecycle_note = ("llama-server serves the model it was started with; start it in router "
+                      "mode (several models) to load and unload from here, and download GGUF "
+                      "files yourself")
+
+    async def router_mode(self) -> bool:
+        response = await self.request("GET", "/models")
+        if response.status_code != 200:
+            return False
+        data = self.parse_json(response, "/models")
+        entries = data.get("data", data.get("models", [])) if isinstance(data, dict) else data
+        return isinstance(entries, list) and any(
+            isinstance(e, dict) and "status" in e for e in entries)
+
+    async def model_actions(self) -> dict[str, str]:
+        router = await self.router_mode()
+        return {"pull": self.lifecycle_note, "delete": self.lifecycle_note,
+                "load": "" if router else self.lifecycle_note,
+                "unload": "" if router else self.lifecycle_note}
+
+    async def _router(self, action: str, model: str) -> None:
+        response = await self.request("POST", f"/models/{action}", json={"model": model})
+        if response.status_code == 404:
+            raise BackendError(self.lifecycle_note)
+        self.check_status(response, f"/models/{action}")
+
+    async def load(self, model: str, keep_alive: str | None = None) -> None:
+        await self._router("load", model)
+
+    async def unload_model(self, model: str) -> None:
+        await self._router("unload", model)
     metric_names = {
         "llamacpp:requests_processing": "engine_requests_running",
         "llamacpp:requests_deferred": "engine_requests_waiting",

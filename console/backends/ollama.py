@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
+
 from console.backends.base import (
     HEALTHY,
     Adapter,
@@ -16,7 +20,7 @@ from console.backends.base import (
 class OllamaAdapter(Adapter):
     kind = "ollama"
     engine = "Ollama"
-    capabilities = frozenset({"loaded_models"})  # pull, load, unload: with model lifecycle
+    capabilities = frozenset({"loaded_models", "pull", "load", "unload", "delete"})
 
     async def health(self) -> Health:
         response, ms = await self.timed_get("/api/version")
@@ -43,6 +47,51 @@ class OllamaAdapter(Adapter):
                          "format": details.get("format", "")},
             ))
         return models
+
+    async def pull(self, model: str):
+        """POST /api/pull, streamed NDJSON. Ollama reports failures as an `{"error"}` line
+        with HTTP 200, so every line is checked; the stream closes when we stop reading."""
+        client = self._client or httpx.AsyncClient()
+        try:
+            async with client.stream("POST", self.base_url + "/api/pull",
+                                     json={"model": model, "stream": True},
+                                     headers=self._headers(),
+                                     timeout=httpx.Timeout(None, connect=self.endpoint
+                                                           .connect_timeout_s)) as response:
+                if response.status_code >= 400:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                    raise BackendError(f"Ollama refused the pull (HTTP {response.status_code}): "
+                                       f"{_error_text(body)}")
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        raise BackendError(f"Ollama sent a line that is not JSON: "
+                                           f"{line[:100]!r}") from None
+                    if "error" in event:
+                        raise BackendError(f"Ollama: {event['error']}")
+                    yield event
+        except httpx.HTTPError as exc:
+            raise self.translate(exc, "/api/pull") from None
+        finally:
+            if self._client is None:
+                await client.aclose()
+
+    async def load(self, model: str, keep_alive: str | None = None) -> None:
+        """An empty generate request loads the model and keeps it for `keep_alive`."""
+        body: dict = {"model": model}
+        if keep_alive:
+            body["keep_alive"] = keep_alive
+        response = await self.request("POST", "/api/generate", json=body)
+        self.check_status(response, "/api/generate")
+
+    async def delete_model(self, model: str) -> None:
+        response = await self.request("DELETE", "/api/delete", json={"model": model})
+        if response.status_code == 404:
+            raise BackendError(f"Ollama has no model named {model}")
+        self.check_status(response, "/api/delete")
 
     async def unload_model(self, model: str) -> None:
         """Free a loaded model's memory now (`keep_alive: 0`, as Ollama documents)."""
@@ -75,3 +124,11 @@ class OllamaAdapter(Adapter):
             "engine_vram_bytes": float(sum(m.vram_bytes or 0 for m in loaded)),
             "engine_model_bytes": float(sum(m.size_bytes or 0 for m in loaded)),
         }
+
+
+def _error_text(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:200]
+    return str(data.get("error", body))[:200] if isinstance(data, dict) else body[:200]

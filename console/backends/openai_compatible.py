@@ -12,6 +12,8 @@ from console.backends.base import HEALTHY, Adapter, Health, _openai_list
 class OpenAICompatibleAdapter(Adapter):
     kind = "openai_compatible"
     engine = "the OpenAI-compatible server"
+    lifecycle_note = ("a generic OpenAI-compatible server has no API to pull, load or unload "
+                      "models; manage them in the server itself (e.g. LM Studio's `lms load`)")
     api_prefix = ""
 
     async def health(self) -> Health:

@@ -17,6 +17,8 @@ class VllmAdapter(Adapter):
     kind = "vllm"
     engine = "vLLM"
     capabilities = frozenset({"loaded_models", "engine_metrics"})
+    lifecycle_note = ("vLLM serves the model it was started with (`vllm serve <model>`); "
+                      "to change it, restart vLLM — see Deployment plans")
     metric_names = {
         "vllm:num_requests_running": "engine_requests_running",
         "vllm:num_requests_waiting": "engine_requests_waiting",

@@ -68,7 +68,8 @@ HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>n
 class FakeEngine(LoopbackServer):
     def __init__(self, kind: str, *, api_key: str | None = None, fault: str | None = None,
                  loading_polls: int = 0, foundry_legacy: bool = False, router: bool = False,
-                 stall_s: float = 3.0, models: list[str] | None = None):
+                 stall_s: float = 3.0, models: list[str] | None = None,
+                 pull_error_at: int | None = None, pull_gap_s: float = 0.0):
         self.kind = kind
         self.api_key = api_key
         self.fault = fault
@@ -81,6 +82,11 @@ class FakeEngine(LoopbackServer):
                                  ["phi-4-mini-instruct-generic-cpu"] if kind == "foundry_local"
                                  else ["qwen2.5-7b-instruct"])
         self.requests: list[dict] = []
+        # Ollama pulls: fail with an {"error"} line after N lines; a pause between lines
+        self.pull_error_at = pull_error_at
+        self.pull_gap_s = pull_gap_s
+        self.pull_disconnects = 0
+        self.pulled: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> FakeEngine:
@@ -97,6 +103,9 @@ class FakeEngine(LoopbackServer):
 
             def do_POST(self):
                 engine.handle(self, "POST")
+
+            def do_DELETE(self):
+                engine.handle(self, "DELETE")
 
         self.serve(Handler)
         return self
@@ -136,7 +145,27 @@ class FakeEngine(LoopbackServer):
             return self.send(req, 200, b'{"models": [tru', "application/json")
         route = getattr(self, f"route_{self.kind}")
         status, payload, *ctype = route(req, method, req.path.split("?")[0])
+        if isinstance(payload, list) and ctype == ["application/x-ndjson"]:
+            return self.stream_lines(req, payload)
         self.send(req, status, payload, *(ctype or ["application/json"]))
+
+    def stream_lines(self, req, lines: list[dict]) -> None:
+        """NDJSON, one line at a time, as Ollama streams a pull (HTTP 200 even on errors)."""
+        req.send_response(200)
+        req.send_header("Content-Type", "application/x-ndjson")
+        req.send_header("Connection", "close")
+        req.end_headers()
+        req.close_connection = True
+        try:
+            for line in lines:
+                req.wfile.write(json.dumps(line).encode() + b"\n")
+                req.wfile.flush()
+                if line.get("status") == "success":
+                    self.pulled.append(self._pulling)  # listed once the pull completed
+                if self.pull_gap_s:
+                    time.sleep(self.pull_gap_s)
+        except (BrokenPipeError, ConnectionResetError):
+            self.pull_disconnects += 1
 
     def send(self, req, status, payload, ctype="application/json"):
         data = payload if isinstance(payload, bytes) else (
@@ -159,7 +188,12 @@ class FakeEngine(LoopbackServer):
         if path == "/api/version":
             return 200, {"version": "0.12.3"}
         if path == "/api/tags":
-            return 200, OLLAMA_TAGS
+            pulled = [{"name": m, "model": m, "modified_at": "2026-11-24T10:00:00Z",
+                       "size": 397807936, "digest": "6f96e01a3f55",
+                       "details": {"format": "gguf", "family": "llama",
+                                   "parameter_size": "1.2B", "quantization_level": "Q8_0"}}
+                      for m in self.pulled]
+            return 200, {"models": OLLAMA_TAGS["models"] + pulled}
         if path == "/api/ps":
             return 200, OLLAMA_PS
         if path == "/api/generate" and method == "POST":
@@ -167,10 +201,39 @@ class FakeEngine(LoopbackServer):
             if body.get("keep_alive") == 0:  # Ollama's documented way to unload a model
                 return 200, {"model": body.get("model"), "created_at": "2026-11-24T00:00:00Z",
                              "response": "", "done": True, "done_reason": "unload"}
-            return 400, {"error": "the fake answers only unload requests"}
+            if "prompt" not in body:  # an empty request loads the model
+                return 200, {"model": body.get("model"), "created_at": "2026-11-24T00:00:00Z",
+                             "response": "", "done": True, "done_reason": "load"}
+            return 400, {"error": "the fake does not generate text"}
+        if path == "/api/pull" and method == "POST":
+            model = json.loads(self.requests[-1]["body"] or b"{}").get("model", "")
+            return 200, self.pull_lines(model), "application/x-ndjson"
+        if path == "/api/delete" and method == "DELETE":
+            model = json.loads(self.requests[-1]["body"] or b"{}").get("model", "")
+            if model not in self.pulled and model != "qwen2.5:0.5b":
+                return 404, {"error": f"model '{model}' not found"}
+            return 200, b"", "text/plain"
         if path == "/v1/models":
             return 200, self._openai_models("library")
         return 404, b"404 page not found", "text/plain"
+
+    def pull_lines(self, model: str) -> list[dict]:
+        """A realistic pull: manifest, three layers growing, verifying, success."""
+        layers = [("sha256:6f96e01a3f55", 397807936), ("sha256:66b9ea09bd5b", 68),
+                  ("sha256:eb4402837c78", 1482)]
+        lines: list[dict] = [{"status": "pulling manifest"}]
+        for digest, total in layers:
+            for step in (0, 1, 2, 4):
+                lines.append({"status": f"pulling {digest[7:19]}", "digest": digest,
+                              "total": total, "completed": total * step // 4})
+        lines += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"},
+                  {"status": "success"}]
+        if self.pull_error_at is not None:
+            lines = lines[:self.pull_error_at] + [
+                {"error": "max retries exceeded: write /root/.ollama/models/blobs: no space "
+                          "left on device"}]
+        self._pulling = model
+        return lines
 
     def route_vllm(self, req, method, path):
         if path == "/health":
@@ -200,6 +263,10 @@ class FakeEngine(LoopbackServer):
             return 200, [{"id": 0, "is_processing": False}]
         if path == "/metrics":
             return 200, LLAMACPP_METRICS, "text/plain; version=0.0.4"
+        if path in ("/models/load", "/models/unload") and self.router and method == "POST":
+            name = json.loads(self.requests[-1]["body"] or b"{}").get("model")
+            return (200, {"success": True}) if name in self.models else (
+                404, {"error": {"message": "model not found"}})
         if path == "/models" and self.router:
             return 200, {"data": [
                 {"id": m, "status": {"value": "loaded" if i == 0 else "unloaded"}}
@@ -221,6 +288,11 @@ class FakeEngine(LoopbackServer):
             return 200, [self.models[0]]
         if path == "/v1/models":
             return 200, self._openai_models("Microsoft")
+        prefix = "/openai/" if legacy else "/models/"
+        for action in ("load", "unload"):
+            if path.startswith(f"{prefix}{action}/") and method == "GET":
+                name = path.rsplit("/", 1)[1]
+                return (200, {"status": "ok"}) if name in self.models else (404, b"", "text/plain")
         return 404, b"", "text/plain"
 
     def route_openai_compatible(self, req, method, path):

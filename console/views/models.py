@@ -1,0 +1,134 @@
+"""Models per backend and across the fleet: pull with live progress, load, unload, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from django.contrib import messages
+from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from console.actions import Invalid, Refused
+from console.actions import models as lifecycle
+from console.audit import Actor
+from console.backends import adapter_for, probe, probe_many
+from console.catalog import CURATED
+from console.models import Backend, Job
+from console.permissions import get_object_for_user, require
+
+
+def _fit_warning(model: str) -> str:
+    """Right-sizing before a pull: the curated size against free memory, when known."""
+    try:
+        from monitoring import queries
+    except ImportError:  # monitoring is optional for the console
+        return ""
+    entry = next((c for c in CURATED if c["name"] == model), None)
+    if entry is None:
+        return ""
+    host = queries.health()["host"]
+    total, used = host.get("memory_total_bytes"), host.get("memory_used_bytes")
+    if not total or used is None:
+        return ""
+    free_gb = (total - used) / 1e9
+    need_gb = float(entry["size_gb"]) * 1.1
+    if need_gb > free_gb:
+        return (f"{model} needs about {need_gb:.1f} GB to load but only {free_gb:.1f} GB of "
+                f"memory is free now: it will download, but may not load.")
+    return ""
+
+
+@require("backends.view")
+def backend_models(request, pk: int):
+    backend = get_object_for_user(request, Backend, pk)
+    adapter = adapter_for(backend)
+
+    async def read():
+        report = await probe(adapter)
+        async with adapter.session():
+            actions = await adapter.model_actions()
+        return report, actions
+
+    report, actions = asyncio.run(read())
+    recent = timezone.now() - timedelta(hours=1)
+    jobs = backend.jobs.filter(Q(state__in=Job.ACTIVE) | Q(created_at__gte=recent))[:10]
+    return render(request, "console/backend_models.html", {
+        "backend": backend, "report": report, "actions": actions, "jobs": jobs,
+        "curated": CURATED, "keep_alive": lifecycle.KEEP_ALIVE,
+        "foundry_cli": backend.kind == "foundry_local"})
+
+
+@require("backends.view")
+def fleet_models(request):
+    backends = list(Backend.objects.filter(enabled=True))
+    reports = asyncio.run(probe_many([adapter_for(b) for b in backends]))
+    rows = [{"backend": b, "model": m} for b, r in zip(backends, reports, strict=True)
+            for m in r.models]
+    errors = [(b, r.error) for b, r in zip(backends, reports, strict=True)
+              if r.status == "unhealthy"]
+    return render(request, "console/fleet_models.html", {"rows": rows, "errors": errors,
+                                                         "backends": backends})
+
+
+def _back(backend: Backend):
+    return redirect("backend_models", pk=backend.pk)
+
+
+@require("backends.change")
+@require_POST
+def model_pull(request, pk: int):
+    backend = get_object_for_user(request, Backend, pk, write=True)
+    model = request.POST.get("model", "")
+    try:
+        job = lifecycle.start_pull(Actor.from_request(request), backend, model)
+    except Invalid as exc:
+        messages.error(request, " ".join(exc.errors["model"]))
+    except Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        warning = _fit_warning(job.model)
+        if warning:
+            messages.warning(request, warning)
+        messages.success(request, f"Pulling {job.model}. You can leave this page: progress "
+                                  f"shows at the top of every page.")
+    return _back(backend)
+
+
+@require("backends.change")
+@require_POST
+def model_action(request, pk: int, action: str):
+    if action not in ("load", "unload", "delete"):
+        raise Http404("no such model action")
+    backend = get_object_for_user(request, Backend, pk, write=True)
+    model = request.POST.get("model", "")
+    actor = Actor.from_request(request)
+    try:
+        if action == "load":
+            lifecycle.load(actor, backend, model, request.POST.get("keep_alive") or None)
+        elif action == "unload":
+            lifecycle.unload(actor, backend, model)
+        else:
+            lifecycle.delete(actor, backend, model)
+    except (Invalid, Refused) as exc:
+        messages.error(request, str(exc))
+    else:
+        done = {"load": "Loaded", "unload": "Unloaded", "delete": "Deleted"}[action]
+        messages.success(request, f"{done} {model} on {backend.name}.")
+    return _back(backend)
+
+
+@require("backends.change")
+@require_POST
+def job_cancel(request, job_id: int):
+    job = get_object_or_404(Job, pk=job_id)
+    try:
+        lifecycle.cancel(Actor.from_request(request), job)
+    except Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Cancelling the pull of {job.model}…")
+    return _back(job.backend)
