@@ -17,11 +17,12 @@ from ninja.security import APIKeyCookie, HttpBearer
 from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions import models as model_actions
+from console.actions import plans as plan_actions
 from console.actions.audit import verify_chain
 from console.actions.security import record_denied
 from console.actions.users import user_for_token
 from console.audit import Actor
-from console.models import Backend, Job
+from console.models import Backend, DeploymentPlan, Job
 from console.permissions import PERMISSIONS, has_perm
 from console.views.audit import export_response, filtered_events, page_of
 
@@ -370,6 +371,87 @@ def unload_model(request, pk: int, name: str):
 def delete_model(request, pk: int, name: str):
     need(request, "backends.change")
     model_actions.delete(Actor.from_request(request), _backend(request, pk), name)
+    return Status(204, None)
+
+
+class GpuIn(Schema):
+    name: str = "GPU"
+    memory_bytes: int
+
+
+class PlanIn(Schema):
+    model: str
+    scenario: Literal["development", "staging", "production_low", "production_high",
+                      "enterprise"]
+    quantization: str = ""
+    gpus: list[GpuIn] | None = None
+
+
+class PlanOut(Schema):
+    command: str
+    docker_command: str
+    fits: bool
+    estimate_bytes: int
+    per_gpu_bytes: int
+    budget_bytes: int
+    tensor_parallel_size: int
+    warnings: list[str]
+
+
+class SavedPlanIn(PlanIn):
+    name: str
+    backend_id: int | None = None
+
+
+class SavedPlanOut(Schema):
+    id: int
+    name: str
+    model: str
+    scenario: str
+    quantization: str
+    gpus: list[dict]
+    command: str
+    docker_command: str
+    fits: bool
+    warnings: list[str]
+    backend_id: int | None
+    created_by: str
+    created_at: datetime
+
+
+def _plan_data(payload: PlanIn) -> dict:
+    data = payload.dict()
+    data["gpus"] = [dict(g) for g in payload.gpus] if payload.gpus else None
+    return data
+
+
+@api.post("/plans/vllm", response={200: PlanOut, 422: dict}, tags=["plans"])
+def plan_vllm(request, payload: PlanIn):
+    """A `vllm serve` and a `docker run` command for the model, scenario and GPUs (the
+    detected ones when omitted), with the fit check. Nothing is saved."""
+    need(request, "backends.view")
+    return plan_actions.compute(_plan_data(payload)).as_dict()
+
+
+@api.get("/plans", response=list[SavedPlanOut], tags=["plans"])
+def list_plans(request):
+    need(request, "backends.view")
+    return list(DeploymentPlan.objects.all())
+
+
+@api.post("/plans", response={201: SavedPlanOut, 422: dict}, tags=["plans"])
+def save_plan(request, payload: SavedPlanIn):
+    need(request, "backends.change")
+    return Status(201, plan_actions.save(Actor.from_request(request), _plan_data(payload)))
+
+
+@api.delete("/plans/{pk}", response={204: None}, tags=["plans"])
+def delete_plan(request, pk: int):
+    need(request, "backends.change")
+    plan = DeploymentPlan.objects.filter(pk=pk).first()
+    if plan is None:
+        raise HttpError(404, "no such plan")
+    plan_actions.delete(Actor.from_request(request), plan)
     return Status(204, None)
 
 

@@ -64,6 +64,8 @@ class AuditAction(models.TextChoices):
     MODEL_LOADED = "model.loaded"
     MODEL_UNLOADED = "model.unloaded"
     MODEL_DELETED = "model.deleted"
+    PLAN_SAVED = "plan.saved"
+    PLAN_DELETED = "plan.deleted"
     AGENT_CREATED = "agent.created"
     AGENT_UPDATED = "agent.updated"
     AGENT_DELETED = "agent.deleted"

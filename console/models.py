@@ -254,3 +254,27 @@ class Job(models.Model):
                 "layers": self.layers, "error": self.error,
                 "started_at": self.started_at.isoformat() if self.started_at else None,
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None}
+
+
+class DeploymentPlan(models.Model):
+    """A saved vLLM plan: the inputs, the commands it produced, and the backend that runs it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    model = models.CharField(max_length=200)
+    scenario = models.CharField(max_length=32)
+    quantization = models.CharField(max_length=16, blank=True, default="")
+    gpus = models.JSONField(default=list)
+    command = models.TextField()
+    docker_command = models.TextField()
+    fits = models.BooleanField()
+    warnings = models.JSONField(default=list)
+    backend = models.ForeignKey(Backend, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="plans")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -6,6 +6,7 @@ from django.urls import include, path, register_converter
 from console.api import api
 from console.views import accounts, audit, backends
 from console.views import models as model_views
+from console.views import plans as plan_views
 
 
 class ExportFormat:
@@ -43,6 +44,8 @@ urlpatterns = [
     path("backends/<int:pk>/models/<str:action>/", model_views.model_action,
          name="model_action"),
     path("models/", model_views.fleet_models, name="fleet_models"),
+    path("plans/", plan_views.plan_page, name="plan_page"),
+    path("plans/<int:pk>/delete/", plan_views.plan_delete, name="plan_delete"),
     path("jobs/<int:job_id>/cancel/", model_views.job_cancel, name="job_cancel"),
     path("audit/", audit.audit_list, name="audit_list"),
     path("audit/export.<export_format:fmt>", audit.audit_export, name="audit_export"),

@@ -17,14 +17,14 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from console import audit
+from console import audit, sizing
 from console.actions import Refused
 from console.audit import Actor
 from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.choices import AuditAction, Status
 from console.models import Backend
-from monitoring import sizing, store
+from monitoring import store
 from monitoring.choices import RecState, Severity
 from monitoring.models import Recommendation, Sample, State
 

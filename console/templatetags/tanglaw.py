@@ -25,3 +25,13 @@ def human_bytes(value) -> str:
 @register.filter
 def ms(value) -> str:
     return "—" if value is None else f"{value:.0f} ms"
+
+
+@register.filter
+def split_words(value: str) -> list[str]:
+    return value.split()
+
+
+@register.filter
+def get_value(mapping, key):
+    return mapping.get(key, "") if hasattr(mapping, "get") else ""

@@ -188,7 +188,7 @@ def test_pages_show_the_monitor_state_and_no_gpu(operator_client, viewer_client,
 
 
 def test_a_model_that_does_not_fit_gets_a_smaller_quantization(backend):
-    from monitoring import sizing
+    from console import sizing
     from monitoring.models import State
 
     gb = 1e9
@@ -210,7 +210,7 @@ def test_a_model_that_does_not_fit_gets_a_smaller_quantization(backend):
 
 
 def test_sizing_parses_parameter_counts_and_picks_the_best_fit():
-    from monitoring import sizing
+    from console import sizing
 
     assert sizing.parameters("7.6B") == 7.6e9 and sizing.parameters("494.03M") == 494.03e6
     assert sizing.parameters("") is None and sizing.parameters("lots") is None
