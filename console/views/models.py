@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from console import rightsizing, sizing
 from console.actions import Invalid, Refused
 from console.actions import models as lifecycle
 from console.audit import Actor
@@ -21,25 +22,24 @@ from console.models import Backend, Job
 from console.permissions import get_object_for_user, require
 
 
-def _fit_warning(model: str) -> str:
-    """Right-sizing before a pull: the curated size against free memory, when known."""
-    try:
-        from monitoring import queries
-    except ImportError:  # monitoring is optional for the console
-        return ""
+def _pull_warnings(model: str) -> list[str]:
+    """Right-sizing before a pull: the curated size (the only one known before the manifest
+    arrives) against free memory."""
     entry = next((c for c in CURATED if c["name"] == model), None)
     if entry is None:
-        return ""
-    host = queries.health()["host"]
-    total, used = host.get("memory_total_bytes"), host.get("memory_used_bytes")
-    if not total or used is None:
-        return ""
-    free_gb = (total - used) / 1e9
-    need_gb = float(entry["size_gb"]) * 1.1
-    if need_gb > free_gb:
-        return (f"{model} needs about {need_gb:.1f} GB to load but only {free_gb:.1f} GB of "
-                f"memory is free now: it will download, but may not load.")
-    return ""
+        return []
+    return rightsizing.warnings(model, float(entry["size_gb"]) * 1e9 * sizing.OVERHEAD,
+                                entry["params"])
+
+
+def _load_warnings(backend: Backend, model: str) -> list[str]:
+    """Right-sizing before a load: the size the engine reports for the model."""
+    report = asyncio.run(probe(adapter_for(backend)))
+    info = next((m for m in report.models if m["id"] == model), None)
+    if not info or not info.get("size_bytes"):
+        return []
+    return rightsizing.warnings(model, info["size_bytes"] * sizing.OVERHEAD,
+                                info.get("parameter_size", ""))
 
 
 @require("backends.view")
@@ -90,8 +90,7 @@ def model_pull(request, pk: int):
     except Refused as exc:
         messages.error(request, str(exc))
     else:
-        warning = _fit_warning(job.model)
-        if warning:
+        for warning in _pull_warnings(job.model):
             messages.warning(request, warning)
         messages.success(request, f"Pulling {job.model}. You can leave this page: progress "
                                   f"shows at the top of every page.")
@@ -108,6 +107,8 @@ def model_action(request, pk: int, action: str):
     actor = Actor.from_request(request)
     try:
         if action == "load":
+            for warning in _load_warnings(backend, model):
+                messages.warning(request, warning)
             lifecycle.load(actor, backend, model, request.POST.get("keep_alive") or None)
         elif action == "unload":
             lifecycle.unload(actor, backend, model)

@@ -148,3 +148,30 @@ def test_plans_api_page_and_saving(operator_client, viewer_client):
                                      "backend_id": str(backend.pk)})
     assert DeploymentPlan.objects.get(name="from-page").backend == backend
     assert AuditEvent.objects.filter(action="plan.saved").count() == 2
+
+
+def test_right_sizing_warns_before_a_pull_or_load(live_db, operator_client, fake):
+    from django.utils import timezone
+
+    from monitoring.models import Sample
+
+    gb = 1e9
+    for metric, value in (("memory_total_bytes", 16 * gb), ("memory_used_bytes", 12 * gb)):
+        Sample.objects.create(ts=timezone.now(), metric=metric, scope="host", value=value)
+    engine = fake("ollama")
+    backend = Backend.objects.create(name="ollama", kind="ollama", base_url=engine.url)
+    # 4 GB free: qwen2.5-coder:7b (≈ 4.7 GB download) will not fit; Q4_K_M is its default,
+    # and nothing smaller of it fits either
+    page = operator_client.post(f"/backends/{backend.pk}/models/pull/",
+                                {"model": "qwen2.5-coder:7b"}, follow=True).content.decode()
+    assert "needs about 5.2 GB but only 4.0 GB is free now" in page
+    from console.models import Job
+    from tests.console.test_model_lifecycle import wait_for
+
+    assert wait_for(lambda: not Job.objects.get().active)  # the pull itself still runs
+    page = operator_client.post(f"/backends/{backend.pk}/models/load/",
+                                {"model": "llama3.2:3b", "keep_alive": "30m"},
+                                follow=True).content.decode()
+    # 2.0 GB × 1.1 fits in 4 GB, but takes memory to about 89 % (> 85 %)
+    assert "takes host memory to about 89 %, over the 85 % alert threshold" in page
+    assert "Loaded llama3.2:3b" in page
