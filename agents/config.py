@@ -135,7 +135,14 @@ def _secret_values(plan: Plan, path: str, key: str, names: Any, held: list[str],
 
 def plan(text: str, secrets: dict[str, str] | None = None) -> Plan:
     """Validate the whole file. Returns the plan, or raises Invalid listing every problem."""
-    data, secrets, p = _load(text), secrets or {}, Plan()
+    return plan_data(_load(text), secrets)
+
+
+def plan_data(data: dict[str, Any], secrets: dict[str, str] | None = None) -> Plan:
+    for key in ("mcp_servers", "tools", "agents"):
+        if not isinstance(data.get(key) or [], list):
+            raise Invalid({key: ["expected a list"]})
+    secrets, p = secrets or {}, Plan()
     tools = {t.name: t for t in Tool.objects.all()}
     backends = {b.name: b for b in Backend.objects.all()}
     agents = {a.name: a for a in Agent.objects.prefetch_related("tools", "fallbacks")}
@@ -338,6 +345,10 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
     p = plan(text, secrets)
     if dry_run:
         return p.summary
+    return _apply(actor, p, user=user, refresh=True)
+
+
+def _apply(actor: Actor, p: Plan, *, user, refresh: bool) -> list[dict[str, str]]:
     with transaction.atomic():
         listed: set[str] = set()
         for server, values in p.servers:
@@ -345,7 +356,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
                 server = tool_actions.create_server(actor, user, values)
             else:
                 server = tool_actions.update_server(actor, user, server, values)
-            if server.enabled:
+            if server.enabled and refresh:
                 tool_actions.refresh_server(actor, server)
                 listed.add(server.name)
         for tool, values in p.http_tools:
@@ -377,3 +388,29 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
             else:
                 actions.update_agent(actor, agent, change)
     return p.summary
+
+
+class AgentsSection:
+    """The agents' part of the whole-site configuration (console.siteconfig)."""
+
+    keys = ("mcp_servers", "tools", "agents")
+
+    def export(self) -> dict[str, Any]:
+        data = export_data()
+        data.pop("version")
+        data.setdefault("mcp_servers", [])
+        return data
+
+    def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
+              user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
+        p = plan_data(data, secrets)
+        # a dry run lists no MCP server's tools (no network); the caller rolls back
+        changes = [*p.summary]
+        _apply(actor, p, user=user, refresh=not dry_run)
+        if prune:
+            named = {str(a.get("name")) for a in data.get("agents") or [] if isinstance(a, dict)}
+            doomed = list(Agent.objects.exclude(name__in=named))
+            for agent in sorted(doomed, key=lambda a: a.kind != AgentKind.ROUTER):
+                actions.delete_agent(actor, agent)
+                changes.append({"action": "delete", "kind": "agent", "name": agent.name})
+        return changes

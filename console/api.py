@@ -14,6 +14,7 @@ from ninja import NinjaAPI, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 
+from console import siteconfig
 from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions import models as model_actions
@@ -453,6 +454,43 @@ def delete_plan(request, pk: int):
         raise HttpError(404, "no such plan")
     plan_actions.delete(Actor.from_request(request), plan)
     return Status(204, None)
+
+
+class ConfigIn(Schema):
+    yaml: str
+    secrets: dict[str, str] = {}
+
+
+class ConfigChange(Schema):
+    action: str
+    kind: str
+    name: str
+
+
+class ConfigOut(Schema):
+    dry_run: bool
+    changes: list[ConfigChange]
+
+
+@api.get("/config/export", response={200: None}, tags=["config"])
+def config_export(request):
+    """Backends, agents, tools, MCP servers, alert rules and plans as one YAML file."""
+    from django.http import HttpResponse
+
+    need(request, "backends.view")
+    response = HttpResponse(siteconfig.export_yaml(), content_type="application/yaml")
+    response["Content-Disposition"] = 'attachment; filename="tanglaw-site.yaml"'
+    return response
+
+
+@api.post("/config/apply", response={200: ConfigOut, 422: dict}, tags=["config"])
+def config_apply(request, payload: ConfigIn, dry_run: bool = False):
+    """Every create/update/delete, or every error with its path (nothing changed).
+    `?dry_run=1` changes nothing either way."""
+    need(request, "config.apply")
+    changes = siteconfig.apply(Actor.from_request(request), payload.yaml, dry_run=dry_run,
+                               user=request.user, secrets=payload.secrets)
+    return {"dry_run": dry_run, "changes": changes}
 
 
 @api.get("/audit", response=AuditPage, tags=["audit"])

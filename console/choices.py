@@ -65,6 +65,7 @@ class AuditAction(models.TextChoices):
     MODEL_UNLOADED = "model.unloaded"
     MODEL_DELETED = "model.deleted"
     PLAN_SAVED = "plan.saved"
+    CONFIG_APPLIED = "config.applied"
     PLAN_DELETED = "plan.deleted"
     AGENT_CREATED = "agent.created"
     AGENT_UPDATED = "agent.updated"

@@ -35,6 +35,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.export": _ALL,
     "tokens.own": _ALL,
     "users.manage": frozenset({Role.ADMIN}),
+    # the whole site at once, deletes included: admins
+    "config.apply": frozenset({Role.ADMIN}),
 }
 
 # the write permission that guards changes to each model

@@ -259,6 +259,11 @@ LOGGING = {
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",
                             "console.routing.websocket_urlpatterns"]
 TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls"]
+# the sections of the whole-site configuration file, in the order they apply
+TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
+                           "agents.config.AgentsSection",
+                           "monitoring.config.AlertRulesSection",
+                           "console.config_sections.PlansSection"]
 # live panels other apps add to the overview and to a backend's page (URL names)
 TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]
 TANGLAW_BACKEND_PANELS = ["monitoring_backend_panel"]

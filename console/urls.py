@@ -7,6 +7,7 @@ from console.api import api
 from console.views import accounts, audit, backends
 from console.views import models as model_views
 from console.views import plans as plan_views
+from console.views import siteconfig as config_views
 
 
 class ExportFormat:
@@ -45,6 +46,8 @@ urlpatterns = [
          name="model_action"),
     path("models/", model_views.fleet_models, name="fleet_models"),
     path("plans/", plan_views.plan_page, name="plan_page"),
+    path("config/export.yaml", config_views.config_export, name="config_export"),
+    path("config/", config_views.config_apply, name="config_apply"),
     path("plans/<int:pk>/delete/", plan_views.plan_delete, name="plan_delete"),
     path("jobs/<int:job_id>/cancel/", model_views.job_cancel, name="job_cancel"),
     path("audit/", audit.audit_list, name="audit_list"),

@@ -1,0 +1,152 @@
+"""The console's sections of the site configuration: backends and vLLM plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import ProtectedError
+
+from console.actions import Invalid, Refused
+from console.actions import backends as backend_actions
+from console.actions import plans as plan_actions
+from console.audit import Actor
+from console.models import Backend, DeploymentPlan
+
+BACKEND_FIELDS = ["kind", "base_url", "enabled", "connect_timeout_s", "read_timeout_s",
+                  "active_probe_interval_s", "active_probe_model", "notes"]
+
+
+def _items(data: Any, key: str) -> list:
+    if data in (None, ""):
+        return []
+    if not isinstance(data, list):
+        raise Invalid({key: ["expected a list"]})
+    return data
+
+
+def _prefixed(exc: Invalid, path: str) -> dict[str, list[str]]:
+    return {f"{path}.{field}": messages for field, messages in exc.errors.items()}
+
+
+class BackendsSection:
+    keys = ("backends",)
+
+    def export(self) -> dict[str, Any]:
+        return {"backends": [
+            {"name": b.name, **{f: getattr(b, f) for f in BACKEND_FIELDS},
+             "api_key": "secret" if b.api_key_set else None}
+            for b in Backend.objects.order_by("name")]}
+
+    def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
+              user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
+        items = _items(data.get("backends"), "backends")
+        errors: dict[str, list[str]] = {}
+        changes: list[dict[str, str]] = []
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            path = f"backends[{i}]"
+            if not isinstance(item, dict) or not str(item.get("name") or "").strip():
+                errors[f"{path}.name"] = ["every backend needs a name"]
+                continue
+            name = str(item["name"]).strip()
+            if name in seen:
+                errors[f"{path}.name"] = [f"{name!r} appears twice"]
+                continue
+            seen.add(name)
+            unknown = set(item) - {"name", "api_key", *BACKEND_FIELDS}
+            for key in sorted(unknown):
+                errors[f"{path}.{key}"] = ["unknown field"]
+            existing = Backend.objects.filter(name=name).first()
+            values = {"name": name, **{f: item[f] for f in BACKEND_FIELDS if f in item}}
+            key = secrets.get(f"backends.{name}.api_key")
+            if key:
+                values["api_key"] = key
+            elif item.get("api_key") == "secret" and not (existing and existing.api_key_set):
+                errors[f"{path}.api_key"] = [f"enter the API key (backends.{name}.api_key): "
+                                             f"secrets are not exported"]
+                continue
+            try:
+                if existing is None:
+                    backend_actions.create_backend(actor, values)
+                    changes.append({"action": "create", "kind": "backend", "name": name})
+                else:
+                    before = existing.audit_snapshot()
+                    new_key = bool(key) and key != existing.api_key
+                    if not new_key:
+                        values.pop("api_key", None)
+                    updated = backend_actions.update_backend(actor, existing, values)
+                    changed = updated.audit_snapshot() != before or new_key
+                    changes.append({"action": "update" if changed else "unchanged",
+                                    "kind": "backend", "name": name})
+            except Invalid as exc:
+                errors.update(_prefixed(exc, path))
+        if prune:
+            for backend in Backend.objects.exclude(name__in=seen):
+                try:
+                    backend_actions.delete_backend(actor, backend)
+                    changes.append({"action": "delete", "kind": "backend",
+                                    "name": backend.name})
+                except (ProtectedError, Refused):
+                    errors[f"backends.{backend.name}"] = [
+                        "not in the file, but agents still use it: it cannot be deleted"]
+        if errors:
+            raise Invalid(errors)
+        return changes
+
+
+class PlansSection:
+    keys = ("plans",)
+
+    def export(self) -> dict[str, Any]:
+        return {"plans": [
+            {"name": p.name, "model": p.model, "scenario": p.scenario,
+             "quantization": p.quantization, "gpus": p.gpus,
+             "backend": p.backend.name if p.backend else None}
+            for p in DeploymentPlan.objects.select_related("backend").order_by("name")]}
+
+    def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
+              user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
+        items = _items(data.get("plans"), "plans")
+        errors: dict[str, list[str]] = {}
+        changes: list[dict[str, str]] = []
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            path = f"plans[{i}]"
+            if not isinstance(item, dict) or not item.get("name"):
+                errors[f"{path}.name"] = ["every plan needs a name"]
+                continue
+            name = str(item["name"])
+            seen.add(name)
+            backend_id = None
+            if item.get("backend"):
+                backend = Backend.objects.filter(name=item["backend"]).first()
+                if backend is None:
+                    errors[f"{path}.backend"] = [f"no backend named {item['backend']!r}"]
+                    continue
+                backend_id = backend.pk
+            wanted = {"name": name, "model": item.get("model"), "scenario": item.get("scenario"),
+                      "quantization": item.get("quantization") or "",
+                      "gpus": item.get("gpus") or [], "backend_id": backend_id}
+            existing = DeploymentPlan.objects.filter(name=name).first()
+            if existing is not None:
+                current = {"name": existing.name, "model": existing.model,
+                           "scenario": existing.scenario, "quantization": existing.quantization,
+                           "gpus": existing.gpus, "backend_id": existing.backend_id}
+                if current == wanted:
+                    changes.append({"action": "unchanged", "kind": "plan", "name": name})
+                    continue
+                plan_actions.delete(actor, existing)
+            try:
+                plan_actions.save(actor, wanted)
+            except Invalid as exc:
+                errors.update(_prefixed(exc, path))
+                continue
+            changes.append({"action": "update" if existing else "create", "kind": "plan",
+                            "name": name})
+        if prune:
+            for plan in DeploymentPlan.objects.exclude(name__in=seen):
+                plan_actions.delete(actor, plan)
+                changes.append({"action": "delete", "kind": "plan", "name": plan.name})
+        if errors:
+            raise Invalid(errors)
+        return changes

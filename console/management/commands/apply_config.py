@@ -1,0 +1,52 @@
+"""`manage.py apply_config FILE [--dry-run] [--secret KEY=VALUE ...]`.
+
+Lists every create, update and delete; with any error, lists every error with its
+path, changes nothing and exits 1. Secrets are never in the file: pass
+`--secret backends.NAME.api_key=…` (or tools./mcp_servers. keys), or set
+TANGLAW_CONFIG_SECRETS_FILE to a YAML mapping of them.
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+from django.core.management.base import BaseCommand, CommandError
+
+from console import siteconfig
+from console.actions import Invalid
+from console.audit import Actor
+
+
+class Command(BaseCommand):
+    help = "Apply a site configuration file (see export_config); --dry-run changes nothing."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file")
+        parser.add_argument("--dry-run", action="store_true")
+        parser.add_argument("--secret", action="append", default=[], metavar="KEY=VALUE")
+
+    def handle(self, *args, file, dry_run, secret, **options):
+        try:
+            text = Path(file).read_text()
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc}") from None
+        secrets = {}
+        secrets_file = os.environ.get("TANGLAW_CONFIG_SECRETS_FILE")
+        if secrets_file:
+            secrets.update(yaml.safe_load(Path(secrets_file).read_text()) or {})
+        for item in secret:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--secret {key}: write it as KEY=VALUE")
+            secrets[key] = value
+        try:
+            changes = siteconfig.apply(Actor.system("apply_config"), text, dry_run=dry_run,
+                                       secrets=secrets)
+        except Invalid as exc:
+            for path, messages in exc.errors.items():
+                self.stderr.write(f"{path}: {' '.join(messages)}")
+            self.stderr.write("Nothing was changed.")
+            raise SystemExit(1) from None
+        for change in changes:
+            self.stdout.write(f"{change['action']:9} {change['kind']:11} {change['name']}")
+        self.stdout.write("Dry run: nothing was changed." if dry_run else "Applied.")

@@ -1,0 +1,103 @@
+"""The whole site's configuration as one YAML file: export, dry run, apply.
+
+Each app contributes a section (TANGLAW_CONFIG_SECTIONS, by dotted path, so the
+console imports no app): console the backends and vLLM plans, agents the MCP
+servers, tools and agents, monitoring the alert rules. Apply runs every section
+inside one transaction, in order (backends before the agents that use them),
+collecting every section's errors with their paths; with any error, or for a
+dry run, the transaction is rolled back, so a dry run reports exactly what
+applying would do — creates, updates and (with `prune: true`) deletes — and a
+broken file changes nothing. No secret is exported: keys and secret headers are
+named, and their values are given at apply time (`secrets`, keyed
+`backends.<name>.api_key`, `tools.<name>.<header>`, `mcp_servers.<name>.<header>`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import yaml
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from console import audit
+from console.actions import Invalid
+from console.audit import Actor
+from console.choices import AuditAction
+
+VERSION = 1
+
+
+class Section(Protocol):
+    keys: tuple[str, ...]
+
+    def export(self) -> dict[str, Any]: ...
+
+    def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
+              user: Any, secrets: dict[str, str]) -> list[dict[str, str]]: ...
+
+
+def sections() -> list[Section]:
+    return [import_string(path)() for path in settings.TANGLAW_CONFIG_SECTIONS]
+
+
+def export_data() -> dict[str, Any]:
+    data: dict[str, Any] = {"version": VERSION, "prune": False}
+    for section in sections():
+        data.update(section.export())
+    return data
+
+
+def export_yaml() -> str:
+    return yaml.safe_dump(export_data(), sort_keys=False, allow_unicode=True)
+
+
+def load(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise Invalid({"file": [f"not valid YAML{where}"]}) from None
+    if not isinstance(data, dict):
+        raise Invalid({"file": ["expected a mapping with version and the sections"]})
+    if data.get("version") != VERSION:
+        raise Invalid({"version": [f"expected version: {VERSION}"]})
+    known = {"version", "prune"} | {k for s in sections() for k in s.keys}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise Invalid({key: ["unknown section"] for key in unknown})
+    if not isinstance(data.get("prune", False), bool):
+        raise Invalid({"prune": ["true or false"]})
+    return data
+
+
+def apply(actor: Actor, text: str, *, dry_run: bool = False, user: Any = None,
+          secrets: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Validate and apply the whole file; returns the changes. Raises Invalid listing every
+    error (nothing changed). A dry run returns the same changes and changes nothing."""
+    data = load(text)
+    prune = bool(data.get("prune"))
+    errors: dict[str, list[str]] = {}
+    changes: list[dict[str, str]] = []
+    with transaction.atomic():
+        for section in sections():
+            part = {key: data.get(key) for key in section.keys}
+            try:
+                changes += section.apply(actor, part, dry_run=dry_run, prune=prune, user=user,
+                                         secrets=secrets or {})
+            except Invalid as exc:
+                for path, messages in exc.errors.items():
+                    errors.setdefault(path, []).extend(messages)
+        if errors:
+            transaction.set_rollback(True)
+            failure = Invalid(errors)
+            raise failure
+        if dry_run:
+            transaction.set_rollback(True)
+        else:
+            audit.record(AuditAction.CONFIG_APPLIED, actor,
+                         after={"changes": [c for c in changes if c["action"] != "unchanged"],
+                                "prune": prune})
+    return changes
