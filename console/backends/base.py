@@ -125,6 +125,14 @@ class Adapter:
         return {a: "" if a in self.capabilities else self.lifecycle_note
                 for a in ("pull", "load", "unload", "delete")}
 
+    async def tool_support(self, models: list[str]) -> dict[str, bool]:
+        """Which models the engine says can call tools (empty: it does not say)."""
+        return {}
+
+    async def catalog(self) -> list[dict]:
+        """Models the engine can download (Foundry Local); empty for the others."""
+        return []
+
     def pull(self, model: str):
         """An async iterator of progress events {status, digest, total, completed}."""
         raise BackendError(self.lifecycle_note)

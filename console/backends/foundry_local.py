@@ -65,9 +65,35 @@ class FoundryLocalAdapter(Adapter):
         await self._lifecycle("unload", model)
 
     async def catalog(self) -> list[dict]:
-        """What Foundry Local can download (`/foundry/list`, where the service has it)."""
-        data = await self.get_json("/foundry/list")
-        return data if isinstance(data, list) else []
+        """What Foundry Local can download (`/foundry/list`, where the service has it):
+        name, alias, size, tool calling, and the CLI command that downloads it."""
+        response = await self.request("GET", "/foundry/list")
+        if response.status_code == 404:
+            return []
+        self.check_status(response, "/foundry/list")
+        data = self.parse_json(response, "/foundry/list")
+        out = []
+        for item in data if isinstance(data, list) else []:
+            if not isinstance(item, dict):
+                continue
+            name = str(get_ci(item, "name", "") or "")
+            alias = str(get_ci(item, "alias", "") or name)
+            size_mb = get_ci(item, "fileSizeMb")
+            out.append({"name": name, "alias": alias,
+                        "size_bytes": int(size_mb * 1024 * 1024) if isinstance(
+                            size_mb, int | float) else None,
+                        "tools": get_ci(item, "supportsToolCalling"),
+                        "command": f"foundry model download {alias}"})
+        return out
+
+    async def tool_support(self, models: list[str]) -> dict[str, bool]:
+        try:
+            entries = await self.catalog()
+        except BackendError:
+            return {}
+        known = {e["name"]: e["tools"] for e in entries if isinstance(e["tools"], bool)}
+        known.update({e["alias"]: e["tools"] for e in entries if isinstance(e["tools"], bool)})
+        return {m: known[m] for m in models if m in known}
 
     async def loaded_models(self) -> list[LoadedModel]:
         data, _ = await self.get_first("/models/loaded", "/openai/loadedmodels")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -78,6 +79,21 @@ class OllamaAdapter(Adapter):
         finally:
             if self._client is None:
                 await client.aclose()
+
+    async def tool_support(self, models: list[str]) -> dict[str, bool]:
+        """`/api/show` lists a model's capabilities; "tools" means it can call tools."""
+        async def one(name: str) -> tuple[str, bool | None]:
+            try:
+                response = await self.request("POST", "/api/show", json={"model": name})
+                data = self.parse_json(response, "/api/show") if response.status_code == 200 \
+                    else {}
+            except BackendError:
+                return name, None
+            capabilities = data.get("capabilities") if isinstance(data, dict) else None
+            return name, ("tools" in capabilities) if isinstance(capabilities, list) else None
+
+        results = await asyncio.gather(*(one(m) for m in models[:50]))
+        return {name: value for name, value in results if value is not None}
 
     async def load(self, model: str, keep_alive: str | None = None) -> None:
         """An empty generate request loads the model and keeps it for `keep_alive`."""

@@ -17,6 +17,7 @@ from console.actions import Invalid, Refused
 from console.actions import models as lifecycle
 from console.audit import Actor
 from console.backends import adapter_for, probe, probe_many
+from console.backends.base import BackendError
 from console.catalog import CURATED
 from console.models import Backend, Job
 from console.permissions import get_object_for_user, require
@@ -51,14 +52,23 @@ def backend_models(request, pk: int):
         report = await probe(adapter)
         async with adapter.session():
             actions = await adapter.model_actions()
-        return report, actions
+            if report.status == "unhealthy":
+                return report, actions, {}, []
+            tools = await adapter.tool_support([m["id"] for m in report.models])
+            try:
+                catalog = await adapter.catalog()
+            except BackendError:
+                catalog = []
+        return report, actions, tools, catalog
 
-    report, actions = asyncio.run(read())
+    report, actions, tools, catalog = asyncio.run(read())
+    for model in report.models:
+        model["tools"] = tools.get(model["id"])
     recent = timezone.now() - timedelta(hours=1)
     jobs = backend.jobs.filter(Q(state__in=Job.ACTIVE) | Q(created_at__gte=recent))[:10]
     return render(request, "console/backend_models.html", {
         "backend": backend, "report": report, "actions": actions, "jobs": jobs,
-        "curated": CURATED, "keep_alive": lifecycle.KEEP_ALIVE,
+        "curated": CURATED, "keep_alive": lifecycle.KEEP_ALIVE, "catalog": catalog,
         "foundry_cli": backend.kind == "foundry_local"})
 
 

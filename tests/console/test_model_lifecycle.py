@@ -188,3 +188,18 @@ def test_models_api_and_pages(operator_client, viewer_client, fake):
     assert "llama3.2:3b" in fleet and "Qwen/Qwen2.5-1.5B-Instruct" in fleet
     assert "Pull a model" not in viewer_client.get(
         f"/backends/{ollama.pk}/models/").content.decode().split("<h2>Pull a model</h2>")[1][:300]
+
+
+@pytest.mark.django_db
+def test_tool_support_and_the_foundry_catalog(operator_client, fake):
+    ollama = Backend.objects.create(name="ollama", kind="ollama", base_url=fake("ollama").url)
+    page = operator_client.get(f"/backends/{ollama.pk}/models/").content.decode()
+    row = page.split("<code>llama3.2:3b</code>")[1].split("</tr>")[0]
+    assert "<td>yes</td>" in row  # /api/show lists "tools" among its capabilities
+    engine = fake("foundry_local", models=["phi-4-mini"])
+    foundry = Backend.objects.create(name="foundry", kind="foundry_local", base_url=engine.url)
+    page = operator_client.get(f"/backends/{foundry.pk}/models/").content.decode()
+    assert "foundry model download phi-4-mini" in page and "4.7 GB" in page
+    assert "Phi-4-mini-instruct-generic-cpu" in page
+    row = page.split("<code>phi-4-mini</code>")[1].split("</tr>")[0]
+    assert "loaded" in row and ">Unload<" in row and ">Delete<" not in row

@@ -205,6 +205,11 @@ class FakeEngine(LoopbackServer):
                 return 200, {"model": body.get("model"), "created_at": "2026-11-24T00:00:00Z",
                              "response": "", "done": True, "done_reason": "load"}
             return 400, {"error": "the fake does not generate text"}
+        if path == "/api/show" and method == "POST":
+            model = json.loads(self.requests[-1]["body"] or b"{}").get("model", "")
+            tools = model.startswith(("llama3.2", "qwen2.5"))
+            return 200, {"details": {"family": "llama"},
+                         "capabilities": ["completion", "tools"] if tools else ["completion"]}
         if path == "/api/pull" and method == "POST":
             model = json.loads(self.requests[-1]["body"] or b"{}").get("model", "")
             return 200, self.pull_lines(model), "application/x-ndjson"
@@ -288,6 +293,12 @@ class FakeEngine(LoopbackServer):
             return 200, [self.models[0]]
         if path == "/v1/models":
             return 200, self._openai_models("Microsoft")
+        if path == "/foundry/list":
+            return 200, [
+                {"name": "Phi-4-mini-instruct-generic-cpu", "alias": "phi-4-mini",
+                 "fileSizeMb": 4863, "supportsToolCalling": True, "task": "chat-completion"},
+                {"name": "qwen2.5-0.5b-instruct-generic-cpu", "alias": "qwen2.5-0.5b",
+                 "fileSizeMb": 822, "supportsToolCalling": False, "task": "chat-completion"}]
         prefix = "/openai/" if legacy else "/models/"
         for action in ("load", "unload"):
             if path.startswith(f"{prefix}{action}/") and method == "GET":
