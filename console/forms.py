@@ -26,9 +26,9 @@ class BackendForm(forms.ModelForm):
     active_probe_interval_s = forms.IntegerField(
         min_value=0, max_value=86400, initial=0, required=False,
         label="Active probe every (s)",
-        help_text="0 = off. The monitor sends a 1-token completion at this interval to "
-                  "measure time to first token when there is no traffic (costs a token "
-                  "each time on paid backends).")
+        help_text="0 = off. The monitor sends a short completion (8 tokens) at this "
+                  "interval to measure time to first token and tokens/s when there is no "
+                  "traffic (costs those tokens on paid backends).")
 
     class Meta:
         model = Backend

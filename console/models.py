@@ -77,9 +77,9 @@ class Backend(models.Model):
     enabled = models.BooleanField(default=True)
     connect_timeout_s = models.FloatField(default=3.0)
     read_timeout_s = models.FloatField(default=60.0)
-    # the monitor's optional active probe: a 1-token completion to measure TTFT when idle
+    # the monitor's optional active probe: a short completion to measure TTFT when idle
     active_probe_interval_s = models.PositiveIntegerField(
-        default=0, help_text="0 = off; e.g. 300 sends a 1-token completion every 5 minutes")
+        default=0, help_text="0 = off; e.g. 300 sends an 8-token completion every 5 minutes")
     active_probe_model = models.CharField(max_length=200, blank=True, default="",
                                           help_text="blank: the first model it lists")
     notes = models.TextField(blank=True, default="")

@@ -50,8 +50,13 @@ class ProbeResult:
         return out
 
 
-async def active_probe(backend: Backend, timeout_s: float = 30.0) -> float | None:
-    """A 1-token streamed completion; the time to its first chunk in ms (None on failure)."""
+ACTIVE_PROBE_TOKENS = 8
+
+
+async def active_probe(backend: Backend, timeout_s: float = 30.0
+                       ) -> tuple[float, float | None] | None:
+    """A short streamed completion (8 tokens): its time to first token in ms and, when
+    it streamed more than one chunk, its tokens/s. None on failure."""
     adapter = adapter_for(backend)
     client = adapter.chat_client()
     try:
@@ -64,15 +69,24 @@ async def active_probe(backend: Backend, timeout_s: float = 30.0) -> float | Non
                     return None
                 model = models[0].id
             started = time.perf_counter()
+            first: float | None = None
+            last = 0.0
+            chunks = 0
             stream = await client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1,
-                temperature=0, stream=True)
+                model=model, messages=[{"role": "user", "content": "Hi"}],
+                max_tokens=ACTIVE_PROBE_TOKENS, temperature=0, stream=True)
             try:
                 async for chunk in stream:
-                    if chunk.choices:
-                        return (time.perf_counter() - started) * 1000
+                    if chunk.choices and (chunk.choices[0].delta.content or first is None):
+                        now = time.perf_counter()
+                        first = first or now
+                        last, chunks = now, chunks + 1
             finally:
                 await stream.close()
+            if first is None:
+                return None
+            rate = (chunks - 1) / (last - first) if chunks > 1 and last > first else None
+            return (first - started) * 1000, rate
     except (TimeoutError, BackendError, openai.OpenAIError) as exc:
         log.warning("active probe of %s failed: %s", backend.name, exc)
     finally:

@@ -88,11 +88,13 @@ def health() -> dict[str, Any]:
     # tokens/s from the last hour's turns; without traffic, what the engine reports
     rates = {b.pk: store.window_stats("tokens_per_s", f"backend:{b.pk}", 3600)["avg"]
              for b in backends}
-    engine_rates = store.latest_many([("engine_tokens_per_s", f"backend:{b.pk}")
-                                      for b in backends], since)
+    fallbacks = ("probe_tokens_per_s", "engine_tokens_per_s")  # the active probe, the engine
+    measured = store.latest_many([(m, f"backend:{b.pk}") for b in backends for m in fallbacks],
+                                 since)
     for b in backends:
-        if rates[b.pk] is None:
-            rates[b.pk] = engine_rates.get(("engine_tokens_per_s", f"backend:{b.pk}")) or None
+        for metric in fallbacks:
+            if rates[b.pk] is None:
+                rates[b.pk] = measured.get((metric, f"backend:{b.pk}")) or None
     statuses = [b.status for b in backends if b.enabled]
     overall = ("unhealthy" if Status.UNHEALTHY in statuses else
                "degraded" if Status.DEGRADED in statuses or Status.UNKNOWN in statuses else

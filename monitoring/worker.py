@@ -119,8 +119,15 @@ class Monitor:
             return await asyncio.gather(*(active_probe(b) for b in due))
 
         results = asyncio.run(run_all())
-        return store.record(Reading("probe_ttft_ms", f"backend:{b.pk}", ms)
-                            for b, ms in zip(due, results, strict=True) if ms is not None)
+        readings = []
+        for backend, result in zip(due, results, strict=True):
+            if result is None:
+                continue
+            ttft, rate = result
+            readings.append(Reading("probe_ttft_ms", f"backend:{backend.pk}", ttft))
+            if rate is not None:
+                readings.append(Reading("probe_tokens_per_s", f"backend:{backend.pk}", rate))
+        return store.record(readings)
 
     def collect_host(self) -> int:
         readings = self.host.collect()
