@@ -10,7 +10,7 @@ from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions import plans as plan_actions
 from console.audit import Actor
-from console.models import Backend, DeploymentPlan
+from console.models import Backend, DeploymentPlan, ModelRole, SiteSetting
 
 BACKEND_FIELDS = ["kind", "base_url", "enabled", "connect_timeout_s", "read_timeout_s",
                   "active_probe_interval_s", "active_probe_model", "notes"]
@@ -149,4 +149,75 @@ class PlansSection:
                 changes.append({"action": "delete", "kind": "plan", "name": plan.name})
         if errors:
             raise Invalid(errors)
+        return changes
+
+
+DEPLOYMENT_TYPES = ("edge", "hybrid", "cloud", "on_premises")
+
+
+class DeploymentSection:
+    """`deployment: {type, description, models: [{backend, model, role, tasks}]}`: what kind
+    of site this is and which model does what — the shape of a deployment file."""
+
+    keys = ("deployment",)
+
+    def export(self) -> dict[str, Any]:
+        setting = SiteSetting.objects.filter(key="deployment").first()
+        meta = setting.value if setting else {"type": "edge", "description": ""}
+        return {"deployment": {
+            **meta,
+            "models": [{"backend": r.backend.name, "model": r.model, "role": r.role,
+                        "tasks": list(r.tasks)}
+                       for r in ModelRole.objects.select_related("backend").order_by(
+                           "backend__name", "role", "model")]}}
+
+    def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
+              user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
+        section = data.get("deployment")
+        if section in (None, ""):
+            return []
+        if not isinstance(section, dict):
+            raise Invalid({"deployment": ["expected a mapping with type and models"]})
+        errors: dict[str, list[str]] = {}
+        meta = {"type": section.get("type", "edge"),
+                "description": str(section.get("description") or "")}
+        if meta["type"] not in DEPLOYMENT_TYPES:
+            errors["deployment.type"] = [f"one of {', '.join(DEPLOYMENT_TYPES)}"]
+        for key in sorted(set(section) - {"type", "description", "models"}):
+            errors[f"deployment.{key}"] = ["unknown field"]
+        wanted = []
+        for i, item in enumerate(_items(section.get("models"), "deployment.models")):
+            path = f"deployment.models[{i}]"
+            if not isinstance(item, dict):
+                errors[path] = ["expected {backend, model, role, tasks}"]
+                continue
+            backend = Backend.objects.filter(name=item.get("backend")).first()
+            if backend is None:
+                errors[f"{path}.backend"] = [f"no backend named {item.get('backend')!r}"]
+            if not str(item.get("model") or "").strip():
+                errors[f"{path}.model"] = ["enter the model name"]
+            if item.get("role") not in ModelRole.Role.values:
+                errors[f"{path}.role"] = ["primary or secondary"]
+            tasks = item.get("tasks") or []
+            if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+                errors[f"{path}.tasks"] = ["a list of words, e.g. [chat, code]"]
+            if backend is not None and not errors.get(f"{path}.role"):
+                wanted.append((backend, str(item["model"]).strip(), item["role"],
+                               tasks if isinstance(tasks, list) else []))
+        if errors:
+            raise Invalid(errors)
+        changes = []
+        current = SiteSetting.objects.filter(key="deployment").first()
+        if current is None or current.value != meta:
+            SiteSetting.objects.update_or_create(key="deployment", defaults={"value": meta})
+            changes.append({"action": "update", "kind": "deployment", "name": meta["type"]})
+        before = {(r.backend_id, r.model, r.role, tuple(r.tasks))
+                  for r in ModelRole.objects.all()}
+        after = {(b.pk, m, role, tuple(t)) for b, m, role, t in wanted}
+        if before != after:
+            ModelRole.objects.all().delete()
+            ModelRole.objects.bulk_create(ModelRole(backend=b, model=m, role=role, tasks=t)
+                                          for b, m, role, t in wanted)
+            changes.append({"action": "update", "kind": "model_roles",
+                            "name": f"{len(wanted)} models"})
         return changes

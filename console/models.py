@@ -278,3 +278,35 @@ class DeploymentPlan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ModelRole(models.Model):
+    """What a model is for on this site: primary or secondary, and its tasks (from the
+    deployment section of the site configuration; shown on the models pages)."""
+
+    class Role(models.TextChoices):
+        PRIMARY = "primary", "Primary"
+        SECONDARY = "secondary", "Secondary"
+
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="model_roles")
+    model = models.CharField(max_length=200)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    tasks = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["backend", "role", "model"]
+        constraints = [models.UniqueConstraint(fields=["backend", "model"],
+                                               name="console_modelrole_once")]
+
+    def __str__(self) -> str:
+        return f"{self.model} on {self.backend_id}: {self.role}"
+
+
+class SiteSetting(models.Model):
+    """Site-wide values set by the site configuration (e.g. the deployment type)."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    value = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.key

@@ -263,7 +263,8 @@ TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls"]
 TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
                            "agents.config.AgentsSection",
                            "monitoring.config.AlertRulesSection",
-                           "console.config_sections.PlansSection"]
+                           "console.config_sections.PlansSection",
+                           "console.config_sections.DeploymentSection"]
 # live panels other apps add to the overview and to a backend's page (URL names)
 TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]
 TANGLAW_BACKEND_PANELS = ["monitoring_backend_panel"]

@@ -19,7 +19,7 @@ from console.audit import Actor
 from console.backends import adapter_for, probe, probe_many
 from console.backends.base import BackendError
 from console.catalog import CURATED
-from console.models import Backend, Job
+from console.models import Backend, Job, ModelRole
 from console.permissions import get_object_for_user, require
 
 
@@ -62,8 +62,10 @@ def backend_models(request, pk: int):
         return report, actions, tools, catalog
 
     report, actions, tools, catalog = asyncio.run(read())
+    roles = {r.model: r for r in backend.model_roles.all()}
     for model in report.models:
         model["tools"] = tools.get(model["id"])
+        model["role"] = roles.get(model["id"])
     recent = timezone.now() - timedelta(hours=1)
     jobs = backend.jobs.filter(Q(state__in=Job.ACTIVE) | Q(created_at__gte=recent))[:10]
     return render(request, "console/backend_models.html", {
@@ -76,8 +78,9 @@ def backend_models(request, pk: int):
 def fleet_models(request):
     backends = list(Backend.objects.filter(enabled=True))
     reports = asyncio.run(probe_many([adapter_for(b) for b in backends]))
-    rows = [{"backend": b, "model": m} for b, r in zip(backends, reports, strict=True)
-            for m in r.models]
+    roles = {(r.backend_id, r.model): r for r in ModelRole.objects.all()}
+    rows = [{"backend": b, "model": m, "role": roles.get((b.pk, m["id"]))}
+            for b, r in zip(backends, reports, strict=True) for m in r.models]
     errors = [(b, r.error) for b, r in zip(backends, reports, strict=True)
               if r.status == "unhealthy"]
     return render(request, "console/fleet_models.html", {"rows": rows, "errors": errors,

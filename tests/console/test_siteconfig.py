@@ -54,7 +54,7 @@ def test_export_apply_to_an_empty_database_export_again(site, admin_client):
     exported = admin_client.get("/api/config/export").content.decode()
     data = yaml.safe_load(exported)
     assert set(data) == {"version", "prune", "backends", "mcp_servers", "tools", "agents",
-                         "alert_rules", "plans"}
+                         "alert_rules", "plans", "deployment"}
     assert KEY not in exported
     assert next(b for b in data["backends"] if b["name"] == "cloud")["api_key"] == "secret"
     assert {r["name"] for r in data["alert_rules"]} >= {"Backend unhealthy", "Slow TTFT"}
@@ -150,3 +150,31 @@ def test_commands_and_permissions(site, tmp_path, capsys, operator_client, admin
     page = admin_client.post("/config/", {"yaml": text, "action": "check",
                                           "secrets": f"backends.cloud.api_key={KEY}"})
     assert "The file is valid" in page.content.decode()
+
+
+def test_the_deployment_section_sets_model_roles(site, operator_client, fake):
+    engine = fake("ollama")
+    Backend.objects.filter(name="edge").update(base_url=engine.url)
+    data = yaml.safe_load(siteconfig.export_yaml())
+    assert data["deployment"] == {"type": "edge", "description": "", "models": []}
+    data["deployment"] = {"type": "hybrid", "description": "shop floor + cloud escalation",
+                          "models": [
+                              {"backend": "edge", "model": "qwen2.5:0.5b", "role": "primary",
+                               "tasks": ["routing", "chat"]},
+                              {"backend": "edge", "model": "llama3.2:3b", "role": "secondary",
+                               "tasks": ["tools"]}]}
+    changes = siteconfig.apply(Actor.system(), yaml.safe_dump(data),
+                               secrets={"backends.cloud.api_key": KEY})
+    assert {(c["kind"], c["action"]) for c in changes} >= {("deployment", "update"),
+                                                           ("model_roles", "update")}
+    assert yaml.safe_load(siteconfig.export_yaml())["deployment"] == data["deployment"]
+    page = operator_client.get(f"/backends/{site.pk}/models/").content.decode()
+    row = page.split("<code>qwen2.5:0.5b</code>")[1].split("</td>")[0]
+    assert "primary" in row and "routing, chat" in row
+    assert "secondary" in operator_client.get("/models/").content.decode()
+    data["deployment"] = {"type": "moon", "models": [{"backend": "nowhere", "role": "boss"}]}
+    with pytest.raises(Invalid) as failure:
+        siteconfig.apply(Actor.system(), yaml.safe_dump(data))
+    assert set(failure.value.errors) >= {"deployment.type", "deployment.models[0].backend",
+                                         "deployment.models[0].model",
+                                         "deployment.models[0].role"}
