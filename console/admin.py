@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from console.models import ApiToken, AuditEvent, Backend, BackendStatusChange, User
+from console.models import (
+    ApiToken,
+    AuditEvent,
+    Backend,
+    BackendStatusChange,
+    DeploymentPlan,
+    Job,
+    ModelRole,
+    SiteSetting,
+    User,
+)
 
 
 @admin.register(User)
@@ -81,3 +91,40 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Browse only: changes go through the actions (validated and audited)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "backend", "model", "state", "percent", "created_by",
+                    "created_at", "finished_at"]
+    list_filter = ["state", "kind", "backend"]
+
+
+@admin.register(DeploymentPlan)
+class DeploymentPlanAdmin(ReadOnlyAdmin):
+    list_display = ["name", "model", "scenario", "fits", "backend", "created_by"]
+    list_filter = ["scenario", "fits"]
+
+
+@admin.register(ModelRole)
+class ModelRoleAdmin(ReadOnlyAdmin):
+    list_display = ["backend", "model", "role", "tasks"]
+    list_filter = ["role", "backend"]
+
+
+@admin.register(SiteSetting)
+class SiteSettingAdmin(ReadOnlyAdmin):
+    list_display = ["key", "value"]

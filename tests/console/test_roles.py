@@ -136,3 +136,12 @@ def test_session_api_write_needs_csrf(operator_user):
         content_type="application/json")
     assert response.status_code == 403
     assert not Backend.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize("path", [
+    "/admin/console/job/", "/admin/console/deploymentplan/", "/admin/console/modelrole/",
+    "/admin/monitoring/sample/", "/admin/monitoring/alertrule/", "/admin/monitoring/alert/",
+    "/admin/monitoring/recommendation/", "/admin/monitoring/delivery/",
+    "/admin/agents/mcpserver/"])
+def test_admin_browses_every_model(admin_client, path):
+    assert admin_client.get(path).status_code == 200
