@@ -9,17 +9,19 @@ never forks, whatever the number of processes.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from console.choices import AuditAction, Outcome
-from console.models import AuditEvent
+from console.models import AuditCheckpoint, AuditEvent
 from console.redact import redact
 
 GENESIS = "0" * 64
@@ -128,7 +130,43 @@ def record(
         )
         event.hash = compute_hash(event)
         event.save(force_insert=True)
+        if event.seq % settings.TANGLAW_AUDIT_CHECKPOINT_EVERY == 0:
+            _write_checkpoint(event)
     return event
+
+
+def sign(seq: int, head: str, ts: str) -> str:
+    key = settings.TANGLAW_AUDIT_KEY.encode()
+    return hmac.new(key, f"{seq}:{head}:{ts}".encode(), hashlib.sha256).hexdigest()
+
+
+def _write_checkpoint(event: AuditEvent) -> AuditCheckpoint:
+    ts = timezone.now()
+    stamp = ts.astimezone(UTC).isoformat(timespec="microseconds")
+    checkpoint, _ = AuditCheckpoint.objects.get_or_create(
+        seq=event.seq, defaults={"hash": event.hash, "ts": ts,
+                                 "signature": sign(event.seq, event.hash, stamp)})
+    return checkpoint
+
+
+def checkpoint() -> AuditCheckpoint | None:
+    """Sign the chain head now (on demand; also made every N events)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_LOCK_ID])
+        last = AuditEvent.objects.order_by("-seq").first()
+        return _write_checkpoint(last) if last else None
+
+
+def _checkpoint_problem(cp: AuditCheckpoint, hashes: dict[int, str]) -> str:
+    stamp = cp.ts.astimezone(UTC).isoformat(timespec="microseconds")
+    if not hmac.compare_digest(sign(cp.seq, cp.hash, stamp), cp.signature):
+        return f"checkpoint #{cp.seq} is not signed with this site's audit key"
+    if cp.seq in hashes and hashes[cp.seq] != cp.hash:
+        return (f"the chain was rewritten: event #{cp.seq} no longer matches its signed "
+                f"checkpoint")
+    return ""
 
 
 @dataclass
@@ -140,7 +178,29 @@ class VerifyResult:
 
 
 def verify(batch: int = 2000) -> VerifyResult:
-    """Walk the whole chain in order; report the first broken sequence number."""
+    """Walk the whole chain in order; report the first broken sequence number. Then check
+    the signed checkpoints, so a chain rewritten from scratch (every hash recomputed) and
+    removed checkpoints are detected too."""
+    result = _verify_chain(batch)
+    if not result.ok:
+        return result
+    every = settings.TANGLAW_AUDIT_CHECKPOINT_EVERY
+    checkpoints = {cp.seq: cp for cp in AuditCheckpoint.objects.all()}
+    wanted = list(checkpoints)
+    hashes = dict(AuditEvent.objects.filter(seq__in=wanted).values_list("seq", "hash"))
+    for seq in sorted(checkpoints):
+        problem = _checkpoint_problem(checkpoints[seq], hashes)
+        if problem:
+            return VerifyResult(False, result.checked, seq, problem)
+    first = AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first() or 1
+    for seq in range(every * ((first + every - 1) // every), result.checked + first, every):
+        if seq and seq not in checkpoints:
+            return VerifyResult(False, result.checked, seq,
+                                f"the signed checkpoint for event #{seq} is missing")
+    return result
+
+
+def _verify_chain(batch: int) -> VerifyResult:
     expected_seq, prev_hash, checked = 1, GENESIS, 0
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=batch):
         if event.seq != expected_seq:

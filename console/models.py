@@ -310,3 +310,19 @@ class SiteSetting(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement "the chain up to #seq ends in hash H", made every N events and on
+    demand. The HMAC key lives outside the database (TANGLAW_AUDIT_KEY / data/audit.key)."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    ts = models.DateTimeField(default=timezone.now)
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq}"

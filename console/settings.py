@@ -237,6 +237,12 @@ TANGLAW_MINUTE_RETENTION_D = env_int("TANGLAW_MINUTE_RETENTION_D", 30, minimum=1
 TANGLAW_HOUR_RETENTION_D = env_int("TANGLAW_HOUR_RETENTION_D", 730, minimum=1)
 TANGLAW_ALERT_EMAIL_FROM = env_str("TANGLAW_ALERT_EMAIL_FROM", "tanglaw@localhost")
 
+# the audit log's checkpoint key: HMAC-SHA256 over the chain head every N events, kept
+# outside the database so rewriting the whole chain there is still detected
+TANGLAW_AUDIT_KEY = env_str("TANGLAW_AUDIT_KEY") or datadir.read_or_create(
+    DATA_DIR / "audit.key", datadir.new_secret_key)
+TANGLAW_AUDIT_CHECKPOINT_EVERY = env_int("TANGLAW_AUDIT_CHECKPOINT_EVERY", 500, minimum=1)
+
 # stdio MCP servers: the only commands an admin may register (full paths or names on PATH);
 # empty means stdio servers are off, streamable-HTTP servers need no entry
 TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])
