@@ -10,19 +10,7 @@ from agents.models import (
     Tool,
     ToolCall,
 )
-
-
-class ReadOnly(admin.ModelAdmin):
-    """Browse only: changes go through the actions (validated, audited, secrets write-only)."""
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from console.admin import ReadOnlyAdmin as ReadOnly
 
 
 @admin.register(McpServer)

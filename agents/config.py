@@ -26,6 +26,7 @@ from agents.tools import http as http_tool
 from console.actions import Invalid
 from console.audit import Actor
 from console.models import Backend
+from console.siteconfig import load_mapping
 
 VERSION = 1
 AGENT_FIELDS = ["description", "system_prompt", "temperature", "max_tokens",
@@ -80,16 +81,7 @@ def export_yaml() -> str:
 
 
 def _load(text: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise Invalid({"file": [f"not valid YAML{where}"]}) from None
-    if not isinstance(data, dict):
-        raise Invalid({"file": ["expected a mapping with `version`, `tools` and `agents`"]})
-    if data.get("version") != VERSION:
-        raise Invalid({"version": [f"expected version: {VERSION}"]})
+    data = load_mapping(text, "`version`, `tools` and `agents`", VERSION)
     for key in ("mcp_servers", "tools", "agents"):
         if not isinstance(data.get(key) or [], list):
             raise Invalid({key: ["expected a list"]})

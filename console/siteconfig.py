@@ -53,7 +53,8 @@ def export_yaml() -> str:
     return yaml.safe_dump(export_data(), sort_keys=False, allow_unicode=True)
 
 
-def load(text: str) -> dict[str, Any]:
+def load_mapping(text: str, what: str, version: int) -> dict[str, Any]:
+    """YAML text → a mapping with the expected version, or Invalid saying where it broke."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -61,9 +62,14 @@ def load(text: str) -> dict[str, Any]:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise Invalid({"file": [f"not valid YAML{where}"]}) from None
     if not isinstance(data, dict):
-        raise Invalid({"file": ["expected a mapping with version and the sections"]})
-    if data.get("version") != VERSION:
-        raise Invalid({"version": [f"expected version: {VERSION}"]})
+        raise Invalid({"file": [f"expected a mapping with {what}"]})
+    if data.get("version") != version:
+        raise Invalid({"version": [f"expected version: {version}"]})
+    return data
+
+
+def load(text: str) -> dict[str, Any]:
+    data = load_mapping(text, "version and the sections", VERSION)
     known = {"version", "prune"} | {k for s in sections() for k in s.keys}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from console.admin import ReadOnlyAdmin as ReadOnly
 from monitoring.models import (
     Alert,
     AlertEvent,
@@ -14,17 +15,6 @@ from monitoring.models import (
     Rollup,
     Sample,
 )
-
-
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Sample)
