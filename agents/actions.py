@@ -32,7 +32,7 @@ from agents.runtime import (
 )
 from agents.tool_actions import server_secrets
 from agents.tools import mcp as mcp_tool
-from console import audit
+from console import audit, breaker
 from console.actions import Invalid, Refused, form_errors
 from console.audit import Actor
 from console.backends import adapter_for
@@ -261,14 +261,25 @@ def tool_spec(tool: Tool) -> ToolSpec:
 
 
 def turn_settings(agent: Agent, *, routed: bool = True) -> TurnSettings:
-    """Everything the runtime needs, read from the database up front (sync)."""
-    candidates = [_candidate(agent.backend, agent.model)]
+    """Everything the runtime needs, read from the database up front (sync). Backends whose
+    circuit breaker is open are left out (their fallbacks answer instead)."""
+    refused: list[str] = []
+
+    def usable(backend: Backend) -> bool:
+        if not backend.enabled:
+            return False
+        if breaker.allows(backend):
+            return True
+        refused.append(breaker.why_not(backend))
+        return False
+
+    candidates = [_candidate(agent.backend, agent.model)] if usable(agent.backend) else []
     for fallback in agent.fallbacks.select_related("backend"):
-        if fallback.backend.enabled:
+        if usable(fallback.backend):
             candidates.append(_candidate(fallback.backend, fallback.model))
     escalation = None
     target = agent.escalation_backend
-    if target is not None and target.enabled:
+    if target is not None and usable(target):
         escalation = _candidate(target, agent.escalation_model, True)
     router = None
     if agent.kind == AgentKind.ROUTER and routed:
@@ -290,7 +301,7 @@ def turn_settings(agent: Agent, *, routed: bool = True) -> TurnSettings:
                         idle_timeout_s=agent.idle_timeout_s,
                         turn_timeout_s=agent.turn_timeout_s,
                         max_tool_iterations=agent.max_tool_iterations, tools=tools,
-                        router=router)
+                        router=router, unavailable="; ".join(refused))
 
 
 def history(conversation: Conversation) -> list[dict[str, Any]]:
@@ -362,6 +373,7 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
     outcome = (RunOutcome.CANCELLED if cancelled else RunOutcome.ERROR if state.error and
                not state.text else RunOutcome.INCOMPLETE if state.incomplete
                else RunOutcome.SUCCESS)
+    attempts = list(state.attempts)  # every backend tried, and whether it answered
     with transaction.atomic():
         if conversation.pk is None:
             conversation.save()
@@ -401,6 +413,9 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
                      outcome=Outcome.SUCCESS if ok else Outcome.FAILURE, detail=state.error)
         for decision in state.route:
             audit.record(AuditAction.AGENT_ROUTED, actor, target=conversation, after=decision)
+        for backend_id, ok in attempts:
+            if backend_id is not None:
+                breaker.record(backend_id, ok)
         for c in state.tool_calls:
             audit.record(AuditAction.TOOL_CALLED, actor, target=conversation,
                          after={"name": c.name, "arguments": c.arguments, "ok": c.ok,

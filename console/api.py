@@ -85,6 +85,8 @@ class BackendOut(Schema):
     latency_ms: float | None
     version: str
     last_checked_at: datetime | None
+    breaker_state: str
+    breaker_failures: int
 
 
 class BackendIn(Schema):

@@ -57,6 +57,8 @@ class AuditAction(models.TextChoices):
     BACKEND_TESTED = "backend.tested"
     BACKEND_REFUSED_URL = "backend.url_refused"
     BACKEND_DISCOVERED = "backend.discovered"
+    BREAKER_OPENED = "backend.breaker_opened"
+    BREAKER_CLOSED = "backend.breaker_closed"
     MODEL_PULL_STARTED = "model.pull_started"
     MODEL_PULLED = "model.pulled"
     MODEL_PULL_FAILED = "model.pull_failed"

@@ -92,6 +92,10 @@ class Backend(models.Model):
     latency_ms = models.FloatField(null=True, blank=True)
     model_count = models.IntegerField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    # the circuit breaker on the chat path (console.breaker): closed, open or half_open
+    breaker_state = models.CharField(max_length=16, default="closed")
+    breaker_failures = models.PositiveIntegerField(default=0)
+    breaker_opened_at = models.DateTimeField(null=True, blank=True)
 
     objects = BackendQuerySet.as_manager()
 

@@ -243,6 +243,10 @@ TANGLAW_AUDIT_KEY = env_str("TANGLAW_AUDIT_KEY") or datadir.read_or_create(
     DATA_DIR / "audit.key", datadir.new_secret_key)
 TANGLAW_AUDIT_CHECKPOINT_EVERY = env_int("TANGLAW_AUDIT_CHECKPOINT_EVERY", 500, minimum=1)
 
+# the chat path's circuit breaker: open after this many failures in a row, retry after
+TANGLAW_BREAKER_FAILURES = env_int("TANGLAW_BREAKER_FAILURES", 5, minimum=1)
+TANGLAW_BREAKER_COOLDOWN_S = env_int("TANGLAW_BREAKER_COOLDOWN_S", 30, minimum=1)
+
 # stdio MCP servers: the only commands an admin may register (full paths or names on PATH);
 # empty means stdio servers are off, streamable-HTTP servers need no entry
 TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])

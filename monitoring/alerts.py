@@ -34,6 +34,7 @@ OPEN = (AlertState.PENDING, AlertState.FIRING, AlertState.ACKNOWLEDGED)
 SCOPE_KINDS = ("backends", "agents", "host", "gpus")
 METRICS = {
     "backend_up": "backend up (1) or down (0), from the probes",
+    "breaker_open": "the chat path's circuit breaker is open (1) or closed (0)",
     "probe_latency_ms": "health probe latency (ms)",
     "latency_ms": "chat turn latency (ms)", "ttft_ms": "time to first token (ms)",
     "tokens_per_s": "tokens per second", "error_rate": "errors / requests (0–1)",
@@ -50,6 +51,8 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Backend unhealthy", "metric": "backend_up", "scope": "backends",
      "comparator": "<", "threshold": 1, "window_s": 0, "for_samples": 2,
      "severity": Severity.CRITICAL},
+    {"name": "Circuit breaker open", "metric": "breaker_open", "scope": "backends",
+     "comparator": ">=", "threshold": 1, "window_s": 0, "severity": Severity.WARNING},
     {"name": "Slow responses", "metric": "latency_ms", "scope": "backends", "comparator": ">",
      "threshold": 2000, "window_s": 300, "severity": Severity.WARNING},
     {"name": "High latency", "metric": "latency_ms", "scope": "backends", "comparator": ">",

@@ -39,7 +39,9 @@ class ProbeResult:
     def readings(self) -> list[Reading]:
         scope = f"backend:{self.backend.pk}"
         up = 0.0 if self.report.status == Status.UNHEALTHY else 1.0
-        out = [Reading("backend_up", scope, up)]
+        out = [Reading("backend_up", scope, up),
+               Reading("breaker_open", scope,
+                       0.0 if self.backend.breaker_state == "closed" else 1.0)]
         if self.report.latency_ms is not None:
             out.append(Reading("probe_latency_ms", scope, self.report.latency_ms))
         if self.report.status != Status.UNHEALTHY:

@@ -30,6 +30,8 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 Approve = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
 
 MAX_RETRIES_PER_CALL = 2
+# failures that count against a backend's circuit breaker (not tool or turn-limit errors)
+BACKEND_FAULTS = {"backend_error", "first_token_timeout", "idle_timeout"}
 MAX_CONSECUTIVE_ERRORS = 3
 APPROVAL_TIMEOUT_S = 120.0
 
@@ -94,6 +96,7 @@ class TurnSettings:
     max_tool_iterations: int = 6
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     router: RouterSettings | None = None
+    unavailable: str = ""  # why no candidate may be used (e.g. circuit breakers open)
 
 
 @dataclass
@@ -125,6 +128,7 @@ class TurnState:
     usage_reported: bool = True
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     route: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[tuple[int | None, bool]] = field(default_factory=list)  # breaker input
     messages: list[dict[str, Any]] = field(default_factory=list)  # assistant + tool messages
     committed: bool = False  # something reached the user: no more fallback
 
@@ -219,7 +223,8 @@ def _fail(state: TurnState, code: str, message: str) -> None:
 async def _loop(settings, messages, state, emit, approve, started) -> None:
     candidates = list(settings.candidates)
     if not candidates:
-        raise TurnFailed("no_backend", "the agent has no backend to run on")
+        raise TurnFailed("backend_unavailable" if settings.unavailable else "no_backend",
+                         settings.unavailable or "the agent has no backend to run on")
     chosen: Candidate | None = None
     seen_calls: set[str] = set()
     errors_by_name: dict[str, int] = {}
@@ -232,8 +237,12 @@ async def _loop(settings, messages, state, emit, approve, started) -> None:
             try:
                 step = await _stream_step(candidate, settings, messages, tools, state, emit,
                                           started)
+                if chosen is None:
+                    state.attempts.append((candidate.backend_id, True))
                 break
             except TurnFailed as exc:
+                if exc.code in BACKEND_FAULTS:
+                    state.attempts.append((candidate.backend_id, False))
                 if chosen is not None or state.committed or len(candidates) == 1:
                     raise
                 failed = candidates.pop(0)
