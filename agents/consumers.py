@@ -26,7 +26,7 @@ from agents.runtime import TurnState, run_turn
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm
-from console.ws import current_user
+from console.ws import RevocableMixin, current_user
 
 MAX_FRAME_BYTES = 64 * 1024
 RATE_MESSAGES, RATE_WINDOW_S = 20, 10.0
@@ -34,7 +34,7 @@ BATCH_S = 0.02
 CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(RevocableMixin, AsyncWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -44,8 +44,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.approvals: dict[str, asyncio.Future] = {}
         self.recent: list[float] = []
         await self.accept()
+        await self.join_user_group(user)
 
     async def disconnect(self, code):
+        await self.leave_user_group()
         for task in list(getattr(self, "turns", {}).values()):
             task.cancel()
         for task in list(getattr(self, "turns", {}).values()):

@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from console.models import Job
 from console.permissions import has_perm
-from console.ws import current_user
+from console.ws import RevocableMixin, current_user
 
 GROUP = "jobs"
 
 
-class JobsConsumer(AsyncWebsocketConsumer):
+class JobsConsumer(RevocableMixin, AsyncWebsocketConsumer):
     async def connect(self):
         user = await current_user(self.scope)
         if user is None or not has_perm(user, "backends.view"):
@@ -26,11 +26,13 @@ class JobsConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         await self.channel_layer.group_add(GROUP, self.channel_name)
+        await self.join_user_group(user)
         for frame in await self.snapshot():
             await self.send(text_data=json.dumps(frame))
 
     async def disconnect(self, code):
         await self.channel_layer.group_discard(GROUP, self.channel_name)
+        await self.leave_user_group()
 
     @database_sync_to_async
     def snapshot(self) -> list[dict]:

@@ -7,6 +7,9 @@ allowed host (cross-site WebSocket hijacking).
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from channels.auth import AuthMiddlewareStack, get_user
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
@@ -70,3 +73,52 @@ async def current_user(scope):
     fresh = import_string(settings.SESSION_ENGINE + ".SessionStore")(session.session_key)
     user = await get_user({"session": fresh})
     return user if user.is_authenticated and user.is_active else None
+
+
+def user_group(user_id: int) -> str:
+    """The channel-layer group every socket of one user joins."""
+    return f"user.{user_id}"
+
+
+def revoke_sockets(user_id: int, reason: str, code: int = 4401) -> None:
+    """Close every open socket of a user now (logout, password change, deactivation, role
+    change), on every worker, once the change is committed. Each consumer also re-checks
+    on every message; this closes idle sockets too."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from django.db import transaction
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "session.revoked", "reason": reason, "code": code}
+    transaction.on_commit(lambda: async_to_sync(layer.group_send)(user_group(user_id),
+                                                                 message))
+
+
+class RevocableMixin:
+    """For consumers: join the user's group; close at once when the user is revoked."""
+
+    # provided by AsyncWebsocketConsumer, which this is mixed into
+    channel_layer: Any
+    channel_name: str
+    send: Any
+    close: Any
+
+    async def join_user_group(self, user) -> None:
+        self.user_group = user_group(user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+
+    async def leave_user_group(self) -> None:
+        group = getattr(self, "user_group", None)
+        if group:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def session_revoked(self, event) -> None:
+        import json
+
+        with contextlib.suppress(Exception):
+            await self.send(text_data=json.dumps({
+                "type": "error", "code": "unauthenticated" if event["code"] == 4401
+                else "forbidden", "message": event["reason"]}))
+        await self.close(code=event["code"])

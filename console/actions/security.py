@@ -8,6 +8,7 @@ from django.dispatch import receiver
 from console import audit
 from console.audit import Actor
 from console.choices import AuditAction, Outcome
+from console.ws import revoke_sockets
 
 
 def record_denied(request, perm: str) -> None:
@@ -25,6 +26,7 @@ def _logged_in(sender, request, user, **kwargs):
 def _logged_out(sender, request, user, **kwargs):
     if user is not None:
         audit.record(AuditAction.AUTH_LOGOUT, Actor.from_request(request, user), target=user)
+        revoke_sockets(user.pk, "you signed out")
 
 
 @receiver(user_login_failed)

@@ -12,6 +12,7 @@ from console.actions import Refused
 from console.audit import Actor
 from console.choices import AuditAction, Role
 from console.models import ApiToken, User
+from console.ws import revoke_sockets
 
 
 def generate_password() -> str:
@@ -58,6 +59,7 @@ def change_role(actor: Actor, user, role: str) -> None:
         user.save(update_fields=["role", "is_staff", "is_superuser"])
         audit.record(AuditAction.USER_ROLE_CHANGED, actor, target=user,
                      before={"role": before}, after={"role": role})
+        revoke_sockets(user.pk, f"your role changed to {role}: reconnect", code=4403)
 
 
 def set_active(actor: Actor, user, active: bool) -> None:
@@ -68,6 +70,8 @@ def set_active(actor: Actor, user, active: bool) -> None:
     with transaction.atomic():
         user.is_active = active
         user.save(update_fields=["is_active"])
+        if not active:
+            revoke_sockets(user.pk, "your account was deactivated")
         audit.record(AuditAction.USER_ACTIVATED if active else AuditAction.USER_DEACTIVATED,
                      actor, target=user)
 
@@ -114,3 +118,4 @@ def password_changed(actor: Actor, user) -> None:
             user.must_change_password = False
             user.save(update_fields=["must_change_password"])
         audit.record(AuditAction.AUTH_PASSWORD_CHANGED, actor, target=user)
+        revoke_sockets(user.pk, "the password changed: sign in again")

@@ -281,3 +281,47 @@ def test_long_reply_is_checkpointed_then_replaced(operator_user, agent, scripted
     assert mid_reply[1][1].startswith("y") and len(mid_reply[1][1]) < 60
     final = list(Message.objects.order_by("id").values_list("role", "content", "incomplete"))
     assert final == [("user", "write a lot", False), ("assistant", "y" * 60, False)]
+
+
+def test_role_change_logout_and_deactivation_close_idle_sockets_at_once(operator_user,
+                                                                       agent):
+    from channels.db import database_sync_to_async
+
+    from console.actions.users import change_role, set_active
+    from console.audit import Actor
+
+    client, cookie = cookie_for(operator_user)
+
+    async def wait_closed(ws):
+        frame = await ws.receive_json_from(timeout=5)  # without sending anything first
+        closed = await ws.receive_output(timeout=5)
+        return frame, closed
+
+    async def main():
+        chat = connect(cookie)
+        jobs = WebsocketCommunicator(application, "/ws/jobs/",
+                                     headers=[(b"origin", b"http://localhost"),
+                                              (b"cookie", cookie)])
+        assert (await chat.connect())[0] and (await jobs.connect())[0]
+        await database_sync_to_async(change_role)(Actor.system(), operator_user, "viewer")
+        demoted = await wait_closed(chat), await wait_closed(jobs)
+
+        chat = connect(cookie)
+        assert (await chat.connect())[0]
+        await database_sync_to_async(client.post)("/logout/")
+        logged_out = await wait_closed(chat)
+
+        _, cookie2 = await database_sync_to_async(cookie_for)(operator_user)
+        chat = connect(cookie2)
+        assert (await chat.connect())[0]
+        await database_sync_to_async(set_active)(Actor.system(), operator_user, False)
+        deactivated = await wait_closed(chat)
+        return demoted, logged_out, deactivated
+
+    demoted, logged_out, deactivated = run(main())
+    for frame, closed in demoted:
+        assert frame["code"] == "forbidden" and "role changed to viewer" in frame["message"]
+        assert closed == {"type": "websocket.close", "code": 4403}
+    assert logged_out[0]["message"] == "you signed out"
+    assert logged_out[1] == {"type": "websocket.close", "code": 4401}
+    assert deactivated[0]["message"] == "your account was deactivated"
