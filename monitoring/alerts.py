@@ -31,10 +31,11 @@ from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, S
 OPS = {Comparator.GT: operator.gt, Comparator.GE: operator.ge,
        Comparator.LT: operator.lt, Comparator.LE: operator.le}
 OPEN = (AlertState.PENDING, AlertState.FIRING, AlertState.ACKNOWLEDGED)
-SCOPE_KINDS = ("backends", "agents", "host", "gpus")
+SCOPE_KINDS = ("backends", "agents", "host", "audit", "gpus")
 METRICS = {
     "backend_up": "backend up (1) or down (0), from the probes",
     "breaker_open": "the chat path's circuit breaker is open (1) or closed (0)",
+    "audit_chain_ok": "the audit log verifies (1) or not (0); checked hourly",
     "probe_latency_ms": "health probe latency (ms)",
     "latency_ms": "chat turn latency (ms)", "ttft_ms": "time to first token (ms)",
     "tokens_per_s": "tokens per second", "error_rate": "errors / requests (0–1)",
@@ -53,6 +54,8 @@ DEFAULT_RULES: list[dict[str, Any]] = [
      "severity": Severity.CRITICAL},
     {"name": "Circuit breaker open", "metric": "breaker_open", "scope": "backends",
      "comparator": ">=", "threshold": 1, "window_s": 0, "severity": Severity.WARNING},
+    {"name": "Audit log tampered with", "metric": "audit_chain_ok", "scope": "audit",
+     "comparator": "<", "threshold": 1, "window_s": 0, "severity": Severity.CRITICAL},
     {"name": "Slow responses", "metric": "latency_ms", "scope": "backends", "comparator": ">",
      "threshold": 2000, "window_s": 300, "severity": Severity.WARNING},
     {"name": "High latency", "metric": "latency_ms", "scope": "backends", "comparator": ">",
@@ -216,7 +219,8 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
     scope = str(out.get("scope") or "")
     kind, _, ident = scope.partition(":")
     if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "gpu") and ident.isdigit())):
-        errors["scope"] = ["backends, backend:ID, agents, agent:ID, host, gpus or gpu:INDEX."]
+        errors["scope"] = ["backends, backend:ID, agents, agent:ID, host, audit, gpus or "
+                           "gpu:INDEX."]
     if out.get("comparator") not in Comparator.values:
         errors["comparator"] = [f"One of {', '.join(Comparator.values)}."]
     if out.get("severity") not in Severity.values:

@@ -159,6 +159,25 @@ class Monitor:
     def notify(self) -> dict[str, int]:
         return notify.run_due(self.worker)
 
+    def verify_audit(self, every_s: int = 3600) -> bool | None:
+        """Walk the audit chain and its signed checkpoints (hourly, one monitor); record
+        `audit_chain_ok` so the default rule alerts when it breaks. None: not due."""
+        if not self.claim("audit_verify", every_s * 0.95):
+            return None
+        from console import audit
+
+        result = audit.verify()
+        store.record([Reading("audit_chain_ok", "audit", 1.0 if result.ok else 0.0)])
+        if not result.ok:
+            log.error("audit log verification failed at #%s: %s", result.first_bad,
+                      result.reason)
+            State.objects.update_or_create(key="audit_verify", defaults={"value": {
+                "ok": False, "first_bad": result.first_bad, "reason": result.reason}})
+        else:
+            State.objects.update_or_create(key="audit_verify", defaults={"value": {
+                "ok": True, "checked": result.checked}})
+        return result.ok
+
     def advise(self) -> dict[str, int]:
         from monitoring import advisor
 
@@ -179,6 +198,7 @@ class Monitor:
         summary["alerts"] = self.evaluate()
         summary["notifications"] = self.notify()
         summary["recommendations"] = self.advise()
+        summary["audit_ok"] = self.verify_audit()
         if self.rounds % GPU_PROCESS_EVERY == 0:
             self.gpu_processes()
         self.rounds += 1

@@ -143,3 +143,28 @@ def test_acknowledge_is_audited_and_only_for_firing_alerts(operator_user):
     assert Alert.objects.get().state == "resolved"
     assert list(AlertEvent.objects.values_list("state", "by")) == [
         ("pending", ""), ("firing", ""), ("acknowledged", "oscar"), ("resolved", "")]
+
+
+def test_a_tampered_audit_log_raises_the_critical_alert(actor):
+    from django.db import connection
+
+    from console import audit as audit_log
+    from monitoring.collectors.gpu import GpuCollector
+    from monitoring.worker import Monitor
+    from tests.support.fake_nvml import FakeNvml
+
+    for i in range(3):
+        audit_log.record("backend.discovered", actor, after={"i": i})
+    monitor = Monitor(gpu=GpuCollector(FakeNvml(driver=False)), worker="w",
+                      fixed_probe_interval=30)
+    assert monitor.verify_audit() is True
+    assert monitor.verify_audit() is None  # hourly: not due again yet
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER console_auditevent_no_update")
+        cursor.execute("UPDATE console_auditevent SET actor = 'mallory' WHERE seq = 2")
+    from monitoring.models import Lease
+    Lease.objects.filter(name="audit_verify").update(until=timezone.now())
+    assert monitor.verify_audit() is False
+    alerts.evaluate()
+    alert = Alert.objects.get(rule__name="Audit log tampered with")
+    assert alert.state == "firing" and alert.rule.severity == "critical"
