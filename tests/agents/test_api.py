@@ -190,3 +190,24 @@ def test_version_diff_and_restore(operator_client, viewer_client, backend):
     assert event.after == {"restored_version": 1, "new_version": 3}
     page = operator_client.get(f"/agents/{agent['id']}/versions/2/").content.decode()
     assert "Restore version 2" in page and "Be verbose." in page
+
+
+def test_client_supplied_routing_fields_are_ignored(operator_client, backend, scripted):
+    """A caller cannot send a turn (and the agent's stored key) somewhere else."""
+    from tests.support.scripted_openai import ScriptedOpenAI, finish, text
+
+    evil = ScriptedOpenAI().start()
+    try:
+        other = Backend.objects.create(name="other", kind="openai_compatible",
+                                       base_url=evil.url, api_key="sk-other-backend-key")
+        agent = operator_client.post("/api/agents", data={
+            "name": "routed", "backend_id": backend.pk, "model": "scripted-1"},
+            content_type="application/json").json()
+        scripted.add(text("from the agent's backend"), finish())
+        reply = operator_client.post(f"/api/agents/{agent['id']}/chat", data={
+            "message": "hi", "base_url": evil.url, "backend_id": other.pk,
+            "model": "gpt-evil", "api_base": evil.url}, content_type="application/json").json()
+        assert reply["reply"] == "from the agent's backend"
+        assert scripted.requests[-1]["model"] == "scripted-1" and evil.requests == []
+    finally:
+        evil.stop()
