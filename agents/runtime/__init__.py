@@ -30,6 +30,7 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 Approve = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
 
 MAX_RETRIES_PER_CALL = 2
+MAX_REPLY_CHARS = 1_000_000  # a reply (or one chunk) beyond this ends the turn, kept partial
 # failures that count against a backend's circuit breaker (not tool or turn-limit errors)
 BACKEND_FAULTS = {"backend_error", "first_token_timeout", "idle_timeout"}
 MAX_CONSECUTIVE_ERRORS = 3
@@ -173,7 +174,9 @@ def explain(exc: BaseException, candidate: Candidate, timeout_s: float) -> str:
         if code == 404:
             return f"HTTP 404 from {where} — is the model {candidate.model!r} served there?"
         if code == 429:
-            return f"HTTP 429 from {where} — the backend is rate limiting; try again shortly"
+            retry = exc.response.headers.get("retry-after", "")
+            when = f"in {retry} s" if retry.isdigit() else "shortly"
+            return f"HTTP 429 from {where} — the backend is rate limiting; try again {when}"
         try:
             body = exc.response.text
         except Exception:  # noqa: BLE001 - a streamed body may be unreadable
@@ -182,6 +185,8 @@ def explain(exc: BaseException, candidate: Candidate, timeout_s: float) -> str:
         if "<html" in detail.lower() or "html" in exc.response.headers.get("content-type", ""):
             detail = "an HTML error page (a proxy in front of the engine?)"
         return f"HTTP {code} from {where}: {detail[:200]}"
+    if isinstance(exc, ValueError):
+        return f"{where} sent a malformed stream: {str(exc)[:200]}"
     return f"{where}: {type(exc).__name__}: {str(exc)[:200]}"
 
 
@@ -335,6 +340,9 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
                     first = False
                     if state.ttft_ms is None:
                         state.ttft_ms = (time.perf_counter() - started) * 1000
+                if text and len(state.text) + len(text) > MAX_REPLY_CHARS:
+                    raise TurnFailed("reply_too_large", f"the reply passed "
+                                     f"{MAX_REPLY_CHARS // 1000} kB; stopped")
                 if text:
                     chunks_out += 1
                     content_parts.append(text)

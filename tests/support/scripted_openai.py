@@ -3,7 +3,9 @@
 Script items: a dict (one SSE chunk's `choices[0].delta`-level description built
 with the helpers below), ("sleep", seconds), ("reset",) to drop the connection,
 ("status", code, body) to answer an HTTP error instead, ("no_done",) to end
-without `data: [DONE]`, ("completion", message) to answer a non-streamed
+without `data: [DONE]`, ("raw", bytes) to send bytes as they are (a broken SSE
+line, an unknown event), ("status", code, body, headers) with extra headers
+(e.g. Retry-After), ("completion", message) to answer a non-streamed
 request with one whole chat.completion (see `route_choice`). Tool calls can
 stream as fragments (vLLM/llama.cpp) or whole (Ollama/Foundry). Requests and
 disconnects are recorded.
@@ -136,6 +138,8 @@ class ScriptedOpenAI(LoopbackServer):
                 req.send_response(item[1])
                 req.send_header("Content-Type", "text/html" if body.startswith(b"<") else
                                 "application/json")
+                for name, value in (item[3] if len(item) > 3 else {}).items():
+                    req.send_header(name, value)
                 req.send_header("Content-Length", str(len(body)))
                 req.end_headers()
                 req.wfile.write(body)
@@ -157,6 +161,9 @@ class ScriptedOpenAI(LoopbackServer):
                         return
                     elif item[0] == "no_done":
                         done = False
+                    elif item[0] == "raw":  # bytes as they are: broken SSE, odd events
+                        req.wfile.write(item[1])
+                        req.wfile.flush()
                     continue
                 self._send(req, self.chunk(item))
             if done:

@@ -1,0 +1,114 @@
+"""Backend faults over the chat socket: each ends in a clear error frame, a stored
+incomplete (or failed) turn, a failed audit event — and no task left running."""
+
+import asyncio
+import json
+
+import pytest
+
+from agents.models import Agent, Run
+from console.models import AuditEvent, Backend
+from tests.agents.test_consumer import connect, cookie_for, frames_until, run
+from tests.support.llama_server import free_port
+from tests.support.scripted_openai import finish, text
+
+pytestmark = pytest.mark.usefixtures("live_db")
+
+BIG = "x" * 1_100_000
+
+
+def sse(payload) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def chunk(content: str) -> dict:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+
+
+FAULTS = [
+    ("429 with Retry-After", [("status", 429, {"error": {"message": "slow down"}},
+                               {"Retry-After": "17"})],
+     "backend_error", "rate limiting; try again in 17 s", False),
+    ("HTML 502 from a proxy", [("status", 502, "<html><h1>502 Bad Gateway</h1></html>")],
+     "backend_error", "an HTML error page", False),
+    ("401", [("status", 401, {"error": {"message": "bad key"}})],
+     "backend_error", "check the API key", False),
+    ("malformed SSE line", text("Hello") + [("raw", b"data: {this is not json\n\n")],
+     "backend_error", "malformed stream", True),
+    ("reset mid-stream", text("Hello", " there") + [("reset",)],
+     "backend_error", "failed mid-reply", True),
+    ("a multi-megabyte single chunk", text("Start") + [("raw", sse(chunk(BIG)))],
+     "reply_too_large", "passed 1000 kB", True),
+]
+
+
+@pytest.fixture
+def agent(scripted):
+    backend = Backend.objects.create(name="s", kind="openai_compatible", base_url=scripted.url)
+    return Agent.objects.create(name="helper", backend=backend, model="scripted-1",
+                                first_token_timeout_s=5, idle_timeout_s=5, turn_timeout_s=20)
+
+
+def turn(user, agent, message="hi"):
+    _, cookie = cookie_for(user)
+
+    async def main():
+        before = {t for t in asyncio.all_tasks() if not t.done()}
+        ws = connect(cookie)
+        assert (await ws.connect())[0]
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": message})
+        frames = await frames_until(ws, "done", timeout=30)
+        await ws.disconnect()
+        await asyncio.sleep(0.05)
+        leaked = {t for t in asyncio.all_tasks() if not t.done()} - before - {
+            asyncio.current_task()}
+        return frames, leaked
+
+    return run(main())
+
+
+@pytest.mark.parametrize("name, script, code, message, partial", FAULTS,
+                         ids=[f[0] for f in FAULTS])
+def test_a_backend_fault_ends_cleanly(operator_user, agent, scripted, name, script, code,
+                                      message, partial):
+    scripted.add(*script)
+    frames, leaked = turn(operator_user, agent)
+    errors = [f for f in frames if f["type"] == "error"]
+    assert len(errors) == 1 and errors[0]["code"] == code, frames
+    assert message in errors[0]["message"]
+    done = frames[-1]
+    assert done["type"] == "done" and done["incomplete"] is True
+    run_row = Run.objects.get()
+    assert run_row.outcome == ("incomplete" if partial else "error")
+    assert message in run_row.error
+    if partial:
+        reply = run_row.messages.filter(role="assistant").last()
+        assert reply.incomplete and reply.content.startswith(("Hello", "Start"))
+    event = AuditEvent.objects.get(action="agent.turn")
+    assert event.outcome == "failure" and message in event.detail
+    assert leaked == set()
+
+
+def test_unknown_event_fields_are_tolerated(operator_user, agent, scripted):
+    odd = chunk("Hi")
+    odd["choices"][0]["delta"]["reasoning_content"] = "thinking"
+    odd["x_vendor"] = {"anything": True}
+    scripted.add(("raw", b": keep-alive comment\n\n"), ("raw", sse(odd)), text(" there"),
+                 finish())
+    frames, leaked = turn(operator_user, agent)
+    assert not [f for f in frames if f["type"] == "error"]
+    assert "".join(f["text"] for f in frames if f["type"] == "delta") == "Hi there"
+    assert Run.objects.get().outcome == "success" and leaked == set()
+
+
+def test_connection_refused_and_dns_failure_are_named(operator_user, agent):
+    for url, expected in ((f"http://127.0.0.1:{free_port()}/v1", "cannot reach"),
+                          ("http://no-such-host.invalid/v1", "cannot reach")):
+        Backend.objects.filter(pk=agent.backend_id).update(base_url=url)
+        Run.objects.all().delete()
+        frames, leaked = turn(operator_user, agent)
+        error = next(f for f in frames if f["type"] == "error")
+        assert expected in error["message"] and leaked == set()
+        assert Run.objects.get().outcome == "error"
