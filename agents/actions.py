@@ -32,7 +32,7 @@ from agents.runtime import (
 )
 from agents.tool_actions import server_secrets
 from agents.tools import mcp as mcp_tool
-from console import audit, breaker
+from console import audit, breaker, limits
 from console.actions import Invalid, Refused, form_errors
 from console.audit import Actor
 from console.backends import adapter_for
@@ -429,7 +429,12 @@ def chat(actor: Actor, user, agent: Agent, text: str,
          conversation_id: int | None = None) -> tuple[Conversation, TurnState]:
     """A whole turn for scripts (the same runtime the WebSocket uses, not streamed)."""
     conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
-    started_at = timezone.now()
-    state = asyncio.run(run_turn(settings, past, text))
-    persist_turn(actor, agent, conversation, text, state, started_at)
+    primary = settings.candidates[0].backend_id if settings.candidates else None
+    slots = limits.acquire(user.pk, primary)
+    try:
+        started_at = timezone.now()
+        state = asyncio.run(run_turn(settings, past, text))
+        persist_turn(actor, agent, conversation, text, state, started_at)
+    finally:
+        limits.release(slots)
     return conversation, state

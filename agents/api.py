@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
@@ -12,7 +13,7 @@ from ninja.errors import HttpError
 from agents import actions, config, tool_actions
 from agents import knowledge as knowledge_base
 from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
-from console.api import need
+from console.api import PerUserThrottle, need
 from console.audit import Actor
 
 router = Router(tags=["agents"])
@@ -320,7 +321,8 @@ def version_restore(request, pk: int, number: int):
     return _agent(request, pk)
 
 
-@router.post("/agents/{pk}/chat", response={200: ChatOut, 409: dict, 422: dict})
+@router.post("/agents/{pk}/chat", response={200: ChatOut, 409: dict, 422: dict, 429: dict},
+             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
 def chat(request, pk: int, payload: ChatIn):
     """A whole turn for automation: the same runtime as the playground, not streamed."""
     need(request, "chat")

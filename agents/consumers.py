@@ -23,6 +23,7 @@ from django.utils import timezone
 from agents import actions
 from agents.models import Agent
 from agents.runtime import TurnState, run_turn
+from console import limits
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm
@@ -141,9 +142,15 @@ class ChatConsumer(RevocableMixin, AsyncWebsocketConsumer):
             raise Invalid({"agent_id": ["No such agent."]})
         conversation, settings, past = actions.start_turn(actor, user, agent, text,
                                                           conversation_id)
+        primary = settings.candidates[0].backend_id if settings.candidates else None
+        settings.slots = limits.acquire(user.pk, primary)  # given back when the turn ends
         # the client needs the conversation id now (stop, next turn), and the question
         # must survive a crash mid-reply
-        actions.save_user_message(conversation, text)
+        try:
+            actions.save_user_message(conversation, text)
+        except BaseException:
+            limits.release(settings.slots)
+            raise
         return agent, conversation, settings, past
 
     async def turn(self, actor, agent, conversation, text, settings, past) -> None:
@@ -198,6 +205,7 @@ class ChatConsumer(RevocableMixin, AsyncWebsocketConsumer):
             state.incomplete = True
             state.finish_reason = "cancelled"
         finally:
+            limits.release(getattr(settings, "slots", []))
             saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await saver

@@ -9,12 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja import NinjaAPI, Schema, Status
-from ninja.errors import HttpError
+from ninja.errors import HttpError, Throttled
 from ninja.security import APIKeyCookie, HttpBearer
+from ninja.throttling import UserRateThrottle
 
-from console import siteconfig
+from console import audit, siteconfig
 from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions import models as model_actions
@@ -23,6 +25,7 @@ from console.actions.audit import verify_chain
 from console.actions.security import record_denied
 from console.actions.users import user_for_token
 from console.audit import Actor
+from console.choices import AuditAction, Outcome
 from console.models import Backend, DeploymentPlan, Job
 from console.permissions import PERMISSIONS, has_perm
 from console.views.audit import export_response, filtered_events, page_of
@@ -46,8 +49,27 @@ class SessionAuth(APIKeyCookie):
         return user if user is not None and user.is_authenticated else None
 
 
+class PerUserThrottle(UserRateThrottle):
+    """The API's request rate per user (per address when anonymous), shared through the
+    cache; TANGLAW_API_RATE, e.g. "600/m"."""
+
+    def __init__(self, rate: str | None = None):
+        super().__init__(rate or settings.TANGLAW_API_RATE)
+
+
 api = NinjaAPI(title="Tanglaw API", version="1", auth=[BearerAuth(), SessionAuth(csrf=True)],
-               docs_url=None, urls_namespace="api")
+               docs_url=None, urls_namespace="api", throttle=[PerUserThrottle()])
+
+
+@api.exception_handler(Throttled)
+def _throttled(request, exc: Throttled):
+    wait = max(1, int(exc.wait or 1))
+    audit.record(AuditAction.RATE_LIMITED, Actor.from_request(request),
+                 outcome=Outcome.DENIED, detail=f"{request.method} {request.path}")
+    response = api.create_response(
+        request, {"detail": f"too many requests; try again in {wait} s"}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def need(request: HttpRequest, perm: str) -> None:

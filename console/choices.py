@@ -89,6 +89,7 @@ class AuditAction(models.TextChoices):
     AUDIT_VERIFIED = "audit.verified"
     SECRETS_ROTATED = "secrets.rotated"
     PERMISSION_DENIED = "permission.denied"
+    RATE_LIMITED = "request.rate_limited"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
     ALERT_RULE_CREATED = "alert_rule.created"
     ALERT_RULE_UPDATED = "alert_rule.updated"

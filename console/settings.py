@@ -243,6 +243,13 @@ TANGLAW_AUDIT_KEY = env_str("TANGLAW_AUDIT_KEY") or datadir.read_or_create(
     DATA_DIR / "audit.key", datadir.new_secret_key)
 TANGLAW_AUDIT_CHECKPOINT_EVERY = env_int("TANGLAW_AUDIT_CHECKPOINT_EVERY", 500, minimum=1)
 
+# rate limits (per user, shared through the cache) and caps on concurrent generations
+TANGLAW_API_RATE = env_str("TANGLAW_API_RATE", "600/m")
+TANGLAW_CHAT_RATE = env_str("TANGLAW_CHAT_RATE", "60/m")
+TANGLAW_MAX_GENERATIONS_PER_USER = env_int("TANGLAW_MAX_GENERATIONS_PER_USER", 4, minimum=1)
+TANGLAW_MAX_GENERATIONS_PER_BACKEND = env_int("TANGLAW_MAX_GENERATIONS_PER_BACKEND", 16,
+                                              minimum=1)
+
 # the chat path's circuit breaker: open after this many failures in a row, retry after
 TANGLAW_BREAKER_FAILURES = env_int("TANGLAW_BREAKER_FAILURES", 5, minimum=1)
 TANGLAW_BREAKER_COOLDOWN_S = env_int("TANGLAW_BREAKER_COOLDOWN_S", 30, minimum=1)

@@ -21,3 +21,6 @@ TANGLAW_SLOW_MS = 5000
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(os.environ["TANGLAW_DATA_DIR"], "test.sqlite3")}
+# the suite makes many API calls as the same few users: rate limits are tested on their own
+TANGLAW_API_RATE = "100000/m"
+TANGLAW_CHAT_RATE = "100000/m"

@@ -98,6 +98,7 @@ class TurnSettings:
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     router: RouterSettings | None = None
     unavailable: str = ""  # why no candidate may be used (e.g. circuit breakers open)
+    slots: list[str] = field(default_factory=list)  # generation caps held (console.limits)
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""Caps on concurrent generations, per user and per backend, shared by every worker through
+Django's cache (Redis when REDIS_URL is set; per process otherwise).
+
+A slot is taken before a turn starts and given back when it ends; a slot lost to a crash
+expires with the key after the longest a turn may take.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.cache import cache
+
+from console.actions import Refused
+
+SLOT_TTL_S = 3600
+
+
+def _take(key: str, limit: int) -> bool:
+    cache.add(key, 0, timeout=SLOT_TTL_S)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=SLOT_TTL_S)
+        count = 1
+    if count > limit:
+        _give(key)
+        return False
+    return True
+
+
+def _give(key: str) -> None:
+    try:
+        if cache.decr(key) < 0:
+            cache.set(key, 0, timeout=SLOT_TTL_S)
+    except ValueError:
+        pass
+
+
+def acquire(user_id: int, backend_id: int | None) -> list[str]:
+    """Take a generation slot for the user and the backend, or raise Refused saying which
+    limit was reached. Returns the keys to give back with `release`."""
+    user_key = f"tanglaw:gen:user:{user_id}"
+    if not _take(user_key, settings.TANGLAW_MAX_GENERATIONS_PER_USER):
+        raise Refused(f"you already have {settings.TANGLAW_MAX_GENERATIONS_PER_USER} replies "
+                      f"being generated; wait for one to finish")
+    if backend_id is None:
+        return [user_key]
+    backend_key = f"tanglaw:gen:backend:{backend_id}"
+    if not _take(backend_key, settings.TANGLAW_MAX_GENERATIONS_PER_BACKEND):
+        _give(user_key)
+        raise Refused(f"the backend is generating {settings.TANGLAW_MAX_GENERATIONS_PER_BACKEND}"
+                      f" replies already; try again in a moment")
+    return [user_key, backend_key]
+
+
+def release(keys: list[str]) -> None:
+    for key in keys:
+        _give(key)
