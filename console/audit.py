@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -194,14 +195,35 @@ def verify(batch: int = 2000) -> VerifyResult:
             return VerifyResult(False, result.checked, seq, problem)
     first = AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first() or 1
     for seq in range(every * ((first + every - 1) // every), result.checked + first, every):
+        if seq < first:
+            continue
         if seq and seq not in checkpoints:
             return VerifyResult(False, result.checked, seq,
                                 f"the signed checkpoint for event #{seq} is missing")
     return result
 
 
+def _start_of_chain() -> tuple[int, str] | VerifyResult:
+    """Where the chain starts: #1 after the genesis hash, or — after pruning — the event
+    after the one an `audit.pruned` event anchors (its hash is the next one's prev_hash)."""
+    first = AuditEvent.objects.order_by("seq").only("seq", "prev_hash").first()
+    if first is None or first.seq == 1:
+        return 1, GENESIS
+    for pruned in AuditEvent.objects.filter(action=AuditAction.AUDIT_PRUNED).order_by("-seq"):
+        after = pruned.after or {}
+        if after.get("up_to_seq") == first.seq - 1 and after.get("anchor_hash") == \
+                first.prev_hash:
+            return first.seq, first.prev_hash
+    return VerifyResult(False, 0, 1, f"events #1–#{first.seq - 1} are missing and no "
+                                     f"audit.pruned event accounts for them")
+
+
 def _verify_chain(batch: int) -> VerifyResult:
-    expected_seq, prev_hash, checked = 1, GENESIS, 0
+    start = _start_of_chain()
+    if isinstance(start, VerifyResult):
+        return start
+    expected_seq, prev_hash = start
+    checked = 0
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=batch):
         if event.seq != expected_seq:
             return VerifyResult(False, checked, expected_seq,
@@ -226,3 +248,52 @@ def export_rows(queryset) -> Iterator[dict[str, Any]]:
         row = {name: getattr(event, name) for name in EXPORT_FIELDS}
         row["ts"] = event.ts.isoformat()
         yield row
+
+
+def prune(actor: Actor, up_to_seq: int, export_path: Path) -> dict[str, Any]:
+    """Retention: export events up to #up_to_seq (JSONL, ending in a signed checkpoint) to a
+    new file, then delete them, appending an `audit.pruned` event that anchors what remains.
+    Refuses when the log does not verify, when the file exists, or to prune everything."""
+    from console.actions import Refused
+    from console.audit_schema import statements
+
+    result = verify()
+    if not result.ok:
+        raise Refused(f"the audit log does not verify ({result.reason}); not pruning")
+    first = AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first()
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    if first is None or up_to_seq < first:
+        raise Refused(f"nothing to prune up to #{up_to_seq}")
+    if last is None or up_to_seq >= last:
+        raise Refused("keep at least the newest event: prune up to an earlier one")
+    anchor = AuditEvent.objects.get(seq=up_to_seq)
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        handle = export_path.open("x", encoding="utf-8")
+    except FileExistsError:
+        raise Refused(f"{export_path} exists; export to a new file") from None
+    with handle:
+        rows = AuditEvent.objects.filter(seq__gte=first, seq__lte=up_to_seq)
+        for row in export_rows(rows):
+            line = json.dumps(row, default=str, ensure_ascii=False) + "\n"
+            handle.write(line)
+            digest.update(line.encode())
+            count += 1
+        stamp = timezone.now().astimezone(UTC).isoformat(timespec="microseconds")
+        closing = json.dumps({"checkpoint": {"seq": up_to_seq, "hash": anchor.hash, "ts": stamp,
+                                             "signature": sign(up_to_seq, anchor.hash, stamp)}})
+        handle.write(closing + "\n")
+        digest.update((closing + "\n").encode())
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            for statement in statements(connection.vendor, drop=True):
+                cursor.execute(statement)
+            AuditEvent.objects.filter(seq__lte=up_to_seq).delete()
+            AuditCheckpoint.objects.filter(seq__lte=up_to_seq).delete()
+            for statement in statements(connection.vendor):
+                cursor.execute(statement)
+        summary = {"up_to_seq": up_to_seq, "anchor_hash": anchor.hash, "events": count,
+                   "export": export_path.name, "export_sha256": digest.hexdigest()}
+        record(AuditAction.AUDIT_PRUNED, actor, after=summary)
+    return summary

@@ -87,6 +87,7 @@ class AuditAction(models.TextChoices):
     KNOWLEDGE_DELETED = "knowledge.deleted"
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_VERIFIED = "audit.verified"
+    AUDIT_PRUNED = "audit.pruned"
     SECRETS_ROTATED = "secrets.rotated"
     PERMISSION_DENIED = "permission.denied"
     RATE_LIMITED = "request.rate_limited"

@@ -244,3 +244,32 @@ def test_verify_audit_can_sign_a_checkpoint_first(actor, capsys):
     out = capsys.readouterr().out
     assert "signed checkpoint #1:" in out and "OK: 1 events checked" in out
     assert AuditCheckpoint.objects.filter(seq=1).exists()
+
+
+def test_pruning_exports_first_then_anchors_the_rest(actor, tmp_path, settings, capsys):
+    import hashlib
+
+    settings.TANGLAW_AUDIT_CHECKPOINT_EVERY = 4
+    for i in range(10):
+        audit.record("backend.discovered", actor, after={"i": i})
+    export = tmp_path / "audit-1-6.jsonl"
+    call_command("prune_audit", "--up-to", "6", "--export", str(export))
+    assert "exported 6 events" in capsys.readouterr().out
+    lines = export.read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["seq"] for r in rows[:-1]] == [1, 2, 3, 4, 5, 6]
+    closing = rows[-1]["checkpoint"]
+    assert closing["seq"] == 6 and closing["hash"] == rows[5]["hash"]
+    assert closing["signature"] == audit.sign(6, closing["hash"], closing["ts"])
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))[0] == 7
+    pruned = AuditEvent.objects.get(action="audit.pruned")
+    assert pruned.after["export_sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
+    assert audit.verify().ok  # the chain starts at #7, anchored by the pruned event
+    with pytest.raises(CommandError, match="exists; export to a new file"):
+        call_command("prune_audit", "--up-to", "8", "--export", str(export))
+    with pytest.raises(CommandError, match="keep at least the newest event"):
+        call_command("prune_audit", "--up-to", "999", "--export", str(tmp_path / "x.jsonl"))
+    # deleting old events without the anchoring event is caught
+    _without_triggers(f"DELETE FROM console_auditevent WHERE seq IN (7, {pruned.seq})")
+    result = audit.verify()
+    assert not result.ok and "no audit.pruned event accounts for them" in result.reason
