@@ -152,6 +152,8 @@ async def execute(spec: Any, arguments: dict) -> Any:
                 response = await client.send(request, stream=True)
             except UnsafeURL as exc:
                 raise ToolError(f"refused: {exc}") from None
+            except httpx.InvalidURL as exc:
+                raise ToolError(f"refused: not a valid URL ({exc})") from None
             except httpx.HTTPError as exc:
                 raise ToolError(f"{type(exc).__name__} talking to {target.host}: "
                                 f"{str(exc)[:200]}") from None

@@ -117,3 +117,52 @@ def test_unix_sockets_and_metadata_names_are_refused():
     backend = egress.GuardedBackend(None, Policy())
     with pytest.raises(UnsafeURL, match="Unix sockets"):
         asyncio.run(backend.connect_unix_socket("/var/run/docker.sock"))
+
+
+# hosts of the backend-URL corpus that parse as hosts (tests/console/test_urlsafety.py),
+# plus private and loopback spellings that an empty allow-list must refuse for tools
+METADATA_SPELLINGS = ["169.254.169.254", "169.254.169.254.", "2852039166", "0xA9FEA9FE",
+                      "0xa9.0xfe.0xa9.0xfe", "0251.0376.0251.0376", "169.254.43518",
+                      "::ffff:169.254.169.254", "::ffff:a9fe:a9fe", "::169.254.169.254",
+                      "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "fe80::1",
+                      "fd00:ec2::254", "metadata.google.internal", "100.100.100.200",
+                      "0.0.0.0", "168.63.129.16"]
+PRIVATE_SPELLINGS = ["127.0.0.1", "127.1", "0x7f000001", "2130706433", "0177.0.0.1",
+                     "localhost.", "::1", "::ffff:127.0.0.1", "10.1.2.3", "192.168.0.10",
+                     "172.16.4.4", "100.64.0.1"]
+
+
+def url_for(host: str, port: int | None = None) -> str:
+    bracketed = f"[{host}]" if ":" in host else host
+    return f"http://{bracketed}{f':{port}' if port else ''}/"
+
+
+# refused before any connection: by the egress check, or by httpx as an invalid URL
+# (it rejects octal forms such as 0251.0376.0251.0376 outright)
+REFUSALS = (UnsafeURL, httpx.InvalidURL)
+
+
+@pytest.mark.parametrize("host", METADATA_SPELLINGS)
+def test_metadata_spellings_are_refused(host, dns):
+    with pytest.raises(REFUSALS):
+        get(url_for(host), Policy())
+
+
+@pytest.mark.parametrize("host", PRIVATE_SPELLINGS)
+def test_private_spellings_are_refused_without_the_allow_list(host, dns):
+    dns["localhost."] = ["127.0.0.1"]
+    with pytest.raises(REFUSALS) as refused:
+        get(url_for(host, 9), Policy())
+    if refused.type is UnsafeURL:
+        assert "private or local" in str(refused.value)
+
+
+def test_a_name_that_resolves_differently_the_second_time_is_caught(dns, echo):
+    dns["twice.example"] = ["127.0.0.1"]
+    policy = Policy(("127.0.0.1/32",))
+    assert get(f"http://twice.example:{echo.port}/a", policy,
+               headers={"Connection": "close"}).status_code == 200
+    dns["twice.example"] = ["fd00:ec2::254"]
+    with pytest.raises(UnsafeURL, match="link-local or cloud-metadata"):
+        get(f"http://twice.example:{echo.port}/b", policy)
+    assert len(METADATA_SPELLINGS) + len(PRIVATE_SPELLINGS) >= 30
