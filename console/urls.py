@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path, register_converter
 
 from console.api import api
@@ -53,6 +55,8 @@ urlpatterns = [
     path("audit/", audit.audit_list, name="audit_list"),
     path("audit/export.<export_format:fmt>", audit.audit_export, name="audit_export"),
     path("audit/verify/", audit.audit_verify, name="audit_verify"),
+    # browsers ask for /favicon.ico on pages that name no icon (the Django admin)
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     # app pages, by dotted path (console imports no app module directly)
     *[path("", include(module)) for module in settings.TANGLAW_APP_URLS],
