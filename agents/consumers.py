@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -27,7 +28,7 @@ from console import limits
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm
-from console.ws import RevocableMixin, current_user
+from console.ws import GracefulMixin, RevocableMixin, current_user
 
 MAX_FRAME_BYTES = 64 * 1024
 RATE_MESSAGES, RATE_WINDOW_S = 20, 10.0
@@ -35,7 +36,21 @@ BATCH_S = 0.02
 CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
 
 
-class ChatConsumer(RevocableMixin, AsyncWebsocketConsumer):
+log = logging.getLogger("tanglaw.chat")
+
+
+class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
+    async def shutdown(self) -> None:
+        """The server is stopping: say so, close with "service restart", and let running
+        turns save their partial replies (see console.ws.GracefulMixin)."""
+        if getattr(self, "turns", None):
+            await self.send_json({"type": "error", "code": "server_shutdown",
+                                  "message": "the server is restarting; the reply so far is "
+                                             "saved"})
+        with contextlib.suppress(Exception):
+            await self.close(code=1012)
+        await self.disconnect(1012)
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -53,8 +68,12 @@ class ChatConsumer(RevocableMixin, AsyncWebsocketConsumer):
             task.cancel()
         for task in list(getattr(self, "turns", {}).values()):
             # the turn saves its partial and reports its own errors
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # noqa: BLE001 - one turn's failure must not stop the others
+                log.exception("a turn failed while the socket closed")
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         # the socket may go away mid-turn; the turn still saves what it has

@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from console.models import Job
 from console.permissions import has_perm
-from console.ws import RevocableMixin, current_user
+from console.ws import GracefulMixin, RevocableMixin, current_user
 
 GROUP = "jobs"
 
 
-class JobsConsumer(RevocableMixin, AsyncWebsocketConsumer):
+class JobsConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
     async def connect(self):
         user = await current_user(self.scope)
         if user is None or not has_perm(user, "backends.view"):

@@ -7,6 +7,7 @@ allowed host (cross-site WebSocket hijacking).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -122,3 +123,20 @@ class RevocableMixin:
                 "type": "error", "code": "unauthenticated" if event["code"] == 4401
                 else "forbidden", "message": event["reason"]}))
         await self.close(code=event["code"])
+
+
+class GracefulMixin:
+    """For consumers: when the server stops, Daphne cancels every application and waits
+    for them all — but only until the first one ends *with* the cancellation. So each
+    consumer runs its `shutdown()` and then returns normally, and the slowest (a chat
+    saving its partial reply) is waited for."""
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.close(code=1012)  # type: ignore[attr-defined]

@@ -184,8 +184,22 @@ def series(metric: str, scope: str, window_s: int, now: datetime | None = None
     buckets = Rollup.objects.filter(tier=tier, metric=metric, scope=scope,
                                     bucket__gte=since).order_by("bucket").values_list(
         "bucket", "sum", "count")
-    return {"metric": metric, "tier": tier,
-            "points": [[int(b.timestamp()), round(s / c, 3)] for b, s, c in buckets if c]}
+    points = [[int(b.timestamp()), round(s / c, 3)] for b, s, c in buckets if c]
+    if tier == MINUTE:
+        points += _fresh_minutes(metric, scope, points, since, mean=True)
+    return {"metric": metric, "tier": tier, "points": points}
+
+
+def _fresh_minutes(metric: str, scope: str, points: list[list], since: datetime, *,
+                   mean: bool) -> list[list]:
+    """The minutes after the newest rollup, from raw samples (the rollup runs once a
+    round), so a 24 h chart reaches up to now."""
+    after = datetime.fromtimestamp(points[-1][0] + MINUTE, tz=UTC) if points else since
+    groups: dict[int, list[float]] = defaultdict(list)
+    for ts, value in Sample.objects.filter(metric=metric, scope=scope, ts__gte=after
+                                           ).values_list("ts", "value"):
+        groups[int(_floor(ts, MINUTE).timestamp())].append(value)
+    return [[t, round(sum(v) / len(v), 3) if mean else sum(v)] for t, v in sorted(groups.items())]
 
 
 def _summed(metric: str, scope: str, since: datetime, tier: int) -> list[list]:
@@ -199,7 +213,10 @@ def _summed(metric: str, scope: str, since: datetime, tier: int) -> list[list]:
     rows = Rollup.objects.filter(tier=tier, metric=metric, scope=scope,
                                  bucket__gte=since).order_by("bucket").values_list(
         "bucket", "sum")
-    return [[int(b.timestamp()), s] for b, s in rows]
+    points = [[int(b.timestamp()), s] for b, s in rows]
+    if tier == MINUTE:
+        points += _fresh_minutes(metric, scope, points, since, mean=False)
+    return points
 
 
 def window_stats(metric: str, scope: str, window_s: int, now: datetime | None = None

@@ -58,6 +58,8 @@ def test_a_pull_streams_progress_in_order_and_lists_the_model(live_db, actor, fr
     assert [f["state"] for f in frames.frames][-1] == "succeeded"
     assert json.loads(engine.requests[0]["body"]) == {"model": "llama3.2:1b", "stream": True}
     assert "llama3.2:1b" in engine.pulled
+    # the thread records how it ended just after saving the final state
+    assert wait_for(lambda: AuditEvent.objects.filter(action="model.pulled").exists())
     actions = list(AuditEvent.objects.filter(action__startswith="model.").order_by("seq")
                    .values_list("action", flat=True))
     assert actions == ["model.pull_started", "model.pulled"]
@@ -70,6 +72,7 @@ def test_an_error_line_fails_the_pull_even_with_http_200(live_db, actor, frames,
     assert wait_for(lambda: done(job))
     assert job.state == "failed" and "no space left on device" in job.error
     assert frames.frames[-1]["state"] == "failed"
+    assert wait_for(lambda: AuditEvent.objects.filter(action="model.pull_failed").exists())
     failed = AuditEvent.objects.get(action="model.pull_failed")
     assert failed.outcome == "failure" and "no space left" in failed.detail
 
@@ -89,7 +92,7 @@ def test_cancel_closes_the_upstream_request(live_db, actor, frames, fake):
     assert "phi3.5" not in engine.pulled
     with pytest.raises(Refused, match="already cancelled"):
         lifecycle.cancel(actor, job)
-    assert AuditEvent.objects.filter(action="model.pull_cancelled").exists()
+    assert wait_for(lambda: AuditEvent.objects.filter(action="model.pull_cancelled").exists())
 
 
 @pytest.mark.django_db

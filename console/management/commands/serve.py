@@ -30,13 +30,18 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Tanglaw is running at http://{display_host}:{port}/"))
         self.stdout.write(f"Data directory: {settings.DATA_DIR}   (Ctrl-C stops)")
         sys.stdout.flush()
+        # children get their own session: a Ctrl-C reaches only this process, which sends
+        # each child one SIGTERM (a second signal would make Daphne stop without letting
+        # live chats save their partial replies)
         children = [
             subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                              "--proxy-headers", "console.asgi:application"]),
+                              "--proxy-headers", "console.asgi:application"],
+                             start_new_session=True),
         ]
         if not no_monitor:
             manage = settings.BASE_DIR / "manage.py"
-            children.append(subprocess.Popen([sys.executable, str(manage), "monitor"]))
+            children.append(subprocess.Popen([sys.executable, str(manage), "monitor"],
+                                             start_new_session=True))
 
         def stop(signum, frame):
             for child in children:
