@@ -141,6 +141,12 @@ def sign(seq: int, head: str, ts: str) -> str:
     return hmac.new(key, f"{seq}:{head}:{ts}".encode(), hashlib.sha256).hexdigest()
 
 
+def signed_statement(seq: int, head: str) -> dict[str, Any]:
+    """{seq, hash, ts, signature}: "the chain up to #seq ends in hash", signed now."""
+    stamp = timezone.now().astimezone(UTC).isoformat(timespec="microseconds")
+    return {"seq": seq, "hash": head, "ts": stamp, "signature": sign(seq, head, stamp)}
+
+
 def _write_checkpoint(event: AuditEvent) -> AuditCheckpoint:
     ts = timezone.now()
     stamp = ts.astimezone(UTC).isoformat(timespec="microseconds")
@@ -280,9 +286,7 @@ def prune(actor: Actor, up_to_seq: int, export_path: Path) -> dict[str, Any]:
             handle.write(line)
             digest.update(line.encode())
             count += 1
-        stamp = timezone.now().astimezone(UTC).isoformat(timespec="microseconds")
-        closing = json.dumps({"checkpoint": {"seq": up_to_seq, "hash": anchor.hash, "ts": stamp,
-                                             "signature": sign(up_to_seq, anchor.hash, stamp)}})
+        closing = json.dumps({"checkpoint": signed_statement(up_to_seq, anchor.hash)})
         handle.write(closing + "\n")
         digest.update((closing + "\n").encode())
     with transaction.atomic():

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import httpx
 from django.conf import settings
 
+from console import egress
+
 URL_RE = re.compile(r"https?://[\w.\-\[\]:]+")
 
 
@@ -89,7 +91,7 @@ async def discover(ports: list[int] | None = None, host: str | None = None) -> l
     host = host or str(settings.TANGLAW_DISCOVERY_HOST)
     ports = ports if ports is not None else settings.TANGLAW_DISCOVERY_PORTS
     timeout = httpx.Timeout(2.0, connect=0.5)
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with egress.client(timeout=timeout) as client:
         found = await asyncio.gather(*(identify(client, host, p) for p in ports))
         candidates = [c for c in found if c is not None]
         foundry = await _foundry_url()

@@ -111,23 +111,23 @@ async def resolve(host: str, port: int) -> list[IP]:
     literal = parse_ip(host)
     if literal is not None:
         return [literal]
-    try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise UnsafeURL(f"cannot resolve {host}: {exc}") from None
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # OSError: no name
     return list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos))
 
 
 class GuardedBackend:
     """An httpcore network backend that checks what it connects to (httpcore and httpcore2)."""
 
-    def __init__(self, inner: Any, policy: Policy):
-        self.inner, self.policy = inner, policy
+    def __init__(self, inner: Any, policy: Policy, connect_error: type[Exception] = OSError):
+        self.inner, self.policy, self.connect_error = inner, policy, connect_error
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None):
         self.policy.check_host(host)
-        addresses = await resolve(host, port)
+        try:
+            addresses = await resolve(host, port)
+        except OSError as exc:  # a name that does not resolve: an ordinary connect error
+            raise self.connect_error(str(exc)) from exc
         if not addresses:
             raise UnsafeURL(f"{host} did not resolve to any address")
         for ip in addresses:  # fail closed: one bad answer refuses the name
@@ -150,7 +150,24 @@ class GuardedBackend:
         await self.inner.sleep(seconds)
 
 
-def async_transport(policy: Policy, *, httpx2: bool = False) -> Any:
+# backends live on loopback and private networks: every address is allowed except the
+# link-local and metadata ones check_ip always refuses
+BACKENDS = Policy(("0.0.0.0/0", "::/0"))
+
+
+def client(*, timeout: Any = None, limits: Any = None) -> Any:
+    """An httpx.AsyncClient for talking to backends, through the connect-time check."""
+    import httpx
+
+    kwargs: dict[str, Any] = {"transport": async_transport(
+        BACKENDS, max_connections=getattr(limits, "max_connections", None) or 20),
+        "trust_env": False}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return httpx.AsyncClient(**kwargs)
+
+
+def async_transport(policy: Policy, *, httpx2: bool = False, max_connections: int = 20) -> Any:
     """An AsyncHTTPTransport for httpx (or httpx2, which the MCP SDK uses) that goes
     through GuardedBackend. No proxy from the environment: it would do its own DNS."""
     core: Any = importlib.import_module("httpcore2" if httpx2 else "httpcore")
@@ -160,6 +177,8 @@ def async_transport(policy: Policy, *, httpx2: bool = False) -> Any:
     if not isinstance(pool, core.AsyncConnectionPool):  # pragma: no cover - guards upgrades
         raise RuntimeError("the HTTP transport changed shape; egress checks cannot be applied")
     transport._pool = core.AsyncConnectionPool(
-        ssl_context=pool._ssl_context, max_connections=20, max_keepalive_connections=5,
-        keepalive_expiry=5.0, network_backend=GuardedBackend(core.AnyIOBackend(), policy))
+        ssl_context=pool._ssl_context, max_connections=max_connections,
+        max_keepalive_connections=min(max_connections, 20),
+        keepalive_expiry=5.0,
+        network_backend=GuardedBackend(core.AnyIOBackend(), policy, core.ConnectError))
     return transport

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import openai
 
+from console import egress
 from console.backends import Report, adapter_for, probe
 from console.backends.base import BackendError
 from console.choices import Status
@@ -98,7 +99,7 @@ async def active_probe(backend: Backend, timeout_s: float = 30.0
 
 async def probe_backends(backends: list, *, deadline_s: float = 15.0) -> list[ProbeResult]:
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with egress.client(limits=limits) as client:
         return list(await asyncio.gather(*(_one(b, client, deadline_s) for b in backends)))
 
 

@@ -25,6 +25,7 @@ import openai
 from agents.tools import ToolError
 from agents.tools import execute as execute_tool
 from console.backends.base import Adapter
+from console.urlsafety import UnsafeURL
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 Approve = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
@@ -167,6 +168,9 @@ def explain(exc: BaseException, candidate: Candidate, timeout_s: float) -> str:
     if isinstance(exc, openai.APITimeoutError):
         return f"{where} did not answer within {timeout_s:g}s"
     if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        if isinstance(cause, UnsafeURL):  # the connect-time address check refused it
+            return f"refused to connect to {where}: {cause}"
         return f"cannot reach {where} — is {candidate.adapter.engine} running?"
     if isinstance(exc, openai.APIStatusError):
         code = exc.status_code
@@ -186,6 +190,8 @@ def explain(exc: BaseException, candidate: Candidate, timeout_s: float) -> str:
         if "<html" in detail.lower() or "html" in exc.response.headers.get("content-type", ""):
             detail = "an HTML error page (a proxy in front of the engine?)"
         return f"HTTP {code} from {where}: {detail[:200]}"
+    if isinstance(exc, UnsafeURL):  # the connect-time address check (console.egress)
+        return f"refused to connect to {where}: {exc}"
     if isinstance(exc, ValueError):
         return f"{where} sent a malformed stream: {str(exc)[:200]}"
     return f"{where}: {type(exc).__name__}: {str(exc)[:200]}"

@@ -17,9 +17,13 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
+import httpx2
 from openai import AsyncOpenAI
 from openai import Timeout as OpenAITimeout
 from prometheus_client.parser import text_string_to_metric_families
+
+from console import egress
+from console.urlsafety import UnsafeURL
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 
@@ -154,6 +158,11 @@ class Adapter:
             timeout=OpenAITimeout(self.endpoint.read_timeout_s,
                                   connect=self.endpoint.connect_timeout_s),
             max_retries=0,  # retries and fallback belong to the runtime
+            # every connection through the connect-time address check (console.egress)
+            http_client=httpx2.AsyncClient(
+                transport=egress.async_transport(egress.BACKENDS, httpx2=True,
+                                                 max_connections=100),
+                trust_env=False),
         )
 
     # -- shared HTTP -------------------------------------------------------
@@ -164,7 +173,7 @@ class Adapter:
         if self._client is not None:
             yield self
             return
-        async with httpx.AsyncClient() as client:
+        async with egress.client() as client:
             self._client = client
             try:
                 yield self
@@ -185,10 +194,12 @@ class Adapter:
             if self._client is not None:
                 return await self._client.request(method, url, headers=headers,
                                                   timeout=timeout, **kwargs)
-            async with httpx.AsyncClient(timeout=timeout) as client:
+            async with egress.client(timeout=timeout) as client:
                 return await client.request(method, url, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise self.translate(exc, path) from None
+        except UnsafeURL as exc:  # the connect-time address check (console.egress)
+            raise BackendError(f"refused to connect to {self.base_url}: {exc}") from None
 
     def translate(self, exc: httpx.HTTPError, path: str) -> BackendError:
         parts = urlsplit(self.base_url)

@@ -7,6 +7,7 @@ import json
 
 import httpx
 
+from console import egress
 from console.backends.base import (
     HEALTHY,
     Adapter,
@@ -16,6 +17,7 @@ from console.backends.base import (
     ModelInfo,
     parse_time,
 )
+from console.urlsafety import UnsafeURL
 
 
 class OllamaAdapter(Adapter):
@@ -52,7 +54,7 @@ class OllamaAdapter(Adapter):
     async def pull(self, model: str):
         """POST /api/pull, streamed NDJSON. Ollama reports failures as an `{"error"}` line
         with HTTP 200, so every line is checked; the stream closes when we stop reading."""
-        client = self._client or httpx.AsyncClient()
+        client = self._client or egress.client()
         try:
             async with client.stream("POST", self.base_url + "/api/pull",
                                      json={"model": model, "stream": True},
@@ -76,6 +78,8 @@ class OllamaAdapter(Adapter):
                     yield event
         except httpx.HTTPError as exc:
             raise self.translate(exc, "/api/pull") from None
+        except UnsafeURL as exc:
+            raise BackendError(f"refused to connect to {self.base_url}: {exc}") from None
         finally:
             if self._client is None:
                 await client.aclose()

@@ -106,9 +106,16 @@ def export_response(request, params, fmt: str):
 
         response = StreamingHttpResponse(lines(), content_type="text/csv")
     else:
-        response = StreamingHttpResponse(
-            (json.dumps(row, default=str) + "\n" for row in rows),
-            content_type="application/x-ndjson")
+        def jsonl():
+            last = None
+            for row in rows:
+                last = row
+                yield json.dumps(row, default=str) + "\n"
+            if last is not None:  # for off-box keeping: a signed statement of the last row
+                yield json.dumps({"checkpoint": audit.signed_statement(
+                    last["seq"], last["hash"])}) + "\n"
+
+        response = StreamingHttpResponse(jsonl(), content_type="application/x-ndjson")
     response["Content-Disposition"] = f'attachment; filename="tanglaw-audit-{stamp}.{fmt}"'
     return response
 

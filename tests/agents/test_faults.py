@@ -112,3 +112,20 @@ def test_connection_refused_and_dns_failure_are_named(operator_user, agent):
         error = next(f for f in frames if f["type"] == "error")
         assert expected in error["message"] and leaked == set()
         assert Run.objects.get().outcome == "error"
+
+
+def test_a_backend_re_pointed_at_the_metadata_address_is_refused(operator_user, agent,
+                                                                  monkeypatch):
+    import ipaddress
+
+    from console import egress
+
+    async def resolve(host, port):
+        return [ipaddress.ip_address("169.254.169.254")]
+
+    monkeypatch.setattr(egress, "resolve", resolve)
+    Backend.objects.filter(pk=agent.backend_id).update(base_url="http://edge.example:8000/v1")
+    frames, leaked = turn(operator_user, agent)
+    error = next(f for f in frames if f["type"] == "error")
+    assert "refused to connect" in error["message"] and "cloud-metadata" in error["message"]
+    assert leaked == set()

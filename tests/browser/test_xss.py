@@ -29,7 +29,15 @@ CORPUS = [
     "<body onload=alert('s11')>",
     "<input autofocus onfocus=alert('s12')>",
     "<a href=\"http://ok.example/\" onclick=\"alert('s13')\">safe link</a>",
+    "<img src=x:alert(1) onerror=eval(src)>",
+    "<video><source onerror=alert('s14')></video>",
+    "<form action=\"javascript:alert('s15')\"><button>go</button></form>",
+    "[link](&#106;avascript:alert('s16'))",
+    "<meta http-equiv=\"refresh\" content=\"0;url=javascript:alert('s17')\">",
+    "<base href=\"http://remote.example/\">",
+    "<style>@import 'http://remote.example/x.css';</style>",
 ]
+assert len(CORPUS) >= 25
 
 
 

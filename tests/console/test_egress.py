@@ -166,3 +166,20 @@ def test_a_name_that_resolves_differently_the_second_time_is_caught(dns, echo):
     with pytest.raises(UnsafeURL, match="link-local or cloud-metadata"):
         get(f"http://twice.example:{echo.port}/b", policy)
     assert len(METADATA_SPELLINGS) + len(PRIVATE_SPELLINGS) >= 30
+
+
+@pytest.mark.django_db
+def test_backends_are_checked_at_connect_time_too(dns, echo):
+    """A backend's name saved while it pointed somewhere harmless, then re-pointed at the
+    metadata address (DNS rebinding): probes and chats are refused, loopback still works."""
+    from console.backends import adapter_for, probe
+    from console.models import Backend
+
+    dns["edge.example"] = ["169.254.169.254"]
+    backend = Backend.objects.create(name="rebound", kind="openai_compatible",
+                                     base_url="http://edge.example:8000/v1")
+    report = asyncio.run(probe(adapter_for(backend)))
+    assert report.status == "unhealthy" and "link-local or cloud-metadata" in report.error
+    local = Backend.objects.create(name="local", kind="openai_compatible",
+                                   base_url=f"http://127.0.0.1:{echo.port}/v1")
+    assert "link-local" not in asyncio.run(probe(adapter_for(local))).error
