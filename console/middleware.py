@@ -40,3 +40,27 @@ class PasswordChangeRequiredMiddleware:
                 and request.path not in {reverse(n) for n in self.ALLOWED}):
             return redirect("password_change")
         return self.get_response(request)
+
+
+class BodyTooLargeMiddleware:
+    """A request body over DATA_UPLOAD_MAX_MEMORY_SIZE: 413 saying so (JSON for the API),
+    instead of Django's bare 400 page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.conf import settings
+        from django.core.exceptions import RequestDataTooBig
+        from django.http import HttpResponse, JsonResponse
+
+        if not isinstance(exception, RequestDataTooBig):
+            return None
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024 / 1024
+        message = f"the request body is larger than {limit:.1f} MB"
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": message}, status=413)
+        return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")

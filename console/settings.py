@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.CorrelationIdMiddleware",
+    "console.middleware.BodyTooLargeMiddleware",
     "console.middleware.PasswordChangeRequiredMiddleware",
     # axes last, as its docs ask, so it sees the final response of a login
     "axes.middleware.AxesMiddleware",

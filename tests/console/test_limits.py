@@ -63,3 +63,10 @@ def test_a_chat_over_the_cap_is_refused(operator_client, operator_user, scripted
     limits.release(held)
     assert operator_client.post(f"/api/agents/{agent['id']}/chat", data={"message": "hi"},
                                 content_type="application/json").status_code == 200
+
+
+def test_an_oversized_body_gets_413_naming_the_limit(operator_client):
+    body = '{"name": "' + "x" * 3_000_000 + '"}'
+    response = operator_client.post("/api/agents", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json() == {"detail": "the request body is larger than 2.5 MB"}
