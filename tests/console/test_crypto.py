@@ -54,3 +54,26 @@ def test_unknown_key_gives_a_clear_error():
     foreign = Fernet(Fernet.generate_key()).encrypt(b"x").decode()
     with pytest.raises(crypto.SecretUnreadable, match="cannot be decrypted"):
         crypto.decrypt(foreign)
+
+
+def test_rotation_covers_every_encrypted_column(tmp_path, monkeypatch):
+    from cryptography.fernet import Fernet
+    from django.db import connection
+
+    from agents.models import McpServer, Tool
+
+    key_file = tmp_path / "encryption.keys"
+    key_file.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")
+    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEY_FILE", key_file, raising=False)
+    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEYS", list(settings.TANGLAW_ENCRYPTION_KEYS))
+    tool = Tool.objects.create(name="t", kind="http", description="d",
+                               secret_headers='{"X-Api-Key": "tool-secret"}')
+    server = McpServer.objects.create(name="s", url="http://127.0.0.1:1/mcp",
+                                      secret_headers='{"Authorization": "Bearer mcp"}')
+    call_command("rotate_keys")
+    new_key = Fernet(key_file.read_text().split()[0].encode())
+    with connection.cursor() as cursor:
+        for table, pk in (("agents_tool", tool.pk), ("agents_mcpserver", server.pk)):
+            cursor.execute(f"SELECT secret_headers FROM {table} WHERE id = %s", [pk])  # noqa: S608
+            assert new_key.decrypt(cursor.fetchone()[0].encode())  # re-encrypted with it
+    assert Tool.objects.get(pk=tool.pk).secret_headers == '{"X-Api-Key": "tool-secret"}'

@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -5,7 +6,7 @@ from django.db import transaction
 from console import audit, datadir
 from console.audit import Actor
 from console.choices import AuditAction
-from console.models import Backend
+from console.crypto import EncryptedTextField
 
 
 class Command(BaseCommand):
@@ -20,10 +21,17 @@ class Command(BaseCommand):
         settings.TANGLAW_ENCRYPTION_KEYS = [new, *settings.TANGLAW_ENCRYPTION_KEYS]
         count = 0
         with transaction.atomic():
-            for pk, token in Backend.objects.exclude(api_key="").values_list("pk", "api_key"):
-                # the field encrypts with the new primary key on the way in
-                Backend.objects.filter(pk=pk).update(api_key=token)
-                count += 1
+            # every encrypted column of every app (backend keys, tools' and MCP servers'
+            # secret headers, …): read decrypts with any key, the update encrypts with the
+            # new primary key on the way in
+            for model in apps.get_models():
+                fields = [f.name for f in model._meta.concrete_fields
+                          if isinstance(f, EncryptedTextField)]
+                for name in fields:
+                    for pk, value in model._default_manager.exclude(**{name: ""}).values_list(
+                            "pk", name):
+                        model._default_manager.filter(pk=pk).update(**{name: value})
+                        count += 1
             tmp = path.with_suffix(".new")
             tmp.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")
             tmp.chmod(0o600)
