@@ -8,12 +8,11 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpResponse
 from ninja import Router, Schema, Status
-from ninja.errors import HttpError
 
 from agents import actions, config, tool_actions
 from agents import knowledge as knowledge_base
 from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
-from console.api import PerUserThrottle, need
+from console.api import PerUserThrottle, found, need
 from console.audit import Actor
 
 router = Router(tags=["agents"])
@@ -199,12 +198,8 @@ class ConversationOut(Schema):
 
 
 def _agent(request, pk: int) -> Agent:
-    agent = Agent.objects.for_user(request.user).prefetch_related(
-        "tools", "fallbacks", "specialist_links").filter(
-        pk=pk).first()
-    if agent is None:
-        raise HttpError(404, "no such agent")
-    return agent
+    return found(Agent.objects.for_user(request.user).prefetch_related(
+        "tools", "fallbacks", "specialist_links"), "agent", pk=pk)
 
 
 def _payload(schema: Schema, **kwargs) -> dict[str, Any]:
@@ -300,10 +295,7 @@ class DiffOut(Schema):
 
 
 def _version(agent: Agent, number: int):
-    version = agent.versions.filter(version=number).first()
-    if version is None:
-        raise HttpError(404, "no such version")
-    return version
+    return found(agent.versions, "version", version=number)
 
 
 @router.get("/agents/{pk}/versions/{number}/diff", response=list[DiffOut])
@@ -340,11 +332,8 @@ def chat(request, pk: int, payload: ChatIn):
 @router.get("/conversations/{pk}", response=ConversationOut)
 def get_conversation(request, pk: int):
     need(request, "conversations.view")
-    conversation = Conversation.objects.for_user(request.user).select_related("owner").filter(
-        pk=pk).first()
-    if conversation is None:
-        raise HttpError(404, "no such conversation")
-    return conversation
+    return found(Conversation.objects.for_user(request.user).select_related("owner"),
+                 "conversation", pk=pk)
 
 
 class DocumentOut(Schema):
@@ -388,9 +377,7 @@ def search_documents(request, q: str, limit: int = 5):
 @router.delete("/knowledge/{pk}", response={204: None})
 def delete_document(request, pk: int):
     need(request, "agents.change")
-    doc = KnowledgeDocument.objects.filter(pk=pk).first()
-    if doc is None:
-        raise HttpError(404, "no such document")
+    doc = found(KnowledgeDocument.objects, "document", pk=pk)
     knowledge_base.delete_document(Actor.from_request(request), doc)
     return Status(204, None)
 
@@ -425,10 +412,7 @@ class ToolPatch(Schema):
 
 
 def _tool(pk: int) -> Tool:
-    tool = Tool.objects.filter(pk=pk).first()
-    if tool is None:
-        raise HttpError(404, "no such tool")
-    return tool
+    return found(Tool.objects, "tool", pk=pk)
 
 
 @router.post("/tools", response={201: ToolOut, 422: dict})
@@ -502,10 +486,7 @@ class RefreshOut(Schema):
 
 
 def _server(pk: int) -> McpServer:
-    server = McpServer.objects.prefetch_related("tools").filter(pk=pk).first()
-    if server is None:
-        raise HttpError(404, "no such MCP server")
-    return server
+    return found(McpServer.objects.prefetch_related("tools"), "MCP server", pk=pk)
 
 
 @router.get("/mcp-servers", response=list[McpServerOut])

@@ -72,6 +72,14 @@ def _throttled(request, exc: Throttled):
     return response
 
 
+def found(queryset, what: str, **lookup):
+    """The one object the lookup finds, or a 404 naming what was not found."""
+    obj = queryset.filter(**lookup).first()
+    if obj is None:
+        raise HttpError(404, f"no such {what}")
+    return obj
+
+
 def need(request: HttpRequest, perm: str) -> None:
     if not has_perm(request.user, perm):
         record_denied(request, perm)
@@ -209,10 +217,7 @@ class ErrorOut(Schema):
 
 
 def _backend(request, pk: int) -> Backend:
-    backend = Backend.objects.for_user(request.user).filter(pk=pk).first()
-    if backend is None:
-        raise HttpError(404, "no such backend")
-    return backend
+    return found(Backend.objects.for_user(request.user), "backend", pk=pk)
 
 
 @api.get("/me", response=MeOut, tags=["account"])
@@ -355,10 +360,7 @@ def list_jobs(request, state: str | None = None):
 
 
 def _job(pk: int) -> Job:
-    job = Job.objects.filter(pk=pk).first()
-    if job is None:
-        raise HttpError(404, "no such job")
-    return job
+    return found(Job.objects, "job", pk=pk)
 
 
 @api.get("/jobs/{pk}", response=JobOut, tags=["models"])
@@ -473,9 +475,7 @@ def save_plan(request, payload: SavedPlanIn):
 @api.delete("/plans/{pk}", response={204: None}, tags=["plans"])
 def delete_plan(request, pk: int):
     need(request, "backends.change")
-    plan = DeploymentPlan.objects.filter(pk=pk).first()
-    if plan is None:
-        raise HttpError(404, "no such plan")
+    plan = found(DeploymentPlan.objects, "plan", pk=pk)
     plan_actions.delete(Actor.from_request(request), plan)
     return Status(204, None)
 

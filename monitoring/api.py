@@ -13,7 +13,7 @@ from ninja.errors import HttpError
 
 from console import audit
 from console.actions import Invalid
-from console.api import need
+from console.api import found, need
 from console.audit import Actor
 from console.choices import AuditAction
 from monitoring import advisor, alerts, queries, store
@@ -104,9 +104,7 @@ def list_alerts(request, state: str | None = None, limit: int = 100):
 @router.post("/alerts/{pk}/ack", response={200: AlertOut, 409: dict})
 def ack_alert(request, pk: int):
     need(request, "alerts.manage")
-    alert = Alert.objects.select_related("rule").filter(pk=pk).first()
-    if alert is None:
-        raise HttpError(404, "no such alert")
+    alert = found(Alert.objects.select_related("rule"), "alert", pk=pk)
     return alerts.acknowledge(Actor.from_request(request), alert)
 
 
@@ -153,10 +151,7 @@ def create_rule(request, payload: RuleIn):
 
 
 def _rule(pk: int) -> AlertRule:
-    rule = AlertRule.objects.filter(pk=pk).first()
-    if rule is None:
-        raise HttpError(404, "no such alert rule")
-    return rule
+    return found(AlertRule.objects, "alert rule", pk=pk)
 
 
 @router.get("/alert-rules/{pk}", response=RuleOut)
@@ -215,9 +210,7 @@ def create_channel(request, payload: ChannelIn):
 @router.delete("/channels/{pk}", response={204: None})
 def delete_channel(request, pk: int):
     need(request, "alerts.manage")
-    channel = Channel.objects.filter(pk=pk).first()
-    if channel is None:
-        raise HttpError(404, "no such channel")
+    channel = found(Channel.objects, "channel", pk=pk)
     with transaction.atomic():
         channel.delete()
         audit.record(AuditAction.CHANNEL_DELETED, Actor.from_request(request),
@@ -253,9 +246,7 @@ def list_recommendations(request, state: str = "open"):
 @router.post("/recommendations/{pk}/apply", response={200: dict, 409: dict})
 def apply_recommendation(request, pk: int):
     need(request, "recommendations.apply")
-    rec = Recommendation.objects.filter(pk=pk).first()
-    if rec is None:
-        raise HttpError(404, "no such recommendation")
+    rec = found(Recommendation.objects, "recommendation", pk=pk)
     return {"detail": advisor.apply(Actor.from_request(request), rec)}
 
 
