@@ -22,15 +22,9 @@ def _readings() -> dict[str, Any]:
         from monitoring.models import AlertRule
     except ImportError:  # the console runs without the monitoring app too
         return {}
-    health = queries.health()
-    host = health["host"]
     rule = AlertRule.objects.filter(metric="memory_percent", scope="host",
                                     enabled=True).order_by("threshold").first()
-    vram = [g["memory_total_bytes"] - (g.get("gpu_memory_used_bytes") or 0)
-            for g in health["gpus"] if g.get("memory_total_bytes")]
-    return {"total": host.get("memory_total_bytes"), "used": host.get("memory_used_bytes"),
-            "vram_free": max(vram) if vram else None,
-            "threshold": rule.threshold if rule else DEFAULT_THRESHOLD}
+    return {**queries.memory(), "threshold": rule.threshold if rule else DEFAULT_THRESHOLD}
 
 
 def warnings(model: str, need_bytes: float | None, parameter_size: str = "") -> list[str]:
@@ -42,7 +36,7 @@ def warnings(model: str, need_bytes: float | None, parameter_size: str = "") -> 
     if not total or used is None:
         return []
     free_ram = total - used
-    room = max(free_ram, now.get("vram_free") or 0)
+    room = max(free_ram, now.get("free_vram") or 0)
     out = []
     gb = 1e9
     if need_bytes > room:
@@ -53,7 +47,7 @@ def warnings(model: str, need_bytes: float | None, parameter_size: str = "") -> 
         if fit:
             out.append(f"{fit[0]} of the same model would need about {fit[1] / gb:.1f} GB "
                        f"and fits.")
-    elif (now.get("vram_free") or 0) < need_bytes:  # it lands in RAM
+    elif (now.get("free_vram") or 0) < need_bytes:  # it lands in RAM
         after = 100 * (used + need_bytes) / total
         if after > now["threshold"]:
             out.append(f"Loading {model} takes host memory to about {after:.0f} %, over the "

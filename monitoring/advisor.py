@@ -24,7 +24,7 @@ from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.choices import AuditAction, Status
 from console.models import Backend
-from monitoring import store
+from monitoring import queries, store
 from monitoring.choices import RecState, Severity
 from monitoring.models import Recommendation, Sample, State
 
@@ -74,26 +74,10 @@ def _backend_rules(backend: Backend, now) -> list[dict[str, Any]]:
     return out
 
 
-def _free_memory(now) -> tuple[float | None, float | None]:
-    """(free RAM, most free VRAM on one GPU) from the newest samples, in bytes."""
-    since = now - timedelta(minutes=10)
-    wanted = [("memory_total_bytes", "host"), ("memory_used_bytes", "host")]
-    gpus = sorted(set(Sample.objects.filter(metric="gpu_memory_total_bytes", ts__gte=since)
-                      .values_list("scope", flat=True)))
-    wanted += [(m, g) for g in gpus for m in ("gpu_memory_total_bytes", "gpu_memory_used_bytes")]
-    latest = store.latest_many(wanted, since)
-    ram = None
-    if ("memory_total_bytes", "host") in latest and ("memory_used_bytes", "host") in latest:
-        ram = latest[("memory_total_bytes", "host")] - latest[("memory_used_bytes", "host")]
-    vram = [latest[("gpu_memory_total_bytes", g)] - latest[("gpu_memory_used_bytes", g)]
-            for g in gpus if ("gpu_memory_used_bytes", g) in latest
-            and ("gpu_memory_total_bytes", g) in latest]
-    return ram, (max(vram) if vram else None)
-
-
 def _fit_rules(now) -> list[dict[str, Any]]:
     """Models the engines list but that will not load into the memory free now."""
-    ram, vram = _free_memory(now)
+    free = queries.memory(now)
+    ram, vram = free["free_ram"], free["free_vram"]
     room = max(x for x in (ram, vram, 0.0) if x is not None)
     if not room:
         return []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +19,7 @@ from console.choices import Status
 from console.models import Backend, BackendStatusChange
 from monitoring import store
 from monitoring.choices import AlertState, RecState
-from monitoring.models import Alert, Heartbeat, Recommendation, State
+from monitoring.models import Alert, Heartbeat, Recommendation, Sample, State
 
 HOST_METRICS = ("cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes",
                 "swap_percent", "disk_percent", "disk_free_bytes", "load_1m",
@@ -73,6 +73,25 @@ def gpu_state() -> dict[str, Any]:
     return state.value if state else {"available": False,
                                       "reason": "no GPU reading yet (is the monitor running?)",
                                       "devices": []}
+
+
+def memory(now: datetime | None = None) -> dict[str, float | None]:
+    """Host RAM (total, used, free) and the most free VRAM on one GPU, from the newest
+    samples (10 minutes at most), in bytes; None where nothing was measured."""
+    since = (now or timezone.now()) - timedelta(minutes=10)
+    gpus = sorted(set(Sample.objects.filter(metric="gpu_memory_total_bytes", ts__gte=since)
+                      .values_list("scope", flat=True)))
+    wanted = [("memory_total_bytes", "host"), ("memory_used_bytes", "host")] + [
+        (m, g) for g in gpus for m in ("gpu_memory_total_bytes", "gpu_memory_used_bytes")]
+    latest = store.latest_many(wanted, since)
+    total = latest.get(("memory_total_bytes", "host"))
+    used = latest.get(("memory_used_bytes", "host"))
+    vram = [latest[("gpu_memory_total_bytes", g)] - latest[("gpu_memory_used_bytes", g)]
+            for g in gpus if ("gpu_memory_used_bytes", g) in latest
+            and ("gpu_memory_total_bytes", g) in latest]
+    return {"total": total, "used": used,
+            "free_ram": total - used if total is not None and used is not None else None,
+            "free_vram": max(vram) if vram else None}
 
 
 def health() -> dict[str, Any]:
