@@ -26,7 +26,7 @@ from agents.tools import http as http_tool
 from console.actions import Invalid
 from console.audit import Actor
 from console.models import Backend
-from console.siteconfig import load_mapping
+from console.siteconfig import list_of, load_mapping
 
 VERSION = 1
 AGENT_FIELDS = ["description", "system_prompt", "temperature", "max_tokens",
@@ -80,14 +80,6 @@ def export_yaml() -> str:
     return yaml.safe_dump(export_data(), sort_keys=False, allow_unicode=True)
 
 
-def _load(text: str) -> dict[str, Any]:
-    data = load_mapping(text, "`version`, `tools` and `agents`", VERSION)
-    for key in ("mcp_servers", "tools", "agents"):
-        if not isinstance(data.get(key) or [], list):
-            raise Invalid({key: ["expected a list"]})
-    return data
-
-
 class Plan:
     """The validated file: a summary for people and the steps `apply` runs, in order."""
 
@@ -127,13 +119,11 @@ def _secret_values(plan: Plan, path: str, key: str, names: Any, held: list[str],
 
 def plan(text: str, secrets: dict[str, str] | None = None) -> Plan:
     """Validate the whole file. Returns the plan, or raises Invalid listing every problem."""
-    return plan_data(_load(text), secrets)
+    return plan_data(load_mapping(text, "`version`, `tools` and `agents`", VERSION), secrets)
 
 
 def plan_data(data: dict[str, Any], secrets: dict[str, str] | None = None) -> Plan:
-    for key in ("mcp_servers", "tools", "agents"):
-        if not isinstance(data.get(key) or [], list):
-            raise Invalid({key: ["expected a list"]})
+    listed = {key: list_of(data.get(key), key) for key in ("mcp_servers", "tools", "agents")}
     secrets, p = secrets or {}, Plan()
     tools = {t.name: t for t in Tool.objects.all()}
     backends = {b.name: b for b in Backend.objects.all()}
@@ -141,7 +131,7 @@ def plan_data(data: dict[str, Any], secrets: dict[str, str] | None = None) -> Pl
     servers = {s.name: s for s in McpServer.objects.all()}
     file_servers: set[str] = set()
 
-    for i, item in enumerate(data.get("mcp_servers") or []):
+    for i, item in enumerate(listed["mcp_servers"]):
         path = f"mcp_servers[{i}]"
         if not isinstance(item, dict) or not item.get("name"):
             p.problem(f"{path}.name", "every MCP server needs a name")
@@ -163,7 +153,7 @@ def plan_data(data: dict[str, Any], secrets: dict[str, str] | None = None) -> Pl
         p.note("update" if existing else "create", "mcp_server", name)
 
     declared: set[str] = set()
-    for i, item in enumerate(data.get("tools") or []):
+    for i, item in enumerate(listed["tools"]):
         path = f"tools[{i}]"
         name = str(item.get("name") or "") if isinstance(item, dict) else ""
         if not name:
@@ -209,7 +199,7 @@ def plan_data(data: dict[str, Any], secrets: dict[str, str] | None = None) -> Pl
 
     known_tools = set(tools) | declared
     file_agents: dict[str, str] = {}
-    for i, item in enumerate(data.get("agents") or []):
+    for i, item in enumerate(listed["agents"]):
         path = f"agents[{i}]"
         if not isinstance(item, dict) or not str(item.get("name") or "").strip():
             p.problem(f"{path}.name", "every agent needs a name")
@@ -220,7 +210,7 @@ def plan_data(data: dict[str, Any], secrets: dict[str, str] | None = None) -> Pl
         file_agents[name] = str(item.get("kind") or AgentKind.ASSISTANT)
         _plan_agent(p, path, name, item, agents.get(name), backends, tools, known_tools)
 
-    for i, item in enumerate(data.get("agents") or []):
+    for i, item in enumerate(listed["agents"]):
         for j, link in enumerate((item.get("specialists") or []) if isinstance(item, dict)
                                  else []):
             target = link.get("agent") if isinstance(link, dict) else None

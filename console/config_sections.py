@@ -11,21 +11,10 @@ from console.actions import backends as backend_actions
 from console.actions import plans as plan_actions
 from console.audit import Actor
 from console.models import Backend, DeploymentPlan, ModelRole, SiteSetting
+from console.siteconfig import list_of, prefixed
 
 BACKEND_FIELDS = ["kind", "base_url", "enabled", "connect_timeout_s", "read_timeout_s",
                   "active_probe_interval_s", "active_probe_model", "notes"]
-
-
-def _items(data: Any, key: str) -> list:
-    if data in (None, ""):
-        return []
-    if not isinstance(data, list):
-        raise Invalid({key: ["expected a list"]})
-    return data
-
-
-def _prefixed(exc: Invalid, path: str) -> dict[str, list[str]]:
-    return {f"{path}.{field}": messages for field, messages in exc.errors.items()}
 
 
 class BackendsSection:
@@ -39,7 +28,7 @@ class BackendsSection:
 
     def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
               user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
-        items = _items(data.get("backends"), "backends")
+        items = list_of(data.get("backends"), "backends")
         errors: dict[str, list[str]] = {}
         changes: list[dict[str, str]] = []
         seen: set[str] = set()
@@ -79,7 +68,7 @@ class BackendsSection:
                     changes.append({"action": "update" if changed else "unchanged",
                                     "kind": "backend", "name": name})
             except Invalid as exc:
-                errors.update(_prefixed(exc, path))
+                errors.update(prefixed(exc, path))
         if prune:
             for backend in Backend.objects.exclude(name__in=seen):
                 try:
@@ -106,7 +95,7 @@ class PlansSection:
 
     def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
               user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
-        items = _items(data.get("plans"), "plans")
+        items = list_of(data.get("plans"), "plans")
         errors: dict[str, list[str]] = {}
         changes: list[dict[str, str]] = []
         seen: set[str] = set()
@@ -139,7 +128,7 @@ class PlansSection:
             try:
                 plan_actions.save(actor, wanted)
             except Invalid as exc:
-                errors.update(_prefixed(exc, path))
+                errors.update(prefixed(exc, path))
                 continue
             changes.append({"action": "update" if existing else "create", "kind": "plan",
                             "name": name})
@@ -186,7 +175,7 @@ class DeploymentSection:
         for key in sorted(set(section) - {"type", "description", "models"}):
             errors[f"deployment.{key}"] = ["unknown field"]
         wanted = []
-        for i, item in enumerate(_items(section.get("models"), "deployment.models")):
+        for i, item in enumerate(list_of(section.get("models"), "deployment.models")):
             path = f"deployment.models[{i}]"
             if not isinstance(item, dict):
                 errors[path] = ["expected {backend, model, role, tasks}"]

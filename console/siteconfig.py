@@ -38,6 +38,20 @@ class Section(Protocol):
               user: Any, secrets: dict[str, str]) -> list[dict[str, str]]: ...
 
 
+def list_of(data: Any, key: str) -> list:
+    """A section's list (absent means empty), or Invalid naming the key."""
+    if data in (None, ""):
+        return []
+    if not isinstance(data, list):
+        raise Invalid({key: ["expected a list"]})
+    return data
+
+
+def prefixed(exc: Invalid, path: str) -> dict[str, list[str]]:
+    """An action's field errors under the path of the item in the file."""
+    return {f"{path}.{field}": messages for field, messages in exc.errors.items()}
+
+
 def sections() -> list[Section]:
     return [import_string(path)() for path in settings.TANGLAW_CONFIG_SECTIONS]
 

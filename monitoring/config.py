@@ -6,6 +6,7 @@ from typing import Any
 
 from console.actions import Invalid
 from console.audit import Actor
+from console.siteconfig import list_of, prefixed
 from monitoring import alerts
 from monitoring.models import AlertRule
 
@@ -18,15 +19,11 @@ class AlertRulesSection:
 
     def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
               user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
-        items = data.get("alert_rules")
-        if items in (None, ""):
-            items = []
-        if not isinstance(items, list):
-            raise Invalid({"alert_rules": ["expected a list"]})
+        rules = list_of(data.get("alert_rules"), "alert_rules")
         errors: dict[str, list[str]] = {}
         changes: list[dict[str, str]] = []
         seen: set[str] = set()
-        for i, item in enumerate(items):
+        for i, item in enumerate(rules):
             path = f"alert_rules[{i}]"
             if not isinstance(item, dict) or not item.get("name"):
                 errors[f"{path}.name"] = ["every rule needs a name"]
@@ -43,7 +40,7 @@ class AlertRulesSection:
             try:
                 alerts.save_rule(actor, item, rule)
             except Invalid as exc:
-                errors.update({f"{path}.{k}": v for k, v in exc.errors.items()})
+                errors.update(prefixed(exc, path))
                 continue
             changes.append({"action": "update" if rule else "create", "kind": "alert_rule",
                             "name": name})
