@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-test
 RUN_STAMP := $(VENV)/.installed-run
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: run test test-quick lint system-deps clean
+.PHONY: run run-cluster test test-quick bench lint system-deps cluster-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml | $(PY)
 run: $(RUN_STAMP)
 	$(PY) manage.py serve
 
+## make run-cluster: PostgreSQL + Redis (throwaway unless DATABASE_URL/REDIS_URL are set),
+## two Daphne workers behind nginx on PORT (default 8000), two monitors
+run-cluster: $(RUN_STAMP) cluster-deps
+	$(PY) -m pip install -q -e '.[postgres,redis]'
+	$(PY) -m console.cluster
+
 ## make test: every test (engine and browser included), plus lint and checks
 test: $(STAMP) system-deps lint
 	$(PY) manage.py check
@@ -42,17 +48,27 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-## Debian packages the slow tests use: Chromium (never a browser download) and
-## a PostgreSQL server (started per test in a temp dir, on loopback)
-system-deps:
-	@missing=""; \
-	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -n "$$missing" ]; then \
+# apt-get install the named packages unless they are there (sudo unless root)
+APT_INSTALL = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing:$$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+## Debian packages the slow tests use: Chromium (never a browser download), and the
+## cluster's servers (started per test in a temp dir, on loopback)
+system-deps: cluster-deps
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
+	$(APT_INSTALL)
+
+## PostgreSQL, Redis and nginx from Debian, for make run-cluster and its test
+cluster-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	$(APT_INSTALL)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

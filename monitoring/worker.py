@@ -208,16 +208,19 @@ class Monitor:
     def run_forever(self) -> None:
         log.info("monitor %s: probes every %ss, host every %ss", self.worker,
                  self.probe_interval, self.host_interval)
-        next_round = next_host = 0.0
+        last_round = next_round = next_host = 0.0
         while not self.stopping:
             close_old_connections()
             now = time.monotonic()
             try:
+                # a shorter interval set in the UI applies at the next host tick, not
+                # after the long wait already under way
+                next_round = min(next_round, last_round + self.probe_interval)
                 if now >= next_round:
                     summary = self.round()
                     if summary:
                         log.info("round: %s", summary)
-                    next_round = now + self.probe_interval
+                    last_round, next_round = now, now + self.probe_interval
                 elif now >= next_host:
                     if self.claim(f"host:{self.hostname}", self.host_interval * 0.9):
                         self.collect_host()
@@ -226,7 +229,7 @@ class Monitor:
                 next_host = now + self.host_interval
             except Exception:  # noqa: BLE001 - one bad round must not stop monitoring
                 log.exception("monitor round failed; trying again next interval")
-                next_round = now + self.probe_interval
+                last_round, next_round = now, now + self.probe_interval
             deadline = min(next_round, next_host)
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.2)

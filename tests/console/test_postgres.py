@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import Postgres
+from console.cluster import Postgres
 
 pytestmark = pytest.mark.postgres  # a real server: part of the slow suite
 ROOT = Path(__file__).resolve().parents[2]
