@@ -202,3 +202,42 @@ from console.models import AuditEvent
 print(json.dumps(sorted(set(AuditEvent.objects.values_list("action", flat=True)))))""")
     for action in ("backend.created", "agent.created", "agent.turn", "model.pull_started"):
         assert action in actions, actions
+
+
+def test_production_nginx_site_is_valid(tmp_path):
+    """deploy/nginx-tanglaw.conf passes `nginx -t` (certificate paths swapped for a
+    throwaway self-signed pair)."""
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.fail("nginx is not installed: make test installs nginx-light")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tanglaw.example.org")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    site = (ROOT / "deploy" / "nginx-tanglaw.conf").read_text()
+    site = site.replace("/etc/ssl/tanglaw/fullchain.pem", str(tmp_path / "cert.pem")).replace(
+        "/etc/ssl/tanglaw/privkey.pem", str(tmp_path / "key.pem"))
+    assert "proxy_set_header Upgrade $http_upgrade" in site and "ssl_certificate" in site
+    (tmp_path / "site.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
+        f"http {{ include /etc/nginx/mime.types; access_log off; "
+        f"include {tmp_path}/site.conf; }}\n")
+    done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
