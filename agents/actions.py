@@ -344,6 +344,23 @@ def start_turn(actor: Actor, user, agent: Agent, text: str,
     return conversation, turn_settings(agent), past
 
 
+def begin_streamed_turn(actor: Actor, user, agent: Agent, text: str,
+                        conversation_id: int | None) -> tuple[Conversation, TurnSettings, list]:
+    """`start_turn` for a streamed reply (WebSocket or SSE): takes the generation slots
+    (in `settings.slots`; the caller gives them back when the turn ends) and saves the
+    question now: the client needs the conversation id at once, and the question must
+    survive a crash mid-reply."""
+    conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
+    primary = settings.candidates[0].backend_id if settings.candidates else None
+    settings.slots = limits.acquire(user.pk, primary)
+    try:
+        save_user_message(conversation, text)
+    except BaseException:
+        limits.release(settings.slots)
+        raise
+    return conversation, settings, past
+
+
 def save_user_message(conversation: Conversation, text: str) -> Message:
     """Streamed turns save the question first, so a crash mid-reply never loses it."""
     with transaction.atomic():

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Router, Schema, Status
 
-from agents import actions, config, tool_actions
+from agents import actions, config, streaming, tool_actions
 from agents import knowledge as knowledge_base
 from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
 from console.api import PerUserThrottle, found, need
@@ -327,6 +327,26 @@ def chat(request, pk: int, payload: ChatIn):
                             "result_summary": c.result_summary, "ms": round(c.ms, 1)}
                            for c in state.tool_calls],
             "metrics": state.metrics()}
+
+
+@router.post("/agents/{pk}/chat/stream", response={200: None, 409: dict, 422: dict, 429: dict},
+             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+def chat_stream(request, pk: int, payload: ChatIn):
+    """The same turn streamed as Server-Sent Events (`text/event-stream`): one `data:`
+    line per frame, as the WebSocket sends them — turn_started, route, delta,
+    tool_call, tool_result, error, done (with the timings). Closing the connection
+    stops the turn; the partial reply is stored as incomplete."""
+    need(request, "chat")
+    actor = Actor.from_request(request)
+    agent = _agent(request, pk)
+    conversation, turn, past = actions.begin_streamed_turn(
+        actor, request.user, agent, payload.message, payload.conversation_id)
+    response = StreamingHttpResponse(
+        streaming.sse_turn(actor, agent, conversation, payload.message, turn, past),
+        content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
 
 
 @router.get("/conversations/{pk}", response=ConversationOut)

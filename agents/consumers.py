@@ -159,25 +159,20 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         agent = Agent.objects.select_related("backend").filter(pk=agent_id).first()
         if agent is None:
             raise Invalid({"agent_id": ["No such agent."]})
-        conversation, settings, past = actions.start_turn(actor, user, agent, text,
-                                                          conversation_id)
-        primary = settings.candidates[0].backend_id if settings.candidates else None
-        settings.slots = limits.acquire(user.pk, primary)  # given back when the turn ends
-        # the client needs the conversation id now (stop, next turn), and the question
-        # must survive a crash mid-reply
-        try:
-            actions.save_user_message(conversation, text)
-        except BaseException:
-            limits.release(settings.slots)
-            raise
+        conversation, settings, past = actions.begin_streamed_turn(actor, user, agent, text,
+                                                                   conversation_id)
         return agent, conversation, settings, past
 
     async def turn(self, actor, agent, conversation, text, settings, past) -> None:
         turn_id = uuid.uuid4().hex
         await self.send_json({"type": "turn_started", "conversation_id": conversation.pk,
                               "turn_id": turn_id})
+        # deltas: the first goes out at once (time to first token), later ones at most
+        # one frame per BATCH_S; a timer sends what waits, so a token is never held
+        # until the next one arrives
         buffer: list[str] = []
-        last_flush = time.monotonic()
+        last_flush = 0.0
+        later: asyncio.Task | None = None
 
         async def flush() -> None:
             nonlocal last_flush
@@ -187,11 +182,19 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
                 await self.send_json({"type": "delta", "text": text_out})
             last_flush = time.monotonic()
 
+        async def flush_after(delay: float) -> None:
+            await asyncio.sleep(delay)
+            await flush()
+
         async def emit(frame: dict[str, Any]) -> None:
+            nonlocal later
             if frame["type"] == "delta":
                 buffer.append(frame["text"])
-                if time.monotonic() - last_flush >= BATCH_S:
+                wait = BATCH_S - (time.monotonic() - last_flush)
+                if wait <= 0:
                     await flush()
+                elif later is None or later.done():
+                    later = asyncio.create_task(flush_after(wait))
                 return
             await flush()
             await self.send_json(frame)
@@ -228,6 +231,8 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await saver
+            if later is not None:
+                await later  # at most BATCH_S: the frame it holds goes out in order
             await flush()
             await database_sync_to_async(actions.persist_turn)(
                 actor, agent, conversation, text, state, started_at, cancelled=cancelled,

@@ -211,3 +211,58 @@ def test_client_supplied_routing_fields_are_ignored(operator_client, backend, sc
         assert scripted.requests[-1]["model"] == "scripted-1" and evil.requests == []
     finally:
         evil.stop()
+
+
+def sse_frames(response) -> list[dict]:
+    from asgiref.sync import async_to_sync
+
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    body = async_to_sync(read)().decode()
+    assert body.endswith("\n\n")
+    return [json.loads(line.removeprefix("data: ")) for line in body.split("\n\n") if line]
+
+
+@pytest.mark.usefixtures("live_db")  # the stream saves from another thread
+def test_chat_stream_sends_the_websocket_frames_and_stores_the_turn(operator_client, backend,
+                                                                   scripted):
+    from agents.tools.builtin import SPECS
+
+    spec = SPECS["calculator"]  # transactional tests flush the seeded rows
+    Tool.objects.get_or_create(name="calculator", defaults={
+        "kind": "builtin", "description": spec["description"], "parameters": spec["parameters"]})
+    agent = make_agent(operator_client, backend)
+    scripted.add(tool_fragments("c1", "calculator", '{"expression": "6*7"}'),
+                 finish("tool_calls"))
+    scripted.add(text("6 × 7 ", "= 42"), finish(), usage(30, 4))
+    response = post(operator_client, f"/api/agents/{agent['id']}/chat/stream",
+                    {"message": "six sevens?"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    assert response["X-Accel-Buffering"] == "no"
+    frames = sse_frames(response)
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "turn_started" and kinds[-1] == "done"
+    assert {"tool_call", "tool_result"} <= set(kinds)
+    deltas = [f["text"] for f in frames if f["type"] == "delta"]
+    assert deltas == ["6 × 7 ", "= 42"]  # one event per token, no batching
+    done = frames[-1]
+    assert done["incomplete"] is False and done["metrics"]["ttft_ms"] is not None
+    conversation = Conversation.objects.get(pk=done["conversation_id"])
+    assert list(conversation.messages.values_list("role", flat=True)) == [
+        "user", "assistant", "tool", "assistant"]
+    assert conversation.messages.last().content == "6 × 7 = 42"
+    assert Run.objects.get().outcome == "success"
+    assert AuditEvent.objects.filter(action="agent.turn").count() == 1
+
+
+def test_chat_stream_refuses_like_chat(operator_client, viewer_client, backend):
+    agent = make_agent(operator_client, backend)
+    url = f"/api/agents/{agent['id']}/chat/stream"
+    assert post(viewer_client, url, {"message": "hi"}).status_code == 403
+    blank = post(operator_client, url, {"message": "  "})
+    assert blank.status_code == 422 and "message" in blank.json()["errors"]
+    assert post(operator_client, "/api/agents/9999/chat/stream",
+                {"message": "hi"}).status_code == 404
+    assert not Conversation.objects.exists()

@@ -86,6 +86,39 @@ def test_streamed_turn_frames_and_stored_rows(operator_user, agent, scripted):
     assert AuditEvent.objects.filter(action="agent.turn", actor="oscar").count() == 1
 
 
+def test_first_token_goes_out_at_once_and_no_token_waits_for_the_next(operator_user, agent,
+                                                                       scripted):
+    """Batching merges fast tokens into fewer frames but never delays the first one, and a
+    token followed by a long pause is sent without waiting for the token after it."""
+    scripted.add(text("first "), ("sleep", 0.6), text("second "), text("third "),
+                 ("sleep", 0.6), text("last"), finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "go"})
+        arrivals = []
+        while True:
+            frame = await ws.receive_json_from(timeout=10)
+            arrivals.append((asyncio.get_running_loop().time(), frame))
+            if frame["type"] == "done":
+                break
+        await ws.disconnect()
+        return arrivals
+
+    arrivals = run(main())
+    deltas = [(t, f["text"]) for t, f in arrivals if f["type"] == "delta"]
+    assert "".join(text for _, text in deltas) == "first second third last"
+    assert deltas[0][1] == "first "
+    # "first " arrived well before the 0.6 s pause ended, "third " before the second pause
+    assert deltas[1][0] - deltas[0][0] > 0.45, deltas
+    third = next(t for t, text in deltas if "third" in text)
+    last = next(t for t, text in deltas if "last" in text)
+    assert last - third > 0.45, deltas
+
+
 def test_tool_cards_and_approval_over_the_socket(operator_user, agent, scripted):
     Tool.objects.filter(name="calculator").update(requires_approval=True)
     scripted.add(tool_whole("call-1", "calculator", '{"expression": "2+2"}'),
