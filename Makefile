@@ -44,6 +44,17 @@ test: $(STAMP) system-deps lint
 test-quick: $(STAMP) lint
 	$(PY) -m pytest -m "not engine and not browser and not postgres and not slow"
 
+## make bench: Tanglaw beside direct and LiteLLM (own venv), results in bench/results/
+## and docs/benchmarks.md (~25 min; run it on an otherwise idle machine)
+LITELLM_VERSION ?= 1.108.7
+LITELLM := .venv-litellm/bin/litellm
+$(LITELLM):
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/python -m pip install -q 'litellm[proxy]==$(LITELLM_VERSION)'
+
+bench: $(STAMP) cluster-deps $(LITELLM)
+	$(PY) bench/run.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

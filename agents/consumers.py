@@ -167,11 +167,12 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         turn_id = uuid.uuid4().hex
         await self.send_json({"type": "turn_started", "conversation_id": conversation.pk,
                               "turn_id": turn_id})
-        # deltas: the first goes out at once (time to first token), later ones at most
-        # one frame per BATCH_S; a timer sends what waits, so a token is never held
-        # until the next one arrives
+        # deltas: the first goes out at once (time to first token), and so does every
+        # token of a stream slower than one per ~BATCH_S; faster streams are merged into
+        # at most one frame per BATCH_S, and a timer sends what waits, so a token is
+        # never held until the next one arrives
         buffer: list[str] = []
-        last_flush = 0.0
+        last_flush = last_token = 0.0
         later: asyncio.Task | None = None
 
         async def flush() -> None:
@@ -187,12 +188,18 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             await flush()
 
         async def emit(frame: dict[str, Any]) -> None:
-            nonlocal later
+            nonlocal later, last_token
             if frame["type"] == "delta":
                 buffer.append(frame["text"])
-                wait = BATCH_S - (time.monotonic() - last_flush)
-                if wait <= 0:
-                    await flush()
+                now = time.monotonic()
+                # judged on the gap between tokens, not since the last frame: a stream at
+                # about BATCH_S per token would otherwise lock onto the timer and carry
+                # its delay on from token to token
+                slow = now - last_token >= BATCH_S * 0.8
+                last_token = now
+                wait = BATCH_S - (now - last_flush)
+                if slow or wait <= 0:
+                    await flush()  # a pending timer then finds nothing left to send
                 elif later is None or later.done():
                     later = asyncio.create_task(flush_after(wait))
                 return

@@ -15,9 +15,11 @@ networks (``10.0.0.0/8``, ``192.168.1.20``). Empty: public addresses only.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -167,12 +169,20 @@ def client(*, timeout: Any = None, limits: Any = None) -> Any:
     return httpx.AsyncClient(**kwargs)
 
 
+@functools.cache
+def ssl_context(httpx2: bool = False) -> ssl.SSLContext:
+    """One verifying TLS context per process: building one loads the CA bundle, which
+    cost ~25 ms per chat turn when every client made its own (bench: docs/benchmarks.md)."""
+    lib: Any = importlib.import_module("httpx2" if httpx2 else "httpx")
+    return lib.create_ssl_context()
+
+
 def async_transport(policy: Policy, *, httpx2: bool = False, max_connections: int = 20) -> Any:
     """An AsyncHTTPTransport for httpx (or httpx2, which the MCP SDK uses) that goes
     through GuardedBackend. No proxy from the environment: it would do its own DNS."""
     core: Any = importlib.import_module("httpcore2" if httpx2 else "httpcore")
     lib: Any = importlib.import_module("httpx2" if httpx2 else "httpx")
-    transport = lib.AsyncHTTPTransport(trust_env=False, retries=0)
+    transport = lib.AsyncHTTPTransport(verify=ssl_context(httpx2), trust_env=False, retries=0)
     pool = transport._pool
     if not isinstance(pool, core.AsyncConnectionPool):  # pragma: no cover - guards upgrades
         raise RuntimeError("the HTTP transport changed shape; egress checks cannot be applied")

@@ -100,6 +100,9 @@ def _database() -> dict[str, Any]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "tanglaw.sqlite3",
+            # keep each thread's connection: opening one (and its PRAGMAs) cost more
+            # than the queries of a chat turn (bench: docs/benchmarks.md)
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # IMMEDIATE: writers queue on the lock up front instead of failing
                 # mid-transaction with "database is locked"; WAL lets readers run

@@ -92,8 +92,6 @@ async def active_probe(backend: Backend, timeout_s: float = 30.0
             return (first - started) * 1000, rate
     except (TimeoutError, BackendError, openai.OpenAIError) as exc:
         log.warning("active probe of %s failed: %s", backend.name, exc)
-    finally:
-        await client.close()
     return None
 
 

@@ -376,7 +376,6 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
     finally:
         if stream is not None:
             await stream.close()  # closes the upstream connection (stop, errors, timeouts)
-        await client.close()
     if usage is not None:
         state.tokens_in += usage.prompt_tokens or 0
         state.tokens_out += usage.completion_tokens or 0
@@ -574,8 +573,6 @@ async def route(router: RouterSettings, history: list[dict[str, Any]], user_text
         invalid = f"the router model did not answer within {router.timeout_s:g}s"
     except (openai.OpenAIError, ValueError) as exc:
         invalid = f"the router model failed: {explain(exc, router.candidate, router.timeout_s)}"
-    finally:
-        await client.close()
     if choice is not None:
         specialist = next(s for s in router.specialists if s.name == choice["specialist"])
         method = "model"

@@ -7,6 +7,7 @@ message an operator can act on.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 import httpx
 import httpx2
@@ -37,6 +39,11 @@ class BackendError(Exception):
         self.retryable = retryable
         self.status_code = status_code
 
+
+# chat clients per event loop and endpoint (see Adapter.chat_client)
+_CHAT_CLIENTS: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, AsyncOpenAI]] = (
+    WeakKeyDictionary())
+MAX_CHAT_CLIENTS = 64
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -151,6 +158,24 @@ class Adapter:
         raise BackendError(self.lifecycle_note)
 
     def chat_client(self) -> AsyncOpenAI:
+        """The OpenAI SDK client for this endpoint. Inside an event loop it is shared per
+        loop and endpoint, so turns reuse warm connections; callers close their streams,
+        never the client."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._new_chat_client()
+        clients = _CHAT_CLIENTS.setdefault(loop, {})
+        key = (self.base_url + self.api_prefix, self.endpoint.api_key or "",
+               self.endpoint.read_timeout_s, self.endpoint.connect_timeout_s)
+        client = clients.get(key)
+        if client is None or client.is_closed():
+            if len(clients) >= MAX_CHAT_CLIENTS:  # endpoints edited many times over
+                clients.pop(next(iter(clients)))
+            client = clients[key] = self._new_chat_client()
+        return client
+
+    def _new_chat_client(self) -> AsyncOpenAI:
         return AsyncOpenAI(
             base_url=self.base_url + self.api_prefix,
             api_key=self.endpoint.api_key or "not-needed",

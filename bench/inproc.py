@@ -1,0 +1,339 @@
+"""The benchmark parts that run inside one Django process (called by bench/run.py).
+
+    python bench/inproc.py persistence|probing|dashboards|audit --out FILE [--quick]
+
+Each uses the database named by the environment (SQLite in TANGLAW_DATA_DIR unless
+DATABASE_URL is set), migrates it first, and writes its numbers as JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from bench.stats import pct, summary  # noqa: E402
+
+
+def admin():
+    from console.models import User
+
+    user, _ = User.objects.get_or_create(username="bench", defaults={"role": "admin"})
+    return user
+
+
+class Statements:
+    """Counts SQL statements on every connection (any thread) while active."""
+
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, execute, sql, params, many, context):
+        with self.lock:
+            self.count += 1
+        return execute(sql, params, many, context)
+
+
+def written_bytes() -> int:
+    """Bytes this process handed to write() (database file and WAL included)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+# -- persistence ----------------------------------------------------------------------
+def persistence(quick: bool) -> dict:
+    from agents import actions
+    from agents.models import Agent
+    from agents.runtime import TurnState
+    from console import limits
+    from console.audit import Actor
+    from console.models import Backend
+
+    user = admin()
+    backend = Backend.objects.create(name="p", kind="openai_compatible",
+                                     base_url="http://127.0.0.1:9/v1")
+    agent = Agent.objects.create(name="p", backend=backend, model="m")
+    actor = Actor(user_id=user.pk, username=user.username, role="admin")
+    turns = 10 if quick else 50
+    out = {}
+    for label, tokens in (("short", 20), ("long", 2000)):
+        reply = "".join(f"tok{i} " for i in range(tokens))
+        counter = Statements()
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = written_bytes()
+        with connection.execute_wrapper(counter):
+            for _ in range(turns):
+                started = timezone.now()
+                conversation, turn, past = actions.begin_streamed_turn(
+                    actor, user, agent, "hello there", None)
+                state = TurnState(text=reply, finish_reason="stop", backend_id=backend.pk,
+                                  model="m", ttft_ms=12.0, total_ms=400.0, tokens_in=9,
+                                  tokens_out=tokens)
+                state.messages.append({"role": "assistant", "content": reply})
+                actions.persist_turn(actor, agent, conversation, "hello there", state, started,
+                                     user_saved=True)
+                limits.release(turn.slots)
+        wrote = written_bytes() - before
+        out[label] = {"tokens": tokens, "reply_bytes": len(reply.encode()),
+                      "statements_per_turn": round(counter.count / turns, 2),
+                      "bytes_written_per_turn": round(wrote / turns),
+                      "overhead_bytes_per_turn": round(wrote / turns - len(reply.encode()))}
+        print(f"persistence {label}: {out[label]}")
+    out["constant_statements"] = (out["short"]["statements_per_turn"]
+                                  == out["long"]["statements_per_turn"])
+    out["note"] = ("the turn's own transactions (question first, one at the end); a stream "
+                   "longer than 5 s also saves one checkpoint UPDATE per 5 s")
+    return out
+
+
+# -- probing ----------------------------------------------------------------------------
+def probing(quick: bool) -> dict:
+    from console.models import Backend
+    from monitoring.probes import probe_backends
+
+    url = os.environ["BENCH_BACKEND_URL"]
+    count = 50 if quick else 200
+    Backend.objects.bulk_create([
+        Backend(name=f"edge-{i:03}", kind="openai_compatible", base_url=f"{url}/b{i}/v1")
+        for i in range(count)])
+    backends = list(Backend.objects.all())
+    ticks = 3 if quick else 10
+
+    async def main():
+        lags: list[float] = []
+        stop = asyncio.Event()
+
+        async def watch():
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                expected = loop.time() + 0.005
+                await asyncio.sleep(0.005)
+                lags.append((loop.time() - expected) * 1000)
+
+        watcher = asyncio.create_task(watch())
+        durations, healthy = [], []
+        for _ in range(ticks):
+            started = time.perf_counter()
+            results = await probe_backends(backends, deadline_s=15)
+            durations.append((time.perf_counter() - started) * 1000)
+            healthy.append(sum(1 for r in results if r.report.status == "healthy"))
+            await asyncio.sleep(0.2)
+        stop.set()
+        await watcher
+        return durations, lags, healthy
+
+    durations, lags, healthy = asyncio.run(main())
+    out = {"backends": count, "ticks": ticks, "tick_ms": summary(durations),
+           "loop_lag_ms": summary(lags), "healthy_per_tick": min(healthy)}
+    print(f"probing: {count} backends, tick p50 {out['tick_ms']['p50']:.0f} ms, "
+          f"loop lag p99 {out['loop_lag_ms']['p99']:.1f} ms")
+    return out
+
+
+def probe_load(seconds: float) -> dict:
+    """Probe 200 backends back to back for a while (the chat-beside-probing run)."""
+    from console.models import Backend
+    from monitoring.probes import probe_backends
+
+    url = os.environ["BENCH_BACKEND_URL"]
+    Backend.objects.bulk_create([
+        Backend(name=f"edge-{i:03}", kind="openai_compatible", base_url=f"{url}/b{i}/v1")
+        for i in range(200)])
+    backends = list(Backend.objects.all())
+    ticks = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        asyncio.run(probe_backends(backends, deadline_s=15))
+        ticks += 1
+    return {"ticks": ticks}
+
+
+# -- dashboards ---------------------------------------------------------------------------
+def dashboards(quick: bool) -> dict:
+    from console import audit
+    from console.models import AuditEvent, Backend
+    from monitoring.models import Rollup, Sample
+    from monitoring.store import EDGES, HOUR, MINUTE
+
+    scale = 10 if quick else 1
+    samples, events = 1_000_000 // scale, 1_000_000 // scale
+    now = timezone.now().replace(second=0, microsecond=0)
+    backends = Backend.objects.bulk_create([
+        Backend(name=f"edge-{i}", kind="vllm", base_url=f"http://10.0.0.{i + 1}:8000")
+        for i in range(10)])
+    metrics = ["probe_latency_ms", "backend_up", "ttft_ms"]
+    series = [(m, f"backend:{b.pk}") for b in backends for m in metrics]
+    rng = random.Random(1)
+    started = time.perf_counter()
+    per_series = samples // len(series)
+    step = timedelta(hours=48) / per_series
+    batch = []
+    for metric, scope in series:
+        for i in range(per_series):
+            batch.append(Sample(ts=now - i * step, metric=metric, scope=scope,
+                                value=rng.random() * 100))
+            if len(batch) == 20_000:
+                Sample.objects.bulk_create(batch)
+                batch = []
+    Sample.objects.bulk_create(batch)
+    hist = [0] * len(EDGES)
+    rollups = []
+    for metric, scope in series:
+        for tier, count in ((MINUTE, 30 * 24 * 60 // scale), (HOUR, 30 * 24)):
+            for i in range(count):
+                value = rng.random() * 100
+                rollups.append(Rollup(tier=tier, bucket=now - timedelta(seconds=tier * i),
+                                      metric=metric, scope=scope, count=12, sum=value * 12,
+                                      min=value, max=value, hist=hist))
+                if len(rollups) == 20_000:
+                    Rollup.objects.bulk_create(rollups)
+                    rollups = []
+    Rollup.objects.bulk_create(rollups)
+    generated_metrics_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    prev, rows = audit.GENESIS, []
+    actions = ["backend.updated", "agent.turn", "tool.called", "login.succeeded",
+               "alert.fired"]
+    actors = ["ana", "ben", "chidi", "dara", "system"]
+    first_ts = now - timedelta(days=30)
+    for seq in range(1, events + 1):
+        event = AuditEvent(seq=seq, ts=first_ts + timedelta(seconds=seq * 2.5),
+                           actor=rng.choice(actors), role="operator",
+                           action=rng.choice(actions), target_type="agents.agent",
+                           target_id=str(seq % 40), target_repr=f"agent {seq % 40}",
+                           after={"tokens_out": seq % 500, "ttft_ms": 40.5},
+                           outcome="success", prev_hash=prev)
+        event.hash = audit.compute_hash(event)
+        prev = event.hash
+        rows.append(event)
+        if len(rows) == 20_000:
+            AuditEvent.objects.bulk_create(rows)
+            rows = []
+    AuditEvent.objects.bulk_create(rows)
+    generated_audit_s = time.perf_counter() - started
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+
+    client = Client(SERVER_NAME="localhost")
+    client.force_login(admin())
+    scope = backends[0].pk
+    pages = {
+        "overview": "/",
+        "chart_24h": f"/api/metrics/series?metric=probe_latency_ms&backend={scope}&window=24h",
+        "chart_30d": f"/api/metrics/series?metric=probe_latency_ms&backend={scope}&window=30d",
+        "audit_unfiltered": "/audit/",
+        "audit_filtered": "/audit/?action=tool.called&actor=ben",
+    }
+    out = {"samples": Sample.objects.count(), "rollups": Rollup.objects.count(),
+           "audit_events": AuditEvent.objects.count(),
+           "generate_s": {"metrics": round(generated_metrics_s, 1),
+                          "audit": round(generated_audit_s, 1)}, "pages": {}}
+    repeats = 10 if quick else 40
+    for name, url in pages.items():
+        times = []
+        for i in range(repeats + 3):
+            t0 = time.perf_counter()
+            response = client.get(url)
+            elapsed = (time.perf_counter() - t0) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"{url}: HTTP {response.status_code}")
+            if i >= 3:  # the first requests warm caches and templates
+                times.append(elapsed)
+        out["pages"][name] = {"url": url, "p50_ms": round(pct(times, 50), 1),
+                              "p95_ms": round(pct(times, 95), 1),
+                              "max_ms": round(max(times), 1)}
+        print(f"dashboards {name}: p50 {out['pages'][name]['p50_ms']} ms, "
+              f"p95 {out['pages'][name]['p95_ms']} ms")
+    out["goal_p95_ms"] = 50
+    out["met"] = all(p["p95_ms"] <= 50 for p in out["pages"].values())
+    return out
+
+
+# -- audit throughput ----------------------------------------------------------------------
+def audit_throughput(quick: bool) -> dict:
+    from django.db import close_old_connections
+
+    from console import audit
+    from console.audit import Actor
+
+    seconds = 3 if quick else 10
+    out = {"vendor": connection.vendor, "checkpoint_every":
+           settings.TANGLAW_AUDIT_CHECKPOINT_EVERY, "runs": []}
+    for threads in (1, 4):
+        counts = [0] * threads
+        stop = time.monotonic() + seconds
+
+        def writer(n: int, counts=counts, stop=stop) -> None:
+            actor = Actor.system(f"bench-{n}")
+            while time.monotonic() < stop:
+                audit.record("backend.updated", actor, target_type="console.backend",
+                             target_id=n, after={"n": counts[n]})
+                counts[n] += 1
+            close_old_connections()
+            connection.close()
+
+        workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+        [w.start() for w in workers]
+        [w.join() for w in workers]
+        verified = audit.verify()
+        out["runs"].append({"threads": threads, "events": sum(counts),
+                            "events_per_s": round(sum(counts) / seconds),
+                            "chain_ok": verified.ok})
+        print(f"audit {connection.vendor} threads={threads}: "
+              f"{sum(counts) / seconds:.0f} events/s, chain ok={verified.ok}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=["persistence", "probing", "probe-load", "dashboards",
+                                         "audit"])
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seconds", type=float, default=40)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0, interactive=False)
+    if args.part == "persistence":
+        result = persistence(args.quick)
+    elif args.part == "probing":
+        result = probing(args.quick)
+    elif args.part == "probe-load":
+        result = probe_load(args.seconds)
+    elif args.part == "dashboards":
+        result = dashboards(args.quick)
+    else:
+        result = audit_throughput(args.quick)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Render a results file into the results section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+NAMES = {"direct": "direct to the backend", "tanglaw_ws": "Tanglaw WebSocket",
+         "tanglaw_sse": "Tanglaw HTTP (SSE)", "litellm": "LiteLLM proxy"}
+
+
+def ms(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def goals(r: dict) -> list[tuple[str, bool | None, str]]:
+    out = []
+    latency = r.get("latency") or {}
+    one = latency.get("1", {})
+    for path in ("tanglaw_ws", "tanglaw_sse"):
+        added = (one.get(path) or {}).get("added_ttft") or {}
+        if added:
+            ok = (added["p50"] is not None and added["p50"] <= 1
+                  and added["p99"] is not None and added["p99"] <= 3)
+            out.append((f"{NAMES[path]}: added TTFT ≤ 1 ms p50 and ≤ 3 ms p99 at concurrency 1",
+                        ok, f"p50 {ms(added['p50'])} ms, p99 {ms(added['p99'])} ms"))
+    for path in ("tanglaw_ws", "tanglaw_sse"):
+        rows = []
+        ok = True
+        for c, row in latency.items():
+            if path in row and "litellm" in row:
+                mine, theirs = row[path]["added_ttft"]["p50"], row["litellm"]["added_ttft"]["p50"]
+                ok = ok and mine is not None and theirs is not None and mine < theirs
+                rows.append(f"c={c}: {ms(mine)} vs {ms(theirs)} ms")
+        if rows:
+            out.append((f"{NAMES[path]}: added TTFT p50 below LiteLLM's at every concurrency",
+                        ok, "; ".join(rows)))
+    streams = r.get("streams")
+    if streams:
+        best = streams["max_sustained"]
+        out.append(("≥ 200 concurrent WebSocket streams, nothing lost", best >= 200,
+                    f"{best} sustained (backend gap {streams['backend_gap_ms']:g} ms, limit "
+                    f"{streams['gap_limit_ms']:g} ms)"))
+    persistence = r.get("persistence")
+    if persistence:
+        out.append(("SQL statements per turn do not grow with the reply",
+                    persistence["constant_statements"],
+                    f"{persistence['short']['statements_per_turn']:g} (20 tokens) vs "
+                    f"{persistence['long']['statements_per_turn']:g} (2,000 tokens)"))
+    dashboards = r.get("dashboards")
+    if dashboards:
+        worst = max(p["p95_ms"] for p in dashboards["pages"].values())
+        out.append((f"dashboard pages p95 ≤ 50 ms at {dashboards['samples']:,} samples and "
+                    f"{dashboards['audit_events']:,} audit events", dashboards["met"],
+                    f"slowest p95 {worst:.1f} ms"))
+    return out
+
+
+def render(r: dict, name: str) -> str:
+    m = r["machine"]
+    v = m["versions"]
+    lines = [
+        f"Run `{r['command']}` at `{r['sha']}`, {r['started']} → {r['finished']}; raw numbers "
+        f"in [`bench/results/{name}`](../bench/results/{name}).",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}. "
+        f"Python {v.get('python')}, Django {v.get('django')}, Channels {v.get('channels')}, "
+        f"Daphne {v.get('daphne')}, openai {v.get('openai')}, SQLite {v.get('sqlite')}, "
+        f"LiteLLM {v.get('litellm') or 'not installed'}.",
+        "",
+        "### Goals",
+        "",
+        "| goal | result | measured |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {g} | {mark(ok)} | {detail} |" for g, ok, detail in goals(r)]
+    b = r["backend"]
+    lines += ["", "### Added latency (fast scripted backend: "
+              f"TTFT {b['ttft_ms']:g} ms, {b['tokens']} tokens, {b['gap_ms']:g} ms apart)", ""]
+    cap = r.get("backend_capacity")
+    if cap:
+        lines.append(f"Backend capacity: {cap['tokens_per_s']:,} tokens/s against "
+                     f"{cap['applied_tokens_per_s']:,} applied at the highest concurrency "
+                     f"(×{cap['ratio']}): {'ok' if cap['ok'] else '**below 10× — flagged**'}.")
+        lines.append("")
+    for c, row in (r.get("latency") or {}).items():
+        lines += [f"**Concurrency {c}** (ms; medians of round medians over "
+                  f"{row['direct']['requests']} requests per path)", "",
+                  "| path | TTFT p50 | p90 | p99 | max | added TTFT p50 | added p99 | "
+                  "token transit p50 | p99 | gap p50 | gap p99 | lost |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for path, s in row.items():
+            added = s.get("added_ttft") or {}
+            lines.append(
+                f"| {NAMES[path]} | {ms(s['ttft']['p50'])} | {ms(s['ttft']['p90'])} | "
+                f"{ms(s['ttft']['p99'])} | {ms(s['ttft']['max'])} | {ms(added.get('p50'))} | "
+                f"{ms(added.get('p99'))} | {ms(s['transit']['p50'])} | "
+                f"{ms(s['transit']['p99'])} | {ms(s['gap']['p50'])} | {ms(s['gap']['p99'])} | "
+                f"{s['lost']} |")
+        lines.append("")
+    streams = r.get("streams")
+    if streams:
+        lines += ["### Concurrent WebSocket streams", "",
+                  f"Each stream: {streams['tokens_per_stream']} tokens "
+                  f"{streams['backend_gap_ms']:g} ms apart. A level fails when a token is "
+                  f"lost or reordered or a gap exceeds {streams['gap_limit_ms']:g} ms. "
+                  f"Maximum sustained: **{streams['max_sustained']}**.", "",
+                  "| streams | lost/reordered | gap p50 | gap p99 | gap max | "
+                  "Tanglaw CPU ms per 1,000 tokens | ok |", "|---|---|---|---|---|---|---|"]
+        for level in streams["levels"]:
+            g = level["gap_ms"]
+            lines.append(f"| {level['streams']} | {level['lost_or_reordered']} | {ms(g['p50'])} "
+                         f"| {ms(g['p99'])} | {ms(g['max'])} | "
+                         f"{level['cpu_ms_per_1000_tokens']} | {'yes' if level['ok'] else 'no'} |")
+        lines.append("")
+    p = r.get("persistence")
+    if p:
+        lines += ["### Persistence per turn", "",
+                  "| reply | SQL statements | bytes written | of which the reply |",
+                  "|---|---|---|---|"]
+        for label in ("short", "long"):
+            x = p[label]
+            lines.append(f"| {x['tokens']} tokens | {x['statements_per_turn']:g} | "
+                         f"{x['bytes_written_per_turn']:,} | {x['reply_bytes']:,} |")
+        lines += ["", f"({p['note']}.) Bytes are what SQLite wrote (WAL pages of 4 KiB).", ""]
+    pr = r.get("probing")
+    if pr:
+        effect = pr.get("chat_beside_probing") or {}
+        quiet, busy = effect.get("quiet") or {}, effect.get("probing") or {}
+        lines += ["### Probing", "",
+                  f"{pr['backends']} backends per tick: tick p50 {ms(pr['tick_ms']['p50'])} ms, "
+                  f"max {ms(pr['tick_ms']['max'])} ms; the probing loop's own lag p99 "
+                  f"{ms(pr['loop_lag_ms']['p99'])} ms, max {ms(pr['loop_lag_ms']['max'])} ms "
+                  f"({pr['healthy_per_tick']} healthy each tick).", ""]
+        if quiet:
+            lines += [f"A chat's added TTFT (WebSocket, concurrency 1) with a monitor process "
+                      f"probing 200 backends back to back: p50 {ms(quiet['added_ttft_p50_ms'])} "
+                      f"→ {ms(busy['added_ttft_p50_ms'])} ms, p99 "
+                      f"{ms(quiet['added_ttft_p99_ms'])} → {ms(busy['added_ttft_p99_ms'])} ms.",
+                      ""]
+    d = r.get("dashboards")
+    if d:
+        lines += ["### Dashboards", "",
+                  f"{d['samples']:,} raw samples, {d['rollups']:,} rollup buckets and "
+                  f"{d['audit_events']:,} audit events (generated in "
+                  f"{d['generate_s']['metrics']} s and {d['generate_s']['audit']} s). "
+                  f"Server time of the page or API call:", "",
+                  "| page | p50 ms | p95 ms | max ms |", "|---|---|---|---|"]
+        for page, x in d["pages"].items():
+            lines.append(f"| {page.replace('_', ' ')} (`{x['url']}`) | {x['p50_ms']} | "
+                         f"{x['p95_ms']} | {x['max_ms']} |")
+        lines.append("")
+    a = r.get("audit")
+    if a:
+        lines += ["### Audit throughput (hash chain, signed checkpoint every "
+                  f"{a['sqlite']['checkpoint_every']} events)", "",
+                  "| database | writer threads | events/s | chain verifies |", "|---|---|---|---|"]
+        for db, x in a.items():
+            for run in x["runs"]:
+                lines.append(f"| {db} | {run['threads']} | {run['events_per_s']:,} | "
+                             f"{'yes' if run['chain_ok'] else 'NO'} |")
+        lines.append("")
+    for note in r.get("notes") or []:
+        lines.append(f"- Note: {note}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(results: dict, name: str) -> None:
+    text = DOC.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{DOC} lacks the {START} / {END} markers")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    DOC.write_text(f"{before}{START}\n{render(results, name)}{END}{after}")
+
+
+if __name__ == "__main__":  # re-render from a results file: python bench/report.py FILE
+    path = Path(sys.argv[1])
+    write(json.loads(path.read_text()), path.name)
+    print(re.sub(r"\n{3,}", "\n\n", render(json.loads(path.read_text()), path.name)))

@@ -1,0 +1,498 @@
+"""`make bench`: Tanglaw measured beside a direct connection and LiteLLM, in one run.
+
+Starts the fast scripted backend (bench/fastserver.py), Tanglaw (`manage.py serve
+--no-monitor`, SQLite in a temp dir), LiteLLM's proxy (its own venv, `openai/` model
+pointing at the same backend, no database), then measures, with the paths
+interleaved round by round:
+
+- added time to first token and per-token transit, direct vs Tanglaw WebSocket vs
+  Tanglaw HTTP (SSE) vs LiteLLM, at concurrency 1, 16 and 64;
+- concurrent WebSocket streams, ramped until a token is lost or reordered or a gap
+  exceeds 10x the backend's; CPU time per 1,000 tokens;
+- the in-process parts (bench/inproc.py): persistence per turn, probing 200
+  backends, dashboards over 1 M rows, audit throughput on SQLite and PostgreSQL.
+
+Writes bench/results/<date>-<sha>.json and rewrites the results section of
+docs/benchmarks.md. `--quick` runs fewer rounds and smaller data sets (a smoke test,
+not for the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import load, report  # noqa: E402
+from bench.stats import rounds_summary, summary  # noqa: E402
+from console.cluster import free_port  # noqa: E402
+
+PASSWORD = "bench-passphrase-1234"
+MASTER_KEY = "sk-bench-" + "0" * 32
+PATHS = ("direct", "tanglaw_ws", "tanglaw_sse", "litellm")
+
+
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 120,
+              headers: dict | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+class Process:
+    def __init__(self, name: str, command: list[str], logs: Path, **kwargs):
+        self.name = name
+        self.log = logs / f"{name}.log"
+        self.proc = subprocess.Popen(command, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     **kwargs)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the process and its children (Daphne under `serve`)."""
+        try:
+            me = psutil.Process(self.proc.pid)
+            procs = [me, *me.children(recursive=True)]
+            return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+        except psutil.Error:
+            return 0.0
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="tanglaw-bench-"))
+        self.logs = self.tmp / "logs"
+        self.logs.mkdir()
+        self.processes: list[Process] = []
+        self.results: dict = {"notes": []}
+
+    # -- servers -------------------------------------------------------------------
+    def start(self, stack: ExitStack) -> None:
+        a = self.args
+        self.backend_port = free_port()
+        self.backend = self.spawn("fastserver", [
+            sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port",
+            str(self.backend_port), "--ttft-ms", str(a.ttft_ms), "--tokens", str(a.tokens),
+            "--gap-ms", str(a.gap_ms)])
+        self.backend_url = f"http://127.0.0.1:{self.backend_port}"
+        wait_http(f"{self.backend_url}/health", self.backend.proc, "backend")
+        stack.callback(self.stop_all)
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("TANGLAW_", "DJANGO_", "DATABASE_", "REDIS_"))}
+        self.env.update({
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+            "TANGLAW_DATA_DIR": str(self.tmp / "data"),
+            "TANGLAW_ADMIN_PASSWORD": PASSWORD, "PORT": str(self.port),
+            # the benchmark is one user driving hundreds of chats: lift the per-user caps
+            "TANGLAW_API_RATE": "1000000/m", "TANGLAW_CHAT_RATE": "1000000/m",
+            "TANGLAW_MAX_GENERATIONS_PER_USER": "10000",
+            "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "TANGLAW_LOG_LEVEL": "WARNING"})
+        self.tanglaw = self.spawn("tanglaw", [sys.executable, "manage.py", "serve",
+                                              "--no-monitor"], cwd=ROOT, env=self.env)
+        wait_http(self.base + "/login/", self.tanglaw.proc, "tanglaw", timeout=180)
+        self.setup_tanglaw()
+
+        self.litellm_url = None
+        binary = Path(a.litellm)
+        if binary.exists():
+            lport = free_port()
+            config = self.tmp / "litellm.yaml"
+            config.write_text(
+                "model_list:\n  - model_name: bench\n    litellm_params:\n"
+                f"      model: openai/bench\n      api_base: http://127.0.0.1:{self.backend_port}/v1\n"
+                "      api_key: none\nlitellm_settings:\n  telemetry: false\n")
+            env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY,
+                   "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+            self.litellm = self.spawn("litellm", [str(binary), "--config", str(config),
+                                                  "--port", str(lport), "--num_workers", "1"],
+                                      env=env, cwd=self.tmp)
+            wait_http(f"http://127.0.0.1:{lport}/health/liveliness", self.litellm.proc,
+                      "litellm", timeout=180)
+            self.litellm_url = f"http://127.0.0.1:{lport}/v1/chat/completions"
+        else:
+            self.results["notes"].append(f"LiteLLM not found at {binary}: not compared")
+
+    def spawn(self, name: str, command: list[str], **kwargs) -> Process:
+        process = Process(name, command, self.logs, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def manage(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode:
+            raise RuntimeError(f"manage.py {args[0]}: {done.stderr[-1500:]}")
+        return done.stdout
+
+    def setup_tanglaw(self) -> None:
+        token = self.manage("create_api_token", "admin").strip()
+        self.api_headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=self.base, headers=self.api_headers, timeout=30) as api:
+            backend = api.post("/api/backends", json={
+                "name": "fast", "kind": "openai_compatible",
+                "base_url": f"http://127.0.0.1:{self.backend_port}/v1"})
+            backend.raise_for_status()
+            agent = api.post("/api/agents", json={
+                "name": "bench", "backend_id": backend.json()["id"], "model": "bench",
+                "max_tokens": 4096, "tool_ids": []})
+            agent.raise_for_status()
+            self.agent_id = agent.json()["id"]
+        client = httpx.Client(base_url=self.base, timeout=30)
+        client.get("/login/")
+        client.post("/login/", data={"username": "admin", "password": PASSWORD,
+                                     "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+                    headers={"Referer": self.base})
+        self.cookie = f"sessionid={client.cookies['sessionid']}"
+        self.sse_url = f"{self.base}/api/agents/{self.agent_id}/chat/stream"
+
+    # -- latency ---------------------------------------------------------------------
+    async def one_path(self, path: str, concurrency: int, per_user: int) -> list[load.Sample]:
+        expected = self.args.tokens
+        limits = httpx.Limits(max_connections=concurrency + 8,
+                              max_keepalive_connections=concurrency + 8)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            async def user() -> list[load.Sample]:
+                out = []
+                socket = (load.TanglawSocket(self.base, self.cookie, self.agent_id)
+                          if path == "tanglaw_ws" else None)
+                try:
+                    for _ in range(per_user):
+                        if path == "direct":
+                            out.append(await load.openai_stream(
+                                client, f"{self.backend_url}/v1/chat/completions", {}, expected))
+                        elif path == "litellm":
+                            out.append(await load.openai_stream(
+                                client, self.litellm_url,
+                                {"Authorization": f"Bearer {MASTER_KEY}"}, expected))
+                        elif path == "tanglaw_sse":
+                            out.append(await load.tanglaw_sse(client, self.sse_url,
+                                                              self.api_headers, expected))
+                        else:
+                            out.append(await socket.turn(expected))
+                finally:
+                    if socket:
+                        await socket.close()
+                return out
+
+            # warm the connection pool / socket outside the measured requests
+            groups = await asyncio.gather(*(user() for _ in range(concurrency)))
+        return [s for group in groups for s in group]
+
+    def latency(self) -> None:
+        a = self.args
+        paths = [p for p in a.paths if p != "litellm" or self.litellm_url]
+        if "direct" not in paths:
+            paths.insert(0, "direct")  # every added number is against it
+        rng = random.Random(7)
+        table = {}
+        for concurrency in a.concurrency:
+            per_user = max(1, a.requests // concurrency)
+            rounds: dict[str, list[dict]] = {p: [] for p in paths}
+            for _ in range(a.rounds):
+                order = paths[:]
+                rng.shuffle(order)
+                for path in order:
+                    asyncio.run(self.one_path(path, concurrency, 1))  # warm-up, not kept
+                    samples = asyncio.run(self.one_path(path, concurrency, per_user))
+                    rounds[path].append({
+                        "ttft": summary([s.ttft_ms for s in samples if s.tokens]),
+                        "transit": summary([t for s in samples for t in s.transit_ms]),
+                        "gap": summary([g for s in samples for g in s.gaps_ms]),
+                        "lost": sum(not s.ok for s in samples), "n": len(samples),
+                        "errors": sorted({s.error for s in samples if s.error})[:3]})
+            row = {}
+            for path in paths:
+                row[path] = {metric: rounds_summary([r[metric] for r in rounds[path]])
+                             for metric in ("ttft", "transit", "gap")}
+                row[path]["lost"] = sum(r["lost"] for r in rounds[path])
+                row[path]["requests"] = sum(r["n"] for r in rounds[path])
+                row[path]["errors"] = sorted({e for r in rounds[path] for e in r["errors"]})
+                if path != "direct":
+                    # added = this path minus direct, per round, then the median of rounds
+                    row[path]["added_ttft"] = rounds_summary([
+                        {k: (r["ttft"][k] - d["ttft"][k]) if r["ttft"][k] is not None
+                         and d["ttft"][k] is not None else None
+                         for k in ("p50", "p90", "p99", "max")}
+                        for r, d in zip(rounds[path], rounds["direct"], strict=True)])
+            table[str(concurrency)] = row
+            print(f"latency c={concurrency}: " + ", ".join(
+                f"{p} ttft p50 {row[p]['ttft']['p50']:.1f} ms" for p in paths
+                if row[p]["ttft"]["p50"] is not None), flush=True)
+        self.results["latency"] = table
+
+    # -- backend capacity --------------------------------------------------------------
+    def capacity(self) -> None:
+        """The backend's own token rate with no gaps, read by cheap clients, against
+        the highest load the latency runs applied."""
+        tokens = 400
+
+        async def reader(client: httpx.AsyncClient) -> int:
+            body = {"stream": True, "bench": {"ttft_ms": 0, "tokens": tokens, "gap_ms": 0}}
+            count = 0
+            async with client.stream("POST", f"http://127.0.0.1:{self.backend_port}/v1/chat/"
+                                             "completions", json=body) as response:
+                async for chunk in response.aiter_bytes():
+                    count += chunk.count(b'"content"')
+            return count
+
+        async def main() -> tuple[int, float]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                started = time.perf_counter()
+                counts = await asyncio.gather(*(reader(client) for _ in range(16)))
+                return sum(counts), time.perf_counter() - started
+
+        got, seconds = asyncio.run(main())
+        rate = got / seconds
+        a = self.args
+        per_stream = a.tokens / (a.ttft_ms / 1000 + a.tokens * a.gap_ms / 1000)
+        applied = max(a.concurrency) * per_stream
+        self.results["backend_capacity"] = {
+            "tokens_per_s": round(rate), "applied_tokens_per_s": round(applied),
+            "ratio": round(rate / applied, 1), "ok": rate >= 10 * applied,
+            "note": "a lower bound: the reader shares the 2 cores with the server"}
+        print(f"backend capacity {rate:.0f} tok/s vs applied {applied:.0f} tok/s", flush=True)
+
+    # -- probing beside a chat -----------------------------------------------------------
+    def probe_effect(self) -> dict:
+        """Tanglaw's WebSocket TTFT at concurrency 1 with and without a process probing
+        200 backends back to back (a monitor does one such round per interval)."""
+        requests = max(8, self.args.requests // 4)
+
+        def measure() -> dict:
+            direct = asyncio.run(self.one_path("direct", 1, requests))
+            relayed = asyncio.run(self.one_path("tanglaw_ws", 1, requests))
+            d = summary([s.ttft_ms for s in direct])
+            r = summary([s.ttft_ms for s in relayed])
+            return {"added_ttft_p50_ms": r["p50"] - d["p50"],
+                    "added_ttft_p99_ms": r["p99"] - d["p99"]}
+
+        quiet = measure()
+        env = {**self.env, "TANGLAW_DATA_DIR": str(self.tmp / "data-probe-load"),
+               "BENCH_BACKEND_URL": self.backend_url}
+        env.pop("PORT", None)
+        prober = self.spawn("probe-load", [sys.executable, str(ROOT / "bench" / "inproc.py"),
+                                           "probe-load", "--out", str(self.tmp / "pl.json"),
+                                           "--seconds", "600"], env=env, cwd=ROOT)
+        time.sleep(8)  # migrate and first round
+        busy = measure()
+        prober.stop()
+        print(f"chat beside probing: {quiet} -> {busy}", flush=True)
+        return {"quiet": quiet, "probing": busy}
+
+    # -- concurrent streams --------------------------------------------------------------
+    def streams(self) -> None:
+        a = self.args
+        gap_limit = 10 * a.ramp_gap_ms
+        levels, best, per_level = a.ramp, 0, []
+        for level in levels:
+            async def main(level=level):
+                sockets = [load.TanglawSocket(self.base, self.cookie, self.agent_id)
+                           for _ in range(level)]
+                for i in range(0, level, 50):  # open in batches, as tabs would
+                    await asyncio.gather(*(s.open() for s in sockets[i:i + 50]))
+                cpu0 = self.tanglaw.cpu_s()
+                samples = await asyncio.gather(*(self.ramp_turn(s) for s in sockets))
+                cpu = self.tanglaw.cpu_s() - cpu0
+                await asyncio.gather(*(s.close() for s in sockets))
+                return samples, cpu
+
+            samples, cpu = asyncio.run(main())
+            lost = sum(not s.ok for s in samples)
+            gaps = [g for s in samples for g in s.gaps_ms]
+            tokens = sum(s.tokens for s in samples)
+            worst = max(gaps) if gaps else None
+            ok = lost == 0 and worst is not None and worst <= gap_limit
+            per_level.append({"streams": level, "lost_or_reordered": lost,
+                              "gap_ms": summary(gaps), "tokens": tokens,
+                              "cpu_s": round(cpu, 2),
+                              "cpu_ms_per_1000_tokens": round(cpu * 1e6 / tokens, 1)
+                              if tokens else None, "ok": ok,
+                              "errors": sorted({s.error for s in samples if s.error})[:3]})
+            print(f"streams {level}: lost {lost}, max gap {worst} ms, ok={ok}", flush=True)
+            if not ok:
+                break
+            best = level
+        self.results["streams"] = {"max_sustained": best, "gap_limit_ms": gap_limit,
+                                   "backend_gap_ms": a.ramp_gap_ms,
+                                   "tokens_per_stream": a.ramp_tokens, "levels": per_level}
+
+    async def ramp_turn(self, socket: load.TanglawSocket) -> load.Sample:
+        return await socket.turn(self.args.ramp_tokens, timeout=300)
+
+    # -- in-process parts ----------------------------------------------------------------
+    def inproc(self, part: str, extra_env: dict | None = None, *args: str) -> dict:
+        out = self.tmp / f"{part}.json"
+        env = {**self.env, "TANGLAW_DATA_DIR": str(self.tmp / f"data-{part}"),
+               **(extra_env or {})}
+        env.pop("PORT", None)
+        command = [sys.executable, str(ROOT / "bench" / "inproc.py"), part, "--out", str(out),
+                   *(["--quick"] if self.args.quick else []), *args]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=3600)
+        if done.returncode:
+            raise RuntimeError(f"bench/inproc.py {part} failed:\n{done.stderr[-3000:]}")
+        print(done.stdout.strip(), flush=True)
+        return json.loads(out.read_text())
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {"python": platform.python_version()}
+    for module in ("django", "channels", "daphne", "httpx", "openai", "websockets"):
+        with suppress(ImportError, AttributeError):
+            versions[module] = __import__(module).__version__
+    import sqlite3
+
+    versions["sqlite"] = sqlite3.sqlite_version
+    return {"cpu": cpu, "cores": psutil.cpu_count(), "memory_gib":
+            round(psutil.virtual_memory().total / 2**30, 1), "os": platform.platform(),
+            "versions": versions}
+
+
+def litellm_version(binary: str) -> str | None:
+    python = Path(binary).parent / "python"
+    if not python.exists():
+        return None
+    done = subprocess.run([str(python), "-c", "from importlib.metadata import version;"
+                           "print(version('litellm'))"], capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
+def git_sha() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "nogit") + ("-dirty" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run, not for the record")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--requests", type=int, default=None,
+                        help="requests per path per round (split over the users)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--ramp", type=int, nargs="+", default=None)
+    parser.add_argument("--ttft-ms", type=float, default=50)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--gap-ms", type=float, default=20)
+    parser.add_argument("--ramp-gap-ms", type=float, default=100)
+    parser.add_argument("--ramp-tokens", type=int, default=60)
+    parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
+    parser.add_argument("--parts", nargs="+", default=["latency", "streams", "persistence",
+                                                       "probing", "dashboards", "audit"])
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite the docs")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (2 if args.quick else 4)
+    args.requests = args.requests or (16 if args.quick else 24)
+    args.ramp = args.ramp or ([25, 50] if args.quick else [50, 100, 200, 300, 400, 500])
+
+    bench = Bench(args)
+    started = datetime.now(UTC)
+    results = bench.results
+    results.update({"started": started.isoformat(timespec="seconds"), "sha": git_sha(),
+                    "machine": machine(), "quick": args.quick,
+                    "backend": {"ttft_ms": args.ttft_ms, "tokens": args.tokens,
+                                "gap_ms": args.gap_ms},
+                    "command": "make bench" + (" (--quick)" if args.quick else "")})
+    results["machine"]["versions"]["litellm"] = litellm_version(args.litellm)
+    with ExitStack() as stack:
+        bench.start(stack)
+        if "latency" in args.parts:
+            bench.capacity()
+            bench.latency()
+        if "probing" in args.parts:
+            results["probing"] = bench.inproc("probing", {"BENCH_BACKEND_URL": bench.backend_url})
+            results["probing"]["chat_beside_probing"] = bench.probe_effect()
+        if "streams" in args.parts:
+            # the ramp's backend is slower per stream (as an engine serving hundreds is):
+            # it takes the latency backend's port, which the agent points at
+            bench.backend.stop()
+            ramp = bench.spawn("fastserver-ramp", [
+                sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port",
+                str(bench.backend_port), "--ttft-ms", str(args.ttft_ms), "--tokens",
+                str(args.ramp_tokens), "--gap-ms", str(args.ramp_gap_ms)])
+            wait_http(f"{bench.backend_url}/health", ramp.proc, "ramp backend")
+            bench.streams()
+        for part in ("persistence", "dashboards"):
+            if part in args.parts:
+                results[part] = bench.inproc(part)
+        if "audit" in args.parts:
+            results["audit"] = {"sqlite": bench.inproc("audit")}
+            try:
+                from console.cluster import Postgres
+
+                server = Postgres().start()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                results["notes"].append(f"PostgreSQL audit run skipped: {exc}")
+            else:
+                try:
+                    results["audit"]["postgresql"] = bench.inproc(
+                        "audit", {"DATABASE_URL": server.url})
+                finally:
+                    server.stop()
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    name = f"{started:%Y-%m-%d}-{results['sha']}{'-quick' if args.quick else ''}.json"
+    (out_dir / name).write_text(json.dumps(results, indent=1))
+    print(f"results: bench/results/{name}")
+    if not args.no_docs and not args.quick:
+        report.write(results, name)
+        print("docs/benchmarks.md updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
