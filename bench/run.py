@@ -123,7 +123,7 @@ class Bench:
             # the benchmark is one user driving hundreds of chats: lift the per-user caps
             "TANGLAW_API_RATE": "1000000/m", "TANGLAW_CHAT_RATE": "1000000/m",
             "TANGLAW_MAX_GENERATIONS_PER_USER": "10000",
-            "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "TANGLAW_LOG_LEVEL": "WARNING"})
+            "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "LOG_LEVEL": "WARNING"})
         self.tanglaw = self.spawn("tanglaw", [sys.executable, "manage.py", "serve",
                                               "--no-monitor"], cwd=ROOT, env=self.env)
         wait_http(self.base + "/login/", self.tanglaw.proc, "tanglaw", timeout=180)

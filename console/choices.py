@@ -91,6 +91,8 @@ class AuditAction(models.TextChoices):
     SECRETS_ROTATED = "secrets.rotated"
     PERMISSION_DENIED = "permission.denied"
     RATE_LIMITED = "request.rate_limited"
+    ALERT_FIRED = "alert.fired"
+    ALERT_RESOLVED = "alert.resolved"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
     ALERT_RULE_CREATED = "alert_rule.created"
     ALERT_RULE_UPDATED = "alert_rule.updated"

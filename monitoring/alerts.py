@@ -116,6 +116,11 @@ def _change(alert: Alert, state: str, value: float | None, by: str = "") -> Aler
     alert.save()
     event = AlertEvent.objects.create(alert=alert, state=state, value=value, by=by)
     if state in (AlertState.FIRING, AlertState.RESOLVED):
+        # in the audit timeline too, beside the changes and chats around it
+        audit.record(AuditAction.ALERT_FIRED if state == AlertState.FIRING
+                     else AuditAction.ALERT_RESOLVED, Actor.system("monitor"), target=alert,
+                     after={"rule": alert.rule.name, "severity": alert.rule.severity,
+                            "scope": alert.scope, "value": value, "message": alert.message})
         rank = SEVERITY_RANK[Severity(alert.rule.severity)]
         Delivery.objects.bulk_create(
             [Delivery(event=event, channel=c, next_attempt_at=event.ts)

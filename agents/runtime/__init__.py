@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 import openai
 
+from agents.runtime.chunks import ChunkStream, parts
 from agents.tools import ToolError
 from agents.tools import execute as execute_tool
 from console.backends.base import Adapter
@@ -318,16 +319,14 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
             # (stop/disconnect) that lands as the awaited call completes
             async with asyncio.timeout(settings.first_token_timeout_s):
-                stream = await client.chat.completions.create(**kwargs)
-            iterator = stream.__aiter__()
+                stream = await ChunkStream(
+                    client.chat.completions.with_streaming_response.create(**kwargs)).open()
             first = True
             while True:
                 timeout = settings.first_token_timeout_s if first else settings.idle_timeout_s
                 try:
                     async with asyncio.timeout(timeout):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
+                        chunk = await stream.next()
                 except TimeoutError:
                     if first:
                         raise TurnFailed("first_token_timeout", f"no first token from "
@@ -335,14 +334,11 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
                                          f"{timeout:g}s") from None
                     raise TurnFailed("idle_timeout", f"the stream stalled: no token for "
                                      f"{timeout:g}s") from None
-                if chunk.usage:
-                    usage = chunk.usage
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                text = getattr(delta, "content", None) if delta else None
-                fragments = getattr(delta, "tool_calls", None) if delta else None
+                if chunk is None:
+                    break
+                chunk_usage, text, fragments, finish_reason = parts(chunk)
+                if chunk_usage:
+                    usage = chunk_usage
                 if (text or fragments) and first:
                     first = False
                     if state.ttft_ms is None:
@@ -359,8 +355,8 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
                 for fragment in fragments or []:
                     chunks_out += 1
                     _accumulate(calls, fragment)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
+                if finish_reason:
+                    finish = finish_reason
         except TurnFailed:
             raise
         except (openai.OpenAIError, ValueError) as exc:
@@ -377,8 +373,8 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
         if stream is not None:
             await stream.close()  # closes the upstream connection (stop, errors, timeouts)
     if usage is not None:
-        state.tokens_in += usage.prompt_tokens or 0
-        state.tokens_out += usage.completion_tokens or 0
+        state.tokens_in += usage.get("prompt_tokens") or 0
+        state.tokens_out += usage.get("completion_tokens") or 0
     else:
         # no usage chunk: count what we saw (deltas ≈ tokens) and estimate the prompt
         state.usage_reported = False
@@ -390,23 +386,29 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
     return "".join(content_parts), ordered, finish
 
 
-def _accumulate(calls: dict[int, dict[str, Any]], fragment) -> None:
+def _accumulate(calls: dict[int, dict[str, Any]], fragment: Any) -> None:
     """Merge a tool-call delta: fragments by index (vLLM, llama.cpp) or whole calls (Ollama)."""
-    index = fragment.index if fragment.index is not None else len(calls)
+    if not isinstance(fragment, dict):
+        raise ValueError("a tool-call fragment is not a JSON object")
+    index = fragment.get("index")
+    index = index if isinstance(index, int) else len(calls)
     entry = calls.get(index)
-    if entry is not None and fragment.id and entry["id"] and fragment.id != entry["id"]:
+    call_id = fragment.get("id")
+    if entry is not None and call_id and entry["id"] and call_id != entry["id"]:
         index = max(calls) + 1  # a whole call reusing an index: a new call
         entry = None
     if entry is None:
         entry = calls[index] = {"id": "", "name": "", "arguments": ""}
-    if fragment.id:
-        entry["id"] = fragment.id
-    function = fragment.function
-    if function is not None:
-        if function.name and function.name != entry["name"]:
-            entry["name"] += function.name
-        if function.arguments:
-            entry["arguments"] += function.arguments
+    if call_id:
+        entry["id"] = str(call_id)
+    function = fragment.get("function")
+    if isinstance(function, dict):
+        name, arguments = function.get("name"), function.get("arguments")
+        if name and name != entry["name"]:
+            entry["name"] += str(name)
+        if arguments:
+            entry["arguments"] += arguments if isinstance(arguments, str) else json.dumps(
+                arguments)
 
 
 async def _run_call(call, settings, state, emit, approve, seen_calls, errors_by_name):

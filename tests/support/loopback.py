@@ -19,9 +19,10 @@ class LoopbackServer:
     """Base for fakes: subclasses set up their handler class and call `serve()`."""
 
     _server: ThreadingHTTPServer | None = None
+    bind_port = 0  # set to come back on the same port after stop()
 
     def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.bind_port), handler)
         self._server.daemon_threads = True
         # a short poll interval keeps stop() fast (the default 0.5 s adds up over a suite)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
