@@ -122,6 +122,7 @@ def backend_discover(request):
     if request.method == "POST":
         candidates = actions.discover(Actor.from_request(request))
     return render(request, "console/backend_discover.html", {
-        "candidates": candidates, "ports": settings.TANGLAW_DISCOVERY_PORTS,
+        "candidates": candidates, "kinds": dict(BackendKind.choices),
+        "ports": settings.TANGLAW_DISCOVERY_PORTS,
         "host": settings.TANGLAW_DISCOVERY_HOST,
     })
