@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 4)
     args.requests = args.requests or (16 if args.quick else 24)
-    args.ramp = args.ramp or ([25, 50] if args.quick else [50, 100, 200, 300, 400, 500])
+    args.ramp = args.ramp or ([25, 50] if args.quick else [50, 100, 200, 300, 400, 500, 750, 1000])
 
     bench = Bench(args)
     started = datetime.now(UTC)

@@ -157,13 +157,12 @@ class GuardedBackend:
 BACKENDS = Policy(("0.0.0.0/0", "::/0"))
 
 
-def client(*, timeout: Any = None, limits: Any = None) -> Any:
+def client(*, timeout: Any = None, max_connections: int = 20) -> Any:
     """An httpx.AsyncClient for talking to backends, through the connect-time check."""
     import httpx
 
     kwargs: dict[str, Any] = {"transport": async_transport(
-        BACKENDS, max_connections=getattr(limits, "max_connections", None) or 20),
-        "trust_env": False}
+        BACKENDS, max_connections=max_connections), "trust_env": False}
     if timeout is not None:
         kwargs["timeout"] = timeout
     return httpx.AsyncClient(**kwargs)

@@ -12,7 +12,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-import httpx
 import openai
 
 from console import egress
@@ -96,13 +95,17 @@ async def active_probe(backend: Backend, timeout_s: float = 30.0
 
 
 async def probe_backends(backends: list, *, deadline_s: float = 15.0) -> list[ProbeResult]:
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    async with egress.client(limits=limits) as client:
-        return list(await asyncio.gather(*(_one(b, client, deadline_s) for b in backends)))
+    return list(await asyncio.gather(*(_one(b, deadline_s) for b in backends)))
 
 
-async def _one(backend, client: httpx.AsyncClient, deadline_s: float) -> ProbeResult:
-    adapter = adapter_for(backend, client=client)
+async def _one(backend, deadline_s: float) -> ProbeResult:
+    # a small client per backend: one pool shared by all of them scans every connection
+    # for every request, which made a round of 200 backends take seconds (bench/)
+    async with egress.client(max_connections=4) as client:
+        return await _probe_one(backend, adapter_for(backend, client=client), deadline_s)
+
+
+async def _probe_one(backend, adapter, deadline_s: float) -> ProbeResult:
     try:
         async with asyncio.timeout(deadline_s):
             report = await probe(adapter)
