@@ -21,21 +21,32 @@ class Sample:
     transit_ms: list[float] = field(default_factory=list)
     gaps_ms: list[float] = field(default_factory=list)
     tokens: int = 0
+    total_ms: float = 0.0
     ok: bool = True  # every token, once, in order
     error: str = ""
 
 
 class Reader:
-    """Turns received text pieces into token arrivals."""
+    """Turns received text pieces into token arrivals. `plain`: a real engine's text (no
+    timestamps): each piece is one arrival and the count is not checked."""
 
-    def __init__(self, sent_ns: int, expected: int):
-        self.sent_ns, self.expected = sent_ns, expected
+    def __init__(self, sent_ns: int, expected: int, plain: bool = False):
+        self.sent_ns, self.expected, self.plain = sent_ns, expected, plain
         self.sample = Sample()
         self.last_arrival: int | None = None
         self.next_index = 0
 
     def feed(self, piece: str) -> None:
         now = time.time_ns()
+        if self.plain:
+            if piece:
+                if self.last_arrival is None:
+                    self.sample.ttft_ms = (now - self.sent_ns) / 1e6
+                else:
+                    self.sample.gaps_ms.append((now - self.last_arrival) / 1e6)
+                self.last_arrival = now
+                self.sample.tokens += 1
+            return
         for token in piece.split():
             index, _, written = token.partition(":")
             if not written.isdigit() or not index.isdigit():
@@ -52,17 +63,23 @@ class Reader:
             self.sample.tokens += 1
 
     def finish(self, error: str = "") -> Sample:
-        if self.sample.tokens != self.expected or error:
+        self.sample.total_ms = (time.time_ns() - self.sent_ns) / 1e6
+        if error or (not self.plain and self.sample.tokens != self.expected) or (
+                self.plain and not self.sample.tokens):
             self.sample.ok = False
             self.sample.error = error or f"{self.sample.tokens}/{self.expected} tokens"
         return self.sample
 
 
 async def openai_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str],
-                        expected: int) -> Sample:
+                        expected: int, model: str = "bench", max_tokens: int | None = None,
+                        plain: bool = False) -> Sample:
     """Direct to the backend, or through LiteLLM: an OpenAI chat completion stream."""
-    body = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "go"}]}
-    reader = Reader(time.time_ns(), expected)
+    body: dict = {"model": model, "stream": True,
+                  "messages": [{"role": "user", "content": "go"}]}
+    if max_tokens:
+        body["max_tokens"] = max_tokens
+    reader = Reader(time.time_ns(), expected, plain)
     try:
         async with client.stream("POST", url, json=body, headers=headers) as response:
             if response.status_code != 200:
@@ -79,9 +96,9 @@ async def openai_stream(client: httpx.AsyncClient, url: str, headers: dict[str, 
 
 
 async def tanglaw_sse(client: httpx.AsyncClient, url: str, headers: dict[str, str],
-                      expected: int) -> Sample:
+                      expected: int, plain: bool = False) -> Sample:
     """Tanglaw's HTTP chat API, streamed (POST /api/agents/{id}/chat/stream)."""
-    reader = Reader(time.time_ns(), expected)
+    reader = Reader(time.time_ns(), expected, plain)
     try:
         async with client.stream("POST", url, json={"message": "go"},
                                  headers=headers) as response:
@@ -118,10 +135,10 @@ class TanglawSocket:
         if self.ws is not None:
             await self.ws.close()
 
-    async def turn(self, expected: int, timeout: float = 120) -> Sample:
+    async def turn(self, expected: int, timeout: float = 120, plain: bool = False) -> Sample:
         if self.ws is None:
             await self.open()
-        reader = Reader(time.time_ns(), expected)
+        reader = Reader(time.time_ns(), expected, plain)
         await self.ws.send(json.dumps({"type": "user_message", "agent_id": self.agent_id,
                                        "conversation_id": None, "text": "go"}))
         try:

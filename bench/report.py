@@ -107,6 +107,21 @@ def render(r: dict, name: str) -> str:
                 f"{ms(s['transit']['p99'])} | {ms(s['gap']['p50'])} | {ms(s['gap']['p99'])} | "
                 f"{s['lost']} |")
         lines.append("")
+    llama = r.get("llamacpp")
+    if llama:
+        lines += [f"### Beside a real engine: llama.cpp's llama-server (tiny random-weight "
+                  f"model, {llama['tokens']} tokens)", "",
+                  "The same paths against the real server `make test` uses: what the added "
+                  "milliseconds weigh beside an engine's own time.", ""]
+        for c, row in llama["latency"].items():
+            lines += [f"**Concurrency {c}** (ms; {row['direct']['requests']} requests per path)",
+                      "", "| path | TTFT p50 | TTFT p99 | whole reply p50 | p99 | failed |",
+                      "|---|---|---|---|---|---|"]
+            for path, x in row.items():
+                lines.append(f"| {NAMES[path]} | {ms(x['ttft']['p50'])} | {ms(x['ttft']['p99'])} "
+                             f"| {ms(x['total']['p50'])} | {ms(x['total']['p99'])} | "
+                             f"{x['failed']} |")
+            lines.append("")
     streams = r.get("streams")
     if streams:
         lines += ["### Concurrent WebSocket streams", "",

@@ -48,6 +48,7 @@ from console.cluster import free_port  # noqa: E402
 PASSWORD = "bench-passphrase-1234"
 MASTER_KEY = "sk-bench-" + "0" * 32
 PATHS = ("direct", "tanglaw_ws", "tanglaw_sse", "litellm")
+LLAMA_TOKENS = 32
 
 
 def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 120,
@@ -128,6 +129,14 @@ class Bench:
                                               "--no-monitor"], cwd=ROOT, env=self.env)
         wait_http(self.base + "/login/", self.tanglaw.proc, "tanglaw", timeout=180)
         self.setup_tanglaw()
+        self.llama = None
+        if "llamacpp" in a.parts:
+            try:
+                self.start_llama()
+                stack.callback(self.llama.stop)
+            except RuntimeError as exc:
+                self.results["notes"].append(f"llama.cpp part skipped: {exc}")
+                self.llama = None
 
         self.litellm_url = None
         binary = Path(a.litellm)
@@ -137,7 +146,10 @@ class Bench:
             config.write_text(
                 "model_list:\n  - model_name: bench\n    litellm_params:\n"
                 f"      model: openai/bench\n      api_base: http://127.0.0.1:{self.backend_port}/v1\n"
-                "      api_key: none\nlitellm_settings:\n  telemetry: false\n")
+                "      api_key: none\n" + (
+                    "  - model_name: tiny\n    litellm_params:\n      model: openai/tiny\n"
+                    f"      api_base: {self.llama.url}/v1\n      api_key: none\n"
+                    if self.llama else "") + "litellm_settings:\n  telemetry: false\n")
             env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY,
                    "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
             self.litellm = self.spawn("litellm", [str(binary), "--config", str(config),
@@ -189,29 +201,39 @@ class Bench:
         self.sse_url = f"{self.base}/api/agents/{self.agent_id}/chat/stream"
 
     # -- latency ---------------------------------------------------------------------
-    async def one_path(self, path: str, concurrency: int, per_user: int) -> list[load.Sample]:
-        expected = self.args.tokens
+    def fast_target(self) -> dict:
+        return {"direct": f"{self.backend_url}/v1/chat/completions", "model": "bench",
+                "agent_id": self.agent_id, "sse": self.sse_url, "expected": self.args.tokens,
+                "plain": False, "max_tokens": None}
+
+    async def one_path(self, path: str, concurrency: int, per_user: int,
+                       target: dict | None = None) -> list[load.Sample]:
+        t = target or self.fast_target()
+        expected, plain = t["expected"], t["plain"]
         limits = httpx.Limits(max_connections=concurrency + 8,
                               max_keepalive_connections=concurrency + 8)
         async with httpx.AsyncClient(timeout=120, limits=limits) as client:
             async def user() -> list[load.Sample]:
                 out = []
-                socket = (load.TanglawSocket(self.base, self.cookie, self.agent_id)
+                socket = (load.TanglawSocket(self.base, self.cookie, t["agent_id"])
                           if path == "tanglaw_ws" else None)
                 try:
                     for _ in range(per_user):
                         if path == "direct":
                             out.append(await load.openai_stream(
-                                client, f"{self.backend_url}/v1/chat/completions", {}, expected))
+                                client, t["direct"], {}, expected, t["model"],
+                                t["max_tokens"], plain))
                         elif path == "litellm":
                             out.append(await load.openai_stream(
                                 client, self.litellm_url,
-                                {"Authorization": f"Bearer {MASTER_KEY}"}, expected))
+                                {"Authorization": f"Bearer {MASTER_KEY}"}, expected,
+                                t["model"], t["max_tokens"], plain))
                         elif path == "tanglaw_sse":
-                            out.append(await load.tanglaw_sse(client, self.sse_url,
-                                                              self.api_headers, expected))
+                            out.append(await load.tanglaw_sse(client, t["sse"],
+                                                              self.api_headers, expected,
+                                                              plain))
                         else:
-                            out.append(await socket.turn(expected))
+                            out.append(await socket.turn(expected, plain=plain))
                 finally:
                     if socket:
                         await socket.close()
@@ -302,6 +324,59 @@ class Bench:
             "ratio": round(rate / applied, 1), "ok": rate >= 10 * applied,
             "note": "a lower bound: the reader shares the 2 cores with the server"}
         print(f"backend capacity {rate:.0f} tok/s vs applied {applied:.0f} tok/s", flush=True)
+
+    # -- the real llama.cpp server ----------------------------------------------------------
+    def start_llama(self) -> None:
+        from tests.support.llama_server import LlamaServer
+
+        self.llama = LlamaServer(self.tmp).start()
+        with httpx.Client(base_url=self.base, headers=self.api_headers, timeout=30) as api:
+            backend = api.post("/api/backends", json={
+                "name": "tiny-llama", "kind": "llamacpp", "base_url": self.llama.url})
+            backend.raise_for_status()
+            agent = api.post("/api/agents", json={
+                "name": "bench-llama", "backend_id": backend.json()["id"], "model": "tiny",
+                "max_tokens": LLAMA_TOKENS, "tool_ids": []})
+            agent.raise_for_status()
+        self.llama_target = {
+            "direct": f"{self.llama.url}/v1/chat/completions", "model": "tiny",
+            "agent_id": agent.json()["id"], "sse": f"{self.base}/api/agents/"
+            f"{agent.json()['id']}/chat/stream", "expected": LLAMA_TOKENS, "plain": True,
+            "max_tokens": LLAMA_TOKENS}
+
+    def llamacpp(self) -> None:
+        """The same comparison against the real llama-server (tiny random-weight model,
+        32 tokens): what the added milliseconds weigh beside a real engine's own time."""
+        a = self.args
+        paths = [p for p in PATHS if p != "litellm" or self.litellm_url]
+        rng = random.Random(11)
+        table = {}
+        for concurrency in (1, 4):
+            rounds: dict[str, list[dict]] = {p: [] for p in paths}
+            for _ in range(a.rounds):
+                order = paths[:]
+                rng.shuffle(order)
+                for path in order:
+                    asyncio.run(self.one_path(path, concurrency, 1, self.llama_target))
+                    samples = asyncio.run(self.one_path(
+                        path, concurrency, max(1, 12 // concurrency), self.llama_target))
+                    rounds[path].append({
+                        "ttft": summary([s.ttft_ms for s in samples if s.tokens]),
+                        "total": summary([s.total_ms for s in samples]),
+                        "failed": sum(not s.ok for s in samples), "n": len(samples),
+                        "errors": sorted({s.error for s in samples if s.error})[:3]})
+            row = {}
+            for path in paths:
+                row[path] = {m: rounds_summary([r[m] for r in rounds[path]])
+                             for m in ("ttft", "total")}
+                row[path]["failed"] = sum(r["failed"] for r in rounds[path])
+                row[path]["requests"] = sum(r["n"] for r in rounds[path])
+                row[path]["errors"] = sorted({e for r in rounds[path] for e in r["errors"]})
+            table[str(concurrency)] = row
+            print(f"llama.cpp c={concurrency}: " + ", ".join(
+                f"{p} ttft p50 {row[p]['ttft']['p50']:.1f} ms" for p in paths
+                if row[p]["ttft"]["p50"] is not None), flush=True)
+        self.results["llamacpp"] = {"tokens": LLAMA_TOKENS, "latency": table}
 
     # -- probing beside a chat -----------------------------------------------------------
     def probe_effect(self) -> dict:
@@ -436,8 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp-gap-ms", type=float, default=100)
     parser.add_argument("--ramp-tokens", type=int, default=60)
     parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
-    parser.add_argument("--parts", nargs="+", default=["latency", "streams", "persistence",
-                                                       "probing", "dashboards", "audit"])
+    parser.add_argument("--parts", nargs="+", default=["latency", "llamacpp", "streams",
+                                                       "persistence", "probing", "dashboards",
+                                                       "audit"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the docs")
@@ -460,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in args.parts:
             bench.capacity()
             bench.latency()
+        if bench.llama:
+            bench.llamacpp()
         if "probing" in args.parts:
             results["probing"] = bench.inproc("probing", {"BENCH_BACKEND_URL": bench.backend_url})
             results["probing"]["chat_beside_probing"] = bench.probe_effect()
