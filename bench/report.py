@@ -128,7 +128,9 @@ def render(r: dict, name: str) -> str:
                   f"Each stream: {streams['tokens_per_stream']} tokens "
                   f"{streams['backend_gap_ms']:g} ms apart. A level fails when a token is "
                   f"lost or reordered or a gap exceeds {streams['gap_limit_ms']:g} ms. "
-                  f"Maximum sustained: **{streams['max_sustained']}**.", "",
+                  f"Maximum sustained: **{streams['max_sustained']}**"
+                  + (" (the highest level tried; the ramp stops there)"
+                     if streams["levels"] and streams["levels"][-1]["ok"] else "") + ".", "",
                   "| streams | lost/reordered | gap p50 | gap p99 | gap max | "
                   "Tanglaw CPU ms per 1,000 tokens | ok |", "|---|---|---|---|---|---|---|"]
         for level in streams["levels"]:
