@@ -113,17 +113,23 @@ def persistence(quick: bool) -> dict:
     return out
 
 
-# -- probing ----------------------------------------------------------------------------
-def probing(quick: bool) -> dict:
+def edge_backends(count: int) -> list:
+    """`count` backends, each its own path on the fast server at BENCH_BACKEND_URL."""
     from console.models import Backend
-    from monitoring.probes import probe_backends
 
     url = os.environ["BENCH_BACKEND_URL"]
-    count = 50 if quick else 200
     Backend.objects.bulk_create([
         Backend(name=f"edge-{i:03}", kind="openai_compatible", base_url=f"{url}/b{i}/v1")
         for i in range(count)])
-    backends = list(Backend.objects.all())
+    return list(Backend.objects.all())
+
+
+# -- probing ----------------------------------------------------------------------------
+def probing(quick: bool) -> dict:
+    from monitoring.probes import probe_backends
+
+    count = 50 if quick else 200
+    backends = edge_backends(count)
     ticks = 3 if quick else 10
 
     async def main():
@@ -159,14 +165,9 @@ def probing(quick: bool) -> dict:
 
 def probe_load(seconds: float) -> dict:
     """Probe 200 backends back to back for a while (the chat-beside-probing run)."""
-    from console.models import Backend
     from monitoring.probes import probe_backends
 
-    url = os.environ["BENCH_BACKEND_URL"]
-    Backend.objects.bulk_create([
-        Backend(name=f"edge-{i:03}", kind="openai_compatible", base_url=f"{url}/b{i}/v1")
-        for i in range(200)])
-    backends = list(Backend.objects.all())
+    backends = edge_backends(200)
     ticks = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

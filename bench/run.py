@@ -44,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 from bench import load, report  # noqa: E402
 from bench.stats import rounds_summary, summary  # noqa: E402
 from console.cluster import free_port  # noqa: E402
+from tests.support.console_server import signed_in  # noqa: E402
+from tests.support.llama_server import wait_until_up  # noqa: E402
 
 PASSWORD = "bench-passphrase-1234"
 MASTER_KEY = "sk-bench-" + "0" * 32
@@ -51,19 +53,10 @@ PATHS = ("direct", "tanglaw_ws", "tanglaw_sse", "litellm")
 LLAMA_TOKENS = 32
 
 
-def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 120,
-              headers: dict | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
+def wait_http(url: str, process: Process, what: str, timeout: float = 120) -> None:
+    """Until `url` answers 200 (tests' helper: fails at once, with the log, if it exits)."""
+    if not wait_until_up(process.proc, url, process.log, timeout, what):
+        raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s")
 
 
 class Process:
@@ -110,7 +103,7 @@ class Bench:
             str(self.backend_port), "--ttft-ms", str(a.ttft_ms), "--tokens", str(a.tokens),
             "--gap-ms", str(a.gap_ms)])
         self.backend_url = f"http://127.0.0.1:{self.backend_port}"
-        wait_http(f"{self.backend_url}/health", self.backend.proc, "backend")
+        wait_http(f"{self.backend_url}/health", self.backend, "backend")
         stack.callback(self.stop_all)
 
         self.port = free_port()
@@ -127,7 +120,7 @@ class Bench:
             "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "LOG_LEVEL": "WARNING"})
         self.tanglaw = self.spawn("tanglaw", [sys.executable, "manage.py", "serve",
                                               "--no-monitor"], cwd=ROOT, env=self.env)
-        wait_http(self.base + "/login/", self.tanglaw.proc, "tanglaw", timeout=180)
+        wait_http(self.base + "/login/", self.tanglaw, "tanglaw", timeout=180)
         self.setup_tanglaw()
         self.llama = None
         if "llamacpp" in a.parts:
@@ -155,7 +148,7 @@ class Bench:
             self.litellm = self.spawn("litellm", [str(binary), "--config", str(config),
                                                   "--port", str(lport), "--num_workers", "1"],
                                       env=env, cwd=self.tmp)
-            wait_http(f"http://127.0.0.1:{lport}/health/liveliness", self.litellm.proc,
+            wait_http(f"http://127.0.0.1:{lport}/health/liveliness", self.litellm,
                       "litellm", timeout=180)
             self.litellm_url = f"http://127.0.0.1:{lport}/v1/chat/completions"
         else:
@@ -192,12 +185,9 @@ class Bench:
                 "max_tokens": 4096, "tool_ids": []})
             agent.raise_for_status()
             self.agent_id = agent.json()["id"]
-        client = httpx.Client(base_url=self.base, timeout=30)
-        client.get("/login/")
-        client.post("/login/", data={"username": "admin", "password": PASSWORD,
-                                     "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-                    headers={"Referer": self.base})
+        client = signed_in(self.base, PASSWORD)
         self.cookie = f"sessionid={client.cookies['sessionid']}"
+        client.close()
         self.sse_url = f"{self.base}/api/agents/{self.agent_id}/chat/stream"
 
     # -- latency ---------------------------------------------------------------------
@@ -239,9 +229,45 @@ class Bench:
                         await socket.close()
                 return out
 
-            # warm the connection pool / socket outside the measured requests
             groups = await asyncio.gather(*(user() for _ in range(concurrency)))
         return [s for group in groups for s in group]
+
+    def compare(self, label: str, paths: list[str], concurrency: int, per_user: int,
+                rng: random.Random, *, metrics: tuple[str, ...], bad: str,
+                target: dict | None = None) -> dict:
+        """Every path once per round, in a shuffled order, each after one warm-up request
+        per user; each statistic is the median over rounds, and `added_ttft` (when direct
+        is among the paths) is this path minus direct in the same round."""
+        values = {"ttft": lambda s: [s.ttft_ms] if s.tokens else [],
+                  "transit": lambda s: s.transit_ms, "gap": lambda s: s.gaps_ms,
+                  "total": lambda s: [s.total_ms]}
+        rounds: dict[str, list[dict]] = {p: [] for p in paths}
+        for _ in range(self.args.rounds):
+            order = paths[:]
+            rng.shuffle(order)
+            for path in order:
+                asyncio.run(self.one_path(path, concurrency, 1, target))  # warm-up, not kept
+                samples = asyncio.run(self.one_path(path, concurrency, per_user, target))
+                rounds[path].append({
+                    **{m: summary([v for s in samples for v in values[m](s)]) for m in metrics},
+                    bad: sum(not s.ok for s in samples), "n": len(samples),
+                    "errors": sorted({s.error for s in samples if s.error})[:3]})
+        row = {}
+        for path in paths:
+            row[path] = {m: rounds_summary([r[m] for r in rounds[path]]) for m in metrics}
+            row[path][bad] = sum(r[bad] for r in rounds[path])
+            row[path]["requests"] = sum(r["n"] for r in rounds[path])
+            row[path]["errors"] = sorted({e for r in rounds[path] for e in r["errors"]})
+            if path != "direct" and "direct" in rounds:
+                row[path]["added_ttft"] = rounds_summary([
+                    {k: (r["ttft"][k] - d["ttft"][k]) if r["ttft"][k] is not None
+                     and d["ttft"][k] is not None else None
+                     for k in ("p50", "p90", "p99", "max")}
+                    for r, d in zip(rounds[path], rounds["direct"], strict=True)])
+        print(f"{label} c={concurrency}: " + ", ".join(
+            f"{p} ttft p50 {row[p]['ttft']['p50']:.1f} ms" for p in paths
+            if row[p]["ttft"]["p50"] is not None), flush=True)
+        return row
 
     def latency(self) -> None:
         a = self.args
@@ -249,41 +275,10 @@ class Bench:
         if "direct" not in paths:
             paths.insert(0, "direct")  # every added number is against it
         rng = random.Random(7)
-        table = {}
-        for concurrency in a.concurrency:
-            per_user = max(1, a.requests // concurrency)
-            rounds: dict[str, list[dict]] = {p: [] for p in paths}
-            for _ in range(a.rounds):
-                order = paths[:]
-                rng.shuffle(order)
-                for path in order:
-                    asyncio.run(self.one_path(path, concurrency, 1))  # warm-up, not kept
-                    samples = asyncio.run(self.one_path(path, concurrency, per_user))
-                    rounds[path].append({
-                        "ttft": summary([s.ttft_ms for s in samples if s.tokens]),
-                        "transit": summary([t for s in samples for t in s.transit_ms]),
-                        "gap": summary([g for s in samples for g in s.gaps_ms]),
-                        "lost": sum(not s.ok for s in samples), "n": len(samples),
-                        "errors": sorted({s.error for s in samples if s.error})[:3]})
-            row = {}
-            for path in paths:
-                row[path] = {metric: rounds_summary([r[metric] for r in rounds[path]])
-                             for metric in ("ttft", "transit", "gap")}
-                row[path]["lost"] = sum(r["lost"] for r in rounds[path])
-                row[path]["requests"] = sum(r["n"] for r in rounds[path])
-                row[path]["errors"] = sorted({e for r in rounds[path] for e in r["errors"]})
-                if path != "direct":
-                    # added = this path minus direct, per round, then the median of rounds
-                    row[path]["added_ttft"] = rounds_summary([
-                        {k: (r["ttft"][k] - d["ttft"][k]) if r["ttft"][k] is not None
-                         and d["ttft"][k] is not None else None
-                         for k in ("p50", "p90", "p99", "max")}
-                        for r, d in zip(rounds[path], rounds["direct"], strict=True)])
-            table[str(concurrency)] = row
-            print(f"latency c={concurrency}: " + ", ".join(
-                f"{p} ttft p50 {row[p]['ttft']['p50']:.1f} ms" for p in paths
-                if row[p]["ttft"]["p50"] is not None), flush=True)
-        self.results["latency"] = table
+        self.results["latency"] = {
+            str(c): self.compare("latency", paths, c, max(1, a.requests // c), rng,
+                                 metrics=("ttft", "transit", "gap"), bad="lost")
+            for c in a.concurrency}
 
     # -- backend capacity --------------------------------------------------------------
     def capacity(self) -> None:
@@ -347,35 +342,11 @@ class Bench:
     def llamacpp(self) -> None:
         """The same comparison against the real llama-server (tiny random-weight model,
         32 tokens): what the added milliseconds weigh beside a real engine's own time."""
-        a = self.args
         paths = [p for p in PATHS if p != "litellm" or self.litellm_url]
         rng = random.Random(11)
-        table = {}
-        for concurrency in (1, 4):
-            rounds: dict[str, list[dict]] = {p: [] for p in paths}
-            for _ in range(a.rounds):
-                order = paths[:]
-                rng.shuffle(order)
-                for path in order:
-                    asyncio.run(self.one_path(path, concurrency, 1, self.llama_target))
-                    samples = asyncio.run(self.one_path(
-                        path, concurrency, max(1, 12 // concurrency), self.llama_target))
-                    rounds[path].append({
-                        "ttft": summary([s.ttft_ms for s in samples if s.tokens]),
-                        "total": summary([s.total_ms for s in samples]),
-                        "failed": sum(not s.ok for s in samples), "n": len(samples),
-                        "errors": sorted({s.error for s in samples if s.error})[:3]})
-            row = {}
-            for path in paths:
-                row[path] = {m: rounds_summary([r[m] for r in rounds[path]])
-                             for m in ("ttft", "total")}
-                row[path]["failed"] = sum(r["failed"] for r in rounds[path])
-                row[path]["requests"] = sum(r["n"] for r in rounds[path])
-                row[path]["errors"] = sorted({e for r in rounds[path] for e in r["errors"]})
-            table[str(concurrency)] = row
-            print(f"llama.cpp c={concurrency}: " + ", ".join(
-                f"{p} ttft p50 {row[p]['ttft']['p50']:.1f} ms" for p in paths
-                if row[p]["ttft"]["p50"] is not None), flush=True)
+        table = {str(c): self.compare("llama.cpp", paths, c, max(1, 12 // c), rng,
+                                      metrics=("ttft", "total"), bad="failed",
+                                      target=self.llama_target) for c in (1, 4)}
         self.results["llamacpp"] = {"tokens": LLAMA_TOKENS, "latency": table}
 
     # -- probing beside a chat -----------------------------------------------------------
@@ -549,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port",
                 str(bench.backend_port), "--ttft-ms", str(args.ttft_ms), "--tokens",
                 str(args.ramp_tokens), "--gap-ms", str(args.ramp_gap_ms)])
-            wait_http(f"{bench.backend_url}/health", ramp.proc, "ramp backend")
+            wait_http(f"{bench.backend_url}/health", ramp, "ramp backend")
             bench.streams()
         for part in ("persistence", "dashboards"):
             if part in args.parts:

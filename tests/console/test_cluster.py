@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from console.cluster import free_port
+from tests.support.console_server import signed_in
 from tests.support.fake_engine import FakeEngine
 from tests.support.scripted_openai import ScriptedOpenAI, finish, text
 
@@ -72,13 +73,7 @@ def query(cluster, code: str):
 
 def session(base: str) -> httpx.Client:
     """A signed-in browser-like client (session cookie in PostgreSQL: valid on every worker)."""
-    client = httpx.Client(base_url=base, timeout=20)
-    client.get("/login/")
-    answer = client.post("/login/", data={
-        "username": "admin", "password": PASSWORD,
-        "csrfmiddlewaretoken": client.cookies["csrftoken"]}, headers={"Referer": base})
-    assert answer.status_code == 302, answer.text[:500]
-    return client
+    return signed_in(base, PASSWORD)
 
 
 async def socket(base: str, path: str, client: httpx.Client):

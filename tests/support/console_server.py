@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from tests.support.llama_server import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +44,17 @@ class ConsoleServer:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def signed_in(base: str, password: str, username: str = "admin") -> httpx.Client:
+    """An httpx client signed in through the login form, as a browser would be (session
+    and CSRF cookies); raises if the sign-in is refused."""
+    client = httpx.Client(base_url=base, timeout=30)
+    client.get("/login/")
+    answer = client.post("/login/", data={
+        "username": username, "password": password,
+        "csrfmiddlewaretoken": client.cookies["csrftoken"]}, headers={"Referer": base})
+    if answer.status_code != 302:
+        client.close()
+        raise RuntimeError(f"sign-in as {username} refused: HTTP {answer.status_code}")
+    return client

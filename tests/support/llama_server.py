@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
+
+from console.cluster import free_port  # one helper for the tests, bench/ and the cluster
 
 
 def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str) -> bool:
@@ -25,10 +26,6 @@ def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, w
     return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LlamaServer:
