@@ -55,7 +55,7 @@ class ChannelAdmin(ReadOnly):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnly):
-    list_display = ["event", "channel", "attempts", "delivered_at", "error"]
+    list_display = ["event", "channel", "attempts", "delivered_at", "permanent", "error"]
 
 
 @admin.register(Recommendation)

@@ -196,6 +196,8 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    permanent = models.BooleanField(
+        default=False, help_text="failed in a way no retry can fix (a 404 from the hook, say)")
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     claimed_until = models.DateTimeField(null=True, blank=True)
 

@@ -1,8 +1,10 @@
-"""A small HTTP server for the HTTP-tool and egress tests: echo, redirect, big, status."""
+"""A small HTTP server for the HTTP-tool, egress and notifier tests: echo, redirect, big,
+status, sleep."""
 
 from __future__ import annotations
 
 import json
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +48,9 @@ class EchoServer(LoopbackServer):
                 elif parts.path.startswith("/big"):
                     self._answer(200, b"x" * int(seen["query"].get("n", "100000")),
                                  "text/plain")
+                elif parts.path.startswith("/sleep"):
+                    time.sleep(float(seen["query"].get("s", "1")))
+                    self._answer(200, b"{}")
                 elif parts.path.startswith("/status/"):
                     self._answer(int(parts.path.rsplit("/", 1)[1]), b"<h1>nope</h1>",
                                  "text/html")
