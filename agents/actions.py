@@ -198,8 +198,19 @@ def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
     form = AgentForm(data=_form_data(data), instance=agent)
     if not form.is_valid():
         raise Invalid(_errors(form), form)
-    return _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED, before,
-                 _specialists_input(changes))
+    with transaction.atomic():
+        saved = _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED,
+                      before, _specialists_input(changes))
+        if before["enabled"] and not saved.enabled:
+            _resolve_alerts(actor, saved, "is disabled")
+    return saved
+
+
+def _resolve_alerts(actor: Actor, agent: Agent, why: str) -> None:
+    """Its alerts end with it: a deleted or disabled agent takes no more turns."""
+    from monitoring.alerts import resolve_target  # monitoring builds on agents, not back
+
+    resolve_target(actor, f"agent:{agent.pk}", f"agent {agent.name} {why}")
 
 
 def diff(agent: Agent, version: AgentVersion) -> list[dict[str, Any]]:
@@ -232,6 +243,7 @@ def delete_agent(actor: Actor, agent: Agent) -> None:
                       f"there first")
     with transaction.atomic():
         before, pk = snapshot(agent), agent.pk
+        _resolve_alerts(actor, agent, "was deleted")
         agent.delete()
         audit.record(AuditAction.AGENT_DELETED, actor, target_type="agents.agent",
                      target_id=pk, before=before)

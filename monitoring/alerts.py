@@ -7,6 +7,12 @@ its value is averaged over (0: the latest sample), how long it must hold
 (`for_samples`). States: pending (holds, not long enough) → firing →
 acknowledged → resolved; each change is an AlertEvent row, and each firing or
 resolution is queued for every channel (monitoring.notify).
+
+An alert also resolves, with the reason on its row, when its target goes: the
+backend or agent is deleted or disabled (`resolve_target`, called by those
+actions), a GPU stops reporting, the rule is disabled or no longer covers the
+scope. The evaluator sweeps for these too, so a change made another way (a bulk
+update, the admin) cannot leave an alert firing forever.
 """
 
 from __future__ import annotations
@@ -72,18 +78,44 @@ DEFAULT_RULES: list[dict[str, Any]] = [
 ]
 
 
+TARGETS: dict[str, Any] = {"backend": Backend, "agent": Agent}  # scopes that name a row
+
+
 def scopes_for(rule: AlertRule) -> list[str]:
+    """The scopes a rule covers now: enabled targets only, GPUs seen in the last hour."""
     if rule.scope == "backends":
         return [f"backend:{pk}" for pk in Backend.objects.filter(enabled=True)
                 .values_list("pk", flat=True)]
     if rule.scope == "agents":
         return [f"agent:{pk}" for pk in Agent.objects.filter(enabled=True)
                 .values_list("pk", flat=True)]
+    since = timezone.now() - timedelta(hours=1)
+    gpus = Sample.objects.filter(metric="gpu_utilization_percent", ts__gte=since)
     if rule.scope == "gpus":
-        since = timezone.now() - timedelta(hours=1)
-        return sorted(set(Sample.objects.filter(metric="gpu_utilization_percent", ts__gte=since)
-                          .values_list("scope", flat=True)))
+        return sorted(set(gpus.values_list("scope", flat=True)))
+    kind, _, ident = rule.scope.partition(":")
+    if kind in TARGETS and ident.isdigit():
+        alive = TARGETS[kind].objects.filter(pk=int(ident), enabled=True).exists()
+        return [rule.scope] if alive else []
+    if kind == "gpu":
+        return [rule.scope] if gpus.filter(scope=rule.scope).exists() else []
     return [rule.scope]
+
+
+def why_gone(rule: AlertRule, scope: str) -> str:
+    """Why a rule no longer covers a scope it has an open alert for."""
+    if not rule.enabled:
+        return f"the rule {rule.name} was disabled"
+    kind, _, ident = scope.partition(":")
+    if kind in TARGETS and ident.isdigit():
+        row = TARGETS[kind].objects.filter(pk=int(ident)).values_list("name", "enabled").first()
+        if row is None:
+            return f"{kind} {ident} was deleted"
+        if not row[1]:
+            return f"{kind} {row[0]} is disabled"
+    if kind == "gpu" and rule.scope in ("gpus", scope):
+        return f"gpu {ident} no longer reports"
+    return f"the rule {rule.name} no longer covers {scope_label(scope)}"
 
 
 def value_of(rule: AlertRule, scope: str, now: datetime) -> float | None:
@@ -111,16 +143,21 @@ def _holds_for_samples(rule: AlertRule, scope: str) -> bool:
     return len(recent) == rule.for_samples and all(check(v, rule.threshold) for v in recent)
 
 
-def _change(alert: Alert, state: str, value: float | None, by: str = "") -> AlertEvent:
+def _change(alert: Alert, state: str, value: float | None, by: str = "", reason: str = "",
+            actor: Actor | None = None) -> AlertEvent:
     alert.state = state
     alert.save()
-    event = AlertEvent.objects.create(alert=alert, state=state, value=value, by=by)
+    event = AlertEvent.objects.create(alert=alert, state=state, value=value, by=by,
+                                      reason=reason)
     if state in (AlertState.FIRING, AlertState.RESOLVED):
         # in the audit timeline too, beside the changes and chats around it
+        after = {"rule": alert.rule.name, "severity": alert.rule.severity,
+                 "scope": alert.scope, "value": value, "message": alert.message}
+        if reason:
+            after["reason"] = reason
         audit.record(AuditAction.ALERT_FIRED if state == AlertState.FIRING
-                     else AuditAction.ALERT_RESOLVED, Actor.system("monitor"), target=alert,
-                     after={"rule": alert.rule.name, "severity": alert.rule.severity,
-                            "scope": alert.scope, "value": value, "message": alert.message})
+                     else AuditAction.ALERT_RESOLVED, actor or Actor.system("monitor"),
+                     target=alert, after=after)
         rank = SEVERITY_RANK[Severity(alert.rule.severity)]
         Delivery.objects.bulk_create(
             [Delivery(event=event, channel=c, next_attempt_at=event.ts)
@@ -147,13 +184,53 @@ def scope_label(scope: str) -> str:
     return {"host": "this host"}.get(scope, scope.replace(":", " "))
 
 
+def _gone(alert: Alert, now: datetime, reason: str, actor: Actor | None = None) -> bool:
+    """End an open alert whose target went away; True if that was a resolution (a pending
+    alert never fired, so it is dropped: nothing to resolve or notify)."""
+    if alert.state == AlertState.PENDING:
+        alert.delete()
+        return False
+    alert.resolved_at, alert.resolved_reason = now, reason[:200]
+    _change(alert, AlertState.RESOLVED, alert.value, by=actor.username if actor else "",
+            reason=reason[:200], actor=actor)
+    return True
+
+
+def resolve_target(actor: Actor, scope: str, reason: str) -> int:
+    """Resolve every open alert on `scope`, whose target is being deleted or disabled.
+    Call it inside the action's transaction: the alerts resolve only if the change does."""
+    now, resolved = timezone.now(), 0
+    for alert in Alert.objects.select_for_update().select_related("rule").filter(
+            scope=scope, state__in=OPEN):
+        resolved += _gone(alert, now, reason, actor)
+    return resolved
+
+
+def _sweep(rule: AlertRule, covered: set[str], now: datetime) -> int:
+    """Resolve the rule's open alerts on scopes it no longer covers."""
+    resolved = 0
+    for pk, scope in Alert.objects.filter(rule=rule, state__in=OPEN).values_list("pk", "scope"):
+        if scope in covered:
+            continue
+        with transaction.atomic():
+            # under the lock: another monitor or an action may have ended it meanwhile
+            alert = Alert.objects.select_for_update().filter(pk=pk, state__in=OPEN).first()
+            if alert is not None:
+                resolved += _gone(alert, now, why_gone(rule, scope))
+    return resolved
+
+
 def evaluate(now: datetime | None = None) -> dict[str, int]:
     """One pass over every enabled rule and scope. Returns counts of state changes."""
     now = now or timezone.now()
     changes = {"fired": 0, "resolved": 0}
+    for rule in AlertRule.objects.filter(enabled=False, alerts__state__in=OPEN).distinct():
+        changes["resolved"] += _sweep(rule, set(), now)
     for rule in AlertRule.objects.filter(enabled=True):
         check = OPS[Comparator(rule.comparator)]
-        for scope in scopes_for(rule):
+        scopes = scopes_for(rule)
+        changes["resolved"] += _sweep(rule, set(scopes), now)
+        for scope in scopes:
             value = value_of(rule, scope, now)
             holds = value is not None and check(value, rule.threshold)
             if holds and rule.for_samples:
@@ -259,6 +336,11 @@ def save_rule(actor: Actor, data: dict[str, Any], rule: AlertRule | None = None)
             rule.save()
             audit.record(AuditAction.ALERT_RULE_UPDATED, actor, target=rule, before=before,
                          after=rule_state(rule))
+            if before["enabled"] and not rule.enabled:
+                now, reason = timezone.now(), f"the rule {rule.name} was disabled"
+                for alert in Alert.objects.select_for_update().filter(rule=rule,
+                                                                      state__in=OPEN):
+                    _gone(alert, now, reason, actor)
     return rule
 
 

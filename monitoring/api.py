@@ -76,6 +76,7 @@ class AlertOut(Schema):
     started_at: datetime | None
     acknowledged_by: str
     resolved_at: datetime | None
+    resolved_reason: str
 
     @staticmethod
     def resolve_rule(alert: Alert) -> str:

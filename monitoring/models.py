@@ -138,6 +138,9 @@ class Alert(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.CharField(max_length=150, blank=True, default="")
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_reason = models.CharField(
+        max_length=200, blank=True, default="",
+        help_text="set when it resolved because its target went (deleted, disabled)")
     message = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
@@ -161,6 +164,8 @@ class AlertEvent(models.Model):
     state = models.CharField(max_length=16, choices=AlertState.choices)
     value = models.FloatField(null=True, blank=True)
     by = models.CharField(max_length=150, blank=True, default="")
+    reason = models.CharField(max_length=200, blank=True, default="",
+                              help_text="why, when not the measured value (target deleted…)")
 
     class Meta:
         ordering = ["ts", "id"]

@@ -65,12 +65,22 @@ def update_backend(actor: Actor, backend: Backend, changes: dict[str, Any]) -> B
         if after != current:
             audit.record(AuditAction.BACKEND_UPDATED, actor, target=backend,
                          before=current, after=after)
+        if current["enabled"] and not backend.enabled:
+            _resolve_alerts(actor, backend, "is disabled")
     return backend
+
+
+def _resolve_alerts(actor: Actor, backend: Backend, why: str) -> None:
+    """Its alerts end with it: nothing probes a deleted or disabled backend any more."""
+    from monitoring.alerts import resolve_target  # monitoring builds on console, not back
+
+    resolve_target(actor, f"backend:{backend.pk}", f"backend {backend.name} {why}")
 
 
 def delete_backend(actor: Actor, backend: Backend) -> None:
     with transaction.atomic():
         snapshot, pk, name = backend.audit_snapshot(), backend.pk, backend.name
+        _resolve_alerts(actor, backend, "was deleted")
         backend.delete()
         audit.record(AuditAction.BACKEND_DELETED, actor, target_type="console.backend",
                      target_id=pk, before=snapshot, detail=f"deleted {name}")

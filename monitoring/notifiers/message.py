@@ -12,9 +12,10 @@ def payload(event) -> dict[str, Any]:
             "value": alert.value, "threshold": alert.threshold, "message": alert.message,
             "started_at": alert.started_at.isoformat() if alert.started_at else None,
             "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
-            "at": event.ts.isoformat()}
+            "reason": event.reason or None, "at": event.ts.isoformat()}
 
 
 def headline(event) -> str:
     icon = {"firing": "🔴", "resolved": "✅"}.get(event.state, "•")
-    return f"{icon} [{event.alert.rule.severity}] {event.state}: {event.alert.message}"
+    why = f" ({event.reason})" if event.reason else ""
+    return f"{icon} [{event.alert.rule.severity}] {event.state}{why}: {event.alert.message}"
