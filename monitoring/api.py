@@ -41,14 +41,18 @@ class SeriesOut(Schema):
     metric: str
     scope: str
     tier: int
-    points: list[list[float]]
+    start: int
+    end: int
+    points: list[list[float | None]]
 
 
 @router.get("/metrics/series", response=SeriesOut)
 def series(request, metric: str, backend: int | None = None, agent: int | None = None,
            scope: str | None = None, window: str = "1h"):
-    """Points `[unix_ts, value]` from the coarsest tier that fills the window (≤ ~1,500).
-    `tier` is 0 for raw samples, 60 or 3600 for rollups."""
+    """Points `[unix_ts, value]` of the window `[start, end]` (unix seconds) from the tier
+    that fills it in ≤ ~1,500 points, and finer tiers where that one has no buckets yet.
+    `tier` is 0 for raw samples, 60 or 3600 for rollups; counters are per minute; a
+    `[unix_ts, null]` point marks a gap with no samples, where a chart breaks its line."""
     need(request, "dashboard.view")
     where = _scope(backend, agent, scope)
     return {**store.series(metric, where, _window(window)), "scope": where}

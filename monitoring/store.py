@@ -5,13 +5,15 @@ buckets (default 30 days) and 1-hour buckets (default 2 years). A bucket holds
 count, sum, min, max and counts per fixed histogram edge, so means and
 percentiles can be read from any tier. Rollups recompute the last few buckets
 each round (idempotent upserts), so a sample that arrives late still lands.
-Charts read the finest tier that fits the window in at most ~1,500 points.
+Charts read the finest tier that fits the window in at most ~1,500 points, and the finer
+tiers after its newest bucket (see `series`).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -160,63 +162,121 @@ def tier_for(window_s: int) -> int:
 
 def series(metric: str, scope: str, window_s: int, now: datetime | None = None
            ) -> dict[str, Any]:
-    """Points [[unix_ts, value]] for a chart; one query whatever the data size."""
+    """Points [[unix_ts, value or None]] of [now - window, now] for a chart, and those bounds
+    (`start`, `end`), so the x axis spans the window however few points there are.
+
+    The tier for the window is read first, then the finer tiers after its newest bucket:
+    an hour has a bucket only once it is over and a minute once it is rolled up, so without
+    them a 7-day chart would be empty for the first hour of data. Counters read per minute
+    in every tier; a None point marks an idle gap, where the line breaks. One query per
+    tier read (a ratio reads two series), whatever the data size."""
     now = now or timezone.now()
     since = now - timedelta(seconds=window_s)
     tier = tier_for(window_s)
+    bounds = {"start": int(since.timestamp()), "end": int(now.timestamp())}
     if metric in RATIOS:
-        num, den = RATIOS[metric]
-        a = dict(_summed(num, scope, since, tier))
-        b = _summed(den, scope, since, tier)
-        points = [[t, round(a.get(t, 0.0) / v, 4)] for t, v in b if v]
-        return {"metric": metric, "tier": tier or MINUTE, "points": points}
-    if metric in SUMMED:
-        return {"metric": metric, "tier": tier or MINUTE,
-                "points": _summed(metric, scope, since, tier)}
-    if tier == 0:
-        rows = Sample.objects.filter(metric=metric, scope=scope, ts__gte=since).order_by(
-            "ts").values_list("ts", "value")
-        points = [[int(ts.timestamp()), round(v, 3)] for ts, v in rows]
-        step = math.ceil(len(points) / MAX_POINTS)
-        if step > 1:
-            points = points[::step]
-        return {"metric": metric, "tier": 0, "points": points}
-    buckets = Rollup.objects.filter(tier=tier, metric=metric, scope=scope,
-                                    bucket__gte=since).order_by("bucket").values_list(
-        "bucket", "sum", "count")
-    points = [[int(b.timestamp()), round(s / c, 3)] for b, s, c in buckets if c]
-    if tier == MINUTE:
-        points += _fresh_minutes(metric, scope, points, since, mean=True)
-    return {"metric": metric, "tier": tier, "points": points}
+        num, den = (_rows(m, scope, since, tier) for m in RATIOS[metric])
+        least = _least(window_s, max(len(num), len(den)))
+        shares = {t: total for t, _w, _n, total in _fit(num, least)}
+        valued = [(t, width, round(shares.get(t, 0.0) / total, 4))
+                  for t, width, _n, total in _fit(den, least) if total]
+    else:
+        rows = _rows(metric, scope, since, tier)
+        fitted = _fit(rows, _least(window_s, len(rows)))
+        if metric in SUMMED:
+            valued = [(t, width, round(total * MINUTE / width, 3))
+                      for t, width, _n, total in fitted]
+        else:
+            valued = [(t, width, round(total / n, 3)) for t, width, n, total in fitted if n]
+    # only the first bucket can start before the window; it is drawn at the window's edge
+    points = [(max(t, bounds["start"]), width, value) for t, width, value in valued]
+    per_minute = metric in SUMMED or metric in RATIOS
+    return {"metric": metric, "tier": tier or (MINUTE if per_minute else 0), **bounds,
+            "points": _with_gaps(points)}
 
 
-def _fresh_minutes(metric: str, scope: str, points: list[list], since: datetime, *,
-                   mean: bool) -> list[list]:
-    """The minutes after the newest rollup, from raw samples (the rollup runs once a
-    round), so a 24 h chart reaches up to now."""
-    after = datetime.fromtimestamp(points[-1][0] + MINUTE, tz=UTC) if points else since
-    groups: dict[int, list[float]] = defaultdict(list)
-    for ts, value in Sample.objects.filter(metric=metric, scope=scope, ts__gte=after
-                                           ).values_list("ts", "value"):
-        groups[int(_floor(ts, MINUTE).timestamp())].append(value)
-    return [[t, round(sum(v) / len(v), 3) if mean else sum(v)] for t, v in sorted(groups.items())]
+# (start, width in seconds, count, sum); width 0 is a single raw sample
+Row = tuple[int, int, int, float]
 
 
-def _summed(metric: str, scope: str, since: datetime, tier: int) -> list[list]:
-    """Per-bucket sums (at least per minute): requests per minute, errors per minute."""
-    if tier == 0:
-        sums: dict[int, float] = defaultdict(float)
-        for ts, value in Sample.objects.filter(metric=metric, scope=scope,
-                                               ts__gte=since).values_list("ts", "value"):
-            sums[int(_floor(ts, MINUTE).timestamp())] += value
-        return [[t, sums[t]] for t in sorted(sums)]
-    rows = Rollup.objects.filter(tier=tier, metric=metric, scope=scope,
-                                 bucket__gte=since).order_by("bucket").values_list(
-        "bucket", "sum")
-    points = [[int(b.timestamp()), s] for b, s in rows]
-    if tier == MINUTE:
-        points += _fresh_minutes(metric, scope, points, since, mean=False)
-    return points
+def _rows(metric: str, scope: str, since: datetime, tier: int) -> list[Row]:
+    """`tier`'s buckets from `since`, then each finer tier's after the newest one so far.
+    Raw samples stay single points only on a raw chart of a gauge; elsewhere they are
+    summed per minute like the minute rollups they stand in for."""
+    rows: list[Row] = []
+    after = since
+    for t in (HOUR, MINUTE, 0):
+        if t > tier:
+            continue
+        if t:
+            found = [(int(b.timestamp()), t, n, total) for b, n, total in Rollup.objects.filter(
+                tier=t, metric=metric, scope=scope, bucket__gte=after).order_by(
+                "bucket").values_list("bucket", "count", "sum")]
+        else:
+            samples = Sample.objects.filter(metric=metric, scope=scope, ts__gte=after
+                                            ).order_by("ts").values_list("ts", "value")
+            if tier == 0 and metric not in SUMMED:
+                found = [(int(ts.timestamp()), 0, 1, v) for ts, v in samples]
+            else:
+                minutes: dict[int, list[float]] = defaultdict(lambda: [0, 0.0])
+                for ts, v in samples:
+                    bucket = minutes[int(ts.timestamp()) // MINUTE * MINUTE]
+                    bucket[0] += 1
+                    bucket[1] += v
+                found = [(m, MINUTE, int(n), total) for m, (n, total) in minutes.items()]
+        if found:
+            rows += found
+            last, width = found[-1][0], found[-1][1]
+            after = datetime.fromtimestamp(last + width, tz=UTC)
+    return rows
+
+
+def _least(window_s: int, count: int) -> int:
+    """The narrowest bucket that keeps `count` rows within MAX_POINTS (0: they fit)."""
+    return 0 if count <= MAX_POINTS else math.ceil(window_s / MAX_POINTS)
+
+
+def _fit(rows: list[Row], least: int) -> list[Row]:
+    """Merge rows narrower than `least` seconds into buckets of a whole number of their own
+    width (so minutes never straddle a bucket), summing counts and sums: a mean or a sum
+    per minute stays exact, where dropping every n-th row would lose data."""
+    if not least:
+        return rows
+    out: list[Row] = []
+    for t, width, n, total in rows:
+        if width >= least:
+            out.append((t, width, n, total))
+            continue
+        span = math.ceil(least / width) * width if width else least
+        start = t - t % span
+        if out and out[-1][0] == start and out[-1][1] == span:
+            out[-1] = (start, span, out[-1][2] + n, out[-1][3] + total)
+        else:
+            out.append((start, span, n, total))
+    return out
+
+
+def _with_gaps(points: list[tuple[int, int, float]]) -> list[list[Any]]:
+    """[t, value] pairs, with [t, None] where nothing came for longer than twice the step.
+
+    A bucket covers its width; a raw sample covers the usual interval between samples
+    (their median), so one or two late ticks are not a gap, a stopped monitor or an idle
+    backend is. The None sits inside the idle stretch, so the chart breaks the line there
+    rather than drawing it across."""
+    intervals = [b[0] - a[0] for a, b in zip(points, points[1:], strict=False)
+                 if not a[1] and not b[1]]
+    usual = max(round(statistics.median(intervals)), 1) if intervals else MINUTE
+    out: list[list[Any]] = []
+    for i, (t, width, value) in enumerate(points):
+        out.append([t, value])
+        if i + 1 == len(points):
+            break
+        following = points[i + 1]
+        end = t + (width or usual)
+        step = min(width or usual, following[1] or usual)
+        if following[0] - end > 2 * step:
+            out.append([end + (following[0] - end) // 2, None])
+    return out
 
 
 def window_stats(metric: str, scope: str, window_s: int, now: datetime | None = None
