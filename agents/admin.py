@@ -1,5 +1,9 @@
-from django.contrib import admin
+"""Agents in the Django admin: history (versions, conversations, runs, messages, tool
+calls) is read-only; deleting an agent goes through the audited action."""
 
+from django.contrib import admin, messages
+
+from agents import actions
 from agents.models import (
     Agent,
     AgentVersion,
@@ -10,7 +14,9 @@ from agents.models import (
     Tool,
     ToolCall,
 )
+from console.actions import Refused
 from console.admin import ReadOnlyAdmin as ReadOnly
+from console.audit import Actor
 
 
 @admin.register(McpServer)
@@ -34,28 +40,45 @@ class AgentAdmin(admin.ModelAdmin):
     list_filter = ["kind", "enabled", "backend"]
     search_fields = ["name", "description", "model"]
 
+    def has_add_permission(self, request):
+        return False  # on the Agents page: validated, versioned and audited
+
     def has_change_permission(self, request, obj=None):
-        return False  # changes go through the agent actions (versioned and audited)
+        return False  # likewise
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, Agent.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        actor = Actor.from_request(request)
+        for agent in queryset:
+            try:
+                actions.delete_agent(actor, agent)
+            except Refused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+
+    def get_deleted_objects(self, objs, request):
+        # the action deletes an agent's versions with it, though nobody may delete a
+        # version on its own here; a specialist of a router is still refused (protected)
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
 
 
 @admin.register(AgentVersion)
-class AgentVersionAdmin(admin.ModelAdmin):
+class AgentVersionAdmin(ReadOnly):
     list_display = ["agent", "version", "created_by", "created_at"]
     list_filter = ["agent"]
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(ReadOnly):
     list_display = ["id", "title", "owner", "agent", "updated_at"]
     list_filter = ["agent"]
     search_fields = ["title", "owner__username"]
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ReadOnly):
     list_display = ["id", "agent", "backend", "model", "started_at", "ttft_ms",
                     "tokens_per_s", "total_ms", "outcome"]
     list_filter = ["outcome", "backend", "agent"]
@@ -63,12 +86,12 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnly):
     list_display = ["id", "conversation", "role", "incomplete", "created_at"]
     list_filter = ["role", "incomplete"]
 
 
 @admin.register(ToolCall)
-class ToolCallAdmin(admin.ModelAdmin):
+class ToolCallAdmin(ReadOnly):
     list_display = ["id", "run", "name", "ok", "ms", "approved_by"]
     list_filter = ["name", "ok"]

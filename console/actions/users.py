@@ -62,11 +62,17 @@ def change_role(actor: Actor, user, role: str) -> None:
         revoke_sockets(user.pk, f"your role changed to {role}: reconnect", code=4403)
 
 
+def check_active(user, active: bool) -> None:
+    """Raise Refused where `set_active` would; forms call it to show the reason."""
+    if not active and user.is_active and user.role == Role.ADMIN and \
+            not _other_active_admins(user):
+        raise Refused("this is the last active admin; it cannot be deactivated")
+
+
 def set_active(actor: Actor, user, active: bool) -> None:
     if user.is_active == active:
         return
-    if not active and user.role == Role.ADMIN and not _other_active_admins(user):
-        raise Refused("this is the last active admin; it cannot be deactivated")
+    check_active(user, active)
     with transaction.atomic():
         user.is_active = active
         user.save(update_fields=["is_active"])
@@ -109,6 +115,20 @@ def user_for_token(raw: str):
     if not token.last_used_at or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+def set_password(actor: Actor, user, password: str | None) -> None:
+    """An admin sets a user's password in the Django admin (None: password sign-in off).
+    The user's sessions end with the old password's hash; their open sockets close now."""
+    with transaction.atomic():
+        if password is None:
+            user.set_unusable_password()
+        else:
+            user.set_password(password)
+        user.save(update_fields=["password"])
+        audit.record(AuditAction.AUTH_PASSWORD_CHANGED, actor, target=user,
+                     after={"password_sign_in": password is not None})
+        revoke_sockets(user.pk, "the password changed: sign in again")
 
 
 def password_changed(actor: Actor, user) -> None:
