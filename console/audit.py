@@ -4,6 +4,11 @@ Each event stores its sequence number, the SHA-256 of its canonical JSON and
 the previous event's hash. Appends are serialised (SQLite's IMMEDIATE
 transactions; a transaction-scoped advisory lock on PostgreSQL) so the chain
 never forks, whatever the number of processes.
+
+Signed statements of the chain's head are kept twice: as checkpoint rows (the
+first event, then every TANGLAW_AUDIT_CHECKPOINT_EVERY) and, after commit, in
+the heads file outside the database (console.audit_heads), which is what
+catches a truncated tail.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -21,10 +28,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from console import audit_heads
 from console.choices import AuditAction, Outcome
 from console.models import AuditCheckpoint, AuditEvent
 from console.redact import redact
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 _PG_LOCK_ID = 0x7A6E_6C61  # arbitrary, constant: "the audit chain"
 
@@ -131,14 +140,54 @@ def record(
         )
         event.hash = compute_hash(event)
         event.save(force_insert=True)
-        if event.seq % settings.TANGLAW_AUDIT_CHECKPOINT_EVERY == 0:
+        # from the first event: a young chain rewritten whole is caught too
+        if event.seq == 1 or event.seq % settings.TANGLAW_AUDIT_CHECKPOINT_EVERY == 0:
             _write_checkpoint(event)
+        seq, head = event.seq, event.hash
+        transaction.on_commit(lambda: _head_committed(seq, head))
     return event
 
 
 def sign(seq: int, head: str, ts: str) -> str:
-    key = settings.TANGLAW_AUDIT_KEY.encode()
-    return hmac.new(key, f"{seq}:{head}:{ts}".encode(), hashlib.sha256).hexdigest()
+    return audit_heads.signature(settings.TANGLAW_AUDIT_KEY, seq, head, ts)
+
+
+def _heads_file() -> Path:
+    return Path(settings.TANGLAW_AUDIT_HEADS_FILE)
+
+
+def _head_committed(seq: int, head: str) -> None:
+    """After commit (no file I/O while the chain is locked): record the head when due,
+    by count or because the last one, from any process, is older than the interval."""
+    if seq != 1 and seq % settings.TANGLAW_AUDIT_HEAD_EVERY:
+        age = audit_heads.age_s(_heads_file(), time.time())
+        if age is not None and age < settings.TANGLAW_AUDIT_HEAD_INTERVAL_S:
+            return
+    _append_head(seq, head)
+
+
+def _append_head(seq: int, head: str) -> None:
+    # the event is committed whatever happens here; a missing head shows as a gap in the
+    # file, never as a failed request
+    try:
+        audit_heads.append(_heads_file(), settings.TANGLAW_AUDIT_KEY, seq, head)
+    except OSError:
+        log.exception("could not record audit head #%s in %s", seq, _heads_file())
+
+
+def record_quiet_head() -> int | None:
+    """For the monitor's tick: when no head was recorded for the interval and the log has
+    grown since the last one, record its newest event, so a tail written just after a
+    head does not stay unrecorded until the next event. The seq recorded, or None."""
+    path = _heads_file()
+    age = audit_heads.age_s(path, time.time())
+    if age is not None and age < settings.TANGLAW_AUDIT_HEAD_INTERVAL_S:
+        return None
+    newest = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
+    if newest is None or newest.seq <= (audit_heads.last_seq(path) or 0):
+        return None
+    _append_head(newest.seq, newest.hash)
+    return newest.seq
 
 
 def signed_statement(seq: int, head: str) -> dict[str, Any]:
@@ -157,23 +206,18 @@ def _write_checkpoint(event: AuditEvent) -> AuditCheckpoint:
 
 
 def checkpoint() -> AuditCheckpoint | None:
-    """Sign the chain head now (on demand; also made every N events)."""
+    """Sign the chain head now (on demand; also made every N events), in the database and,
+    after commit, in the heads file."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_LOCK_ID])
         last = AuditEvent.objects.order_by("-seq").first()
-        return _write_checkpoint(last) if last else None
-
-
-def _checkpoint_problem(cp: AuditCheckpoint, hashes: dict[int, str]) -> str:
-    stamp = cp.ts.astimezone(UTC).isoformat(timespec="microseconds")
-    if not hmac.compare_digest(sign(cp.seq, cp.hash, stamp), cp.signature):
-        return f"checkpoint #{cp.seq} is not signed with this site's audit key"
-    if cp.seq in hashes and hashes[cp.seq] != cp.hash:
-        return (f"the chain was rewritten: event #{cp.seq} no longer matches its signed "
-                f"checkpoint")
-    return ""
+        if last is None:
+            return None
+        made = _write_checkpoint(last)
+        transaction.on_commit(lambda: _append_head(made.seq, made.hash))
+        return made
 
 
 @dataclass
@@ -182,31 +226,105 @@ class VerifyResult:
     checked: int
     first_bad: int | None = None
     reason: str = ""
+    heads: int = 0  # heads from the heads file(s) that matched the database
 
 
-def verify(batch: int = 2000) -> VerifyResult:
+class _Broken(Exception):
+    def __init__(self, first_bad: int | None, reason: str):
+        super().__init__(reason)
+        self.first_bad, self.reason = first_bad, reason
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A signed "the chain up to #seq ends in hash", from a checkpoint row or a file."""
+
+    seq: int
+    hash: str
+    source: str
+
+
+def verify(batch: int = 2000, also_heads: Sequence[Path] = ()) -> VerifyResult:
     """Walk the whole chain in order; report the first broken sequence number. Then check
-    the signed checkpoints, so a chain rewritten from scratch (every hash recomputed) and
-    removed checkpoints are detected too."""
+    the signed heads — checkpoint rows, the heads file and any copies of it given (one a
+    syslog server kept, say) — so a chain rewritten from scratch (every hash recomputed),
+    removed checkpoints and a database that ends before a recorded head are detected."""
+    # what was recorded is read before the walk: every head and checkpoint read is of an
+    # event committed by then, so events written during the walk cannot look missing
+    checkpoints = list(AuditCheckpoint.objects.order_by("seq"))
+    files = [(path, list(audit_heads.read(path))) for path in [_heads_file(), *also_heads]]
     result = _verify_chain(batch)
     if not result.ok:
         return result
-    every = settings.TANGLAW_AUDIT_CHECKPOINT_EVERY
-    checkpoints = {cp.seq: cp for cp in AuditCheckpoint.objects.all()}
-    wanted = list(checkpoints)
-    hashes = dict(AuditEvent.objects.filter(seq__in=wanted).values_list("seq", "hash"))
-    for seq in sorted(checkpoints):
-        problem = _checkpoint_problem(checkpoints[seq], hashes)
-        if problem:
-            return VerifyResult(False, result.checked, seq, problem)
-    first = AuditEvent.objects.order_by("seq").values_list("seq", flat=True).first() or 1
-    for seq in range(every * ((first + every - 1) // every), result.checked + first, every):
-        if seq < first:
-            continue
-        if seq and seq not in checkpoints:
-            return VerifyResult(False, result.checked, seq,
-                                f"the signed checkpoint for event #{seq} is missing")
+    first = AuditEvent.objects.order_by("seq").only("seq", "prev_hash").first()
+    last = first.seq + result.checked - 1 if first else 0
+    for cp in checkpoints:
+        stamp = cp.ts.astimezone(UTC).isoformat(timespec="microseconds")
+        if not hmac.compare_digest(sign(cp.seq, cp.hash, stamp), cp.signature):
+            return VerifyResult(False, result.checked, cp.seq,
+                                f"checkpoint #{cp.seq} is not signed with this site's "
+                                f"audit key")
+    start = first.seq if first else 1
+    try:
+        from_files = _file_heads(files)
+        _against_heads([_Head(cp.seq, cp.hash, "a signed checkpoint") for cp in checkpoints]
+                       + from_files, first, last)
+        _missing_checkpoint(start, last, {cp.seq for cp in checkpoints})
+    except _Broken as broken:
+        return VerifyResult(False, result.checked, broken.first_bad, broken.reason)
+    result.heads = sum(1 for head in from_files if head.seq >= start)
     return result
+
+
+def _file_heads(files: list[tuple[Path, list[tuple[int, dict[str, Any] | None]]]],
+                ) -> list[_Head]:
+    key = settings.TANGLAW_AUDIT_KEY
+    heads = []
+    for path, lines in files:
+        source = f"the heads file {path}"
+        for number, head in lines:
+            if head is None:
+                raise _Broken(None, f"line {number} of {source} is not a signed head")
+            if not audit_heads.signed_by(key, head):
+                raise _Broken(head["seq"], f"line {number} of {source} (#{head['seq']}) is "
+                                           f"not signed with this site's audit key")
+            heads.append(_Head(head["seq"], head["hash"], source))
+    return heads
+
+
+def _against_heads(heads: list[_Head], first: AuditEvent | None, last: int) -> None:
+    """Broken when the database ends before a head or an event no longer has the hash a
+    head records; heads of pruned events are checked up to the anchor."""
+    if not heads:
+        return
+    furthest = max(heads, key=lambda head: head.seq)
+    if furthest.seq > last:
+        ends = f"the database ends at #{last}" if last else "the database has no events"
+        gap = (f"event #{last + 1} is missing" if furthest.seq == last + 1
+               else f"events #{last + 1}–#{furthest.seq} are missing")
+        raise _Broken(last + 1, f"{ends} but {furthest.source} records #{furthest.seq}; "
+                                f"{gap}")
+    start = first.seq if first else 1
+    wanted = sorted({head.seq for head in heads if head.seq >= start})
+    hashes: dict[int, str] = {}
+    for i in range(0, len(wanted), 500):  # SQLite caps the parameters of one query
+        hashes.update(AuditEvent.objects.filter(seq__in=wanted[i:i + 500])
+                      .values_list("seq", "hash"))
+    if first is not None and start > 1:
+        hashes[start - 1] = first.prev_hash  # the anchor an audit.pruned event vouches for
+    for head in sorted(heads, key=lambda head: head.seq):
+        if head.seq in hashes and hashes[head.seq] != head.hash:
+            raise _Broken(head.seq, f"the chain was rewritten: event #{head.seq} no longer "
+                                    f"matches what {head.source} records")
+
+
+def _missing_checkpoint(first: int, last: int, present: set[int]) -> None:
+    """Broken at the first multiple of TANGLAW_AUDIT_CHECKPOINT_EVERY in first..last that
+    has no row. (#1's own is not required: logs begun before it was made have none.)"""
+    every = settings.TANGLAW_AUDIT_CHECKPOINT_EVERY
+    for seq in range(every * ((first + every - 1) // every), last + 1, every):
+        if seq not in present:
+            raise _Broken(seq, f"the signed checkpoint for event #{seq} is missing")
 
 
 def _start_of_chain() -> tuple[int, str] | VerifyResult:

@@ -14,7 +14,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from console import datadir
+from console import audit_heads, datadir
 from console.env import env_bool, env_int, env_list, env_ports, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -246,6 +246,14 @@ TANGLAW_ALERT_EMAIL_FROM = env_str("TANGLAW_ALERT_EMAIL_FROM", "tanglaw@localhos
 TANGLAW_AUDIT_KEY = env_str("TANGLAW_AUDIT_KEY") or datadir.read_or_create(
     DATA_DIR / "audit.key", datadir.new_secret_key)
 TANGLAW_AUDIT_CHECKPOINT_EVERY = env_int("TANGLAW_AUDIT_CHECKPOINT_EVERY", 500, minimum=1)
+# signed chain heads outside the database (console.audit_heads), so a truncated tail is
+# detected: the first event, every N events, and whenever the last head is older than the
+# interval; optionally also to syslog ("/dev/log", "host" or "host:port", UDP), off the box
+TANGLAW_AUDIT_HEADS_FILE = Path(env_str("TANGLAW_AUDIT_HEADS_FILE",
+                                        str(DATA_DIR / "audit-heads.jsonl")))
+TANGLAW_AUDIT_HEAD_EVERY = env_int("TANGLAW_AUDIT_HEAD_EVERY", 50, minimum=1)
+TANGLAW_AUDIT_HEAD_INTERVAL_S = env_int("TANGLAW_AUDIT_HEAD_INTERVAL_S", 300, minimum=1)
+TANGLAW_AUDIT_HEADS_SYSLOG = env_str("TANGLAW_AUDIT_HEADS_SYSLOG", "")
 
 # rate limits (per user, shared through the cache) and caps on concurrent generations
 TANGLAW_API_RATE = env_str("TANGLAW_API_RATE", "600/m")
@@ -262,7 +270,7 @@ TANGLAW_BREAKER_COOLDOWN_S = env_int("TANGLAW_BREAKER_COOLDOWN_S", 30, minimum=1
 # empty means stdio servers are off, streamable-HTTP servers need no entry
 TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "console.redact.RedactingFilter"}},
@@ -275,6 +283,9 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
                 "httpx2": {"level": "WARNING"}, "mcp": {"level": "WARNING"}},
 }
+if TANGLAW_AUDIT_HEADS_SYSLOG:
+    LOGGING["handlers"]["audit_heads"] = audit_heads.syslog_handler(TANGLAW_AUDIT_HEADS_SYSLOG)
+    LOGGING["loggers"]["tanglaw.audit.heads"] = {"handlers": ["audit_heads"], "level": "INFO"}
 
 # WebSocket routes, by dotted path (console imports no app directly)
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",

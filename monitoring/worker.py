@@ -178,6 +178,14 @@ class Monitor:
                 "ok": True, "checked": result.checked}})
         return result.ok
 
+    def audit_head(self) -> int | None:
+        """Record the audit chain's head in the heads file when the log grew since the last
+        one and that is older than TANGLAW_AUDIT_HEAD_INTERVAL_S: events only record heads
+        when written, so a quiet tail needs the tick. The seq recorded, or None."""
+        from console import audit
+
+        return audit.record_quiet_head()
+
     def advise(self) -> dict[str, int]:
         from monitoring import advisor
 
@@ -199,6 +207,7 @@ class Monitor:
         summary["notifications"] = self.notify()
         summary["recommendations"] = self.advise()
         summary["audit_ok"] = self.verify_audit()
+        summary["audit_head"] = self.audit_head()
         if self.rounds % GPU_PROCESS_EVERY == 0:
             self.gpu_processes()
         self.rounds += 1

@@ -117,6 +117,13 @@ def live_db(transactional_db):
 
 
 @pytest.fixture(autouse=True)
+def _audit_heads_file(settings, tmp_path):
+    """Each test its own audit heads file: the database starts empty for every test, the
+    data directory does not, and heads left by another test would be missing events."""
+    settings.TANGLAW_AUDIT_HEADS_FILE = tmp_path / "audit-heads.jsonl"
+
+
+@pytest.fixture(autouse=True)
 def _audit_triggers(request):
     """Tests on the normal db fixture always see the append-only triggers."""
     uses_db = "db" in request.fixturenames or request.node.get_closest_marker("django_db")
