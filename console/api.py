@@ -114,6 +114,7 @@ class BackendOut(Schema):
     status_reason: str
     latency_ms: float | None
     version: str
+    model_count: int | None  # null: not measured (never listed, or unhealthy)
     last_checked_at: datetime | None
     breaker_state: str
     breaker_failures: int

@@ -86,23 +86,44 @@ def delete_backend(actor: Actor, backend: Backend) -> None:
                      target_id=pk, before=snapshot, detail=f"deleted {name}")
 
 
+STATUS_WRITE_TRIES = 20
+
+
 def record_probe(backend: Backend, report: Report) -> None:
-    """Store the latest probe on the backend, and a row when the status changed."""
-    previous = backend.status
-    backend.status = report.status
-    backend.status_reason = report.error[:500]
-    backend.latency_ms = report.latency_ms
-    backend.version = report.version[:100]
-    backend.model_count = len(report.models) if report.status != Status.UNHEALTHY else None
-    backend.last_checked_at = timezone.now()
+    """Store the latest probe on the backend, and a row when the status changed.
+
+    The monitor, the list page's poll and "Test connection" all write here, each with a
+    Backend read a while ago, so its `status` may be stale. The new status is written by
+    an UPDATE that must match the status stored now, and the row names that one as
+    `previous`: the rows form one chain (uptime is read from them) whatever the order.
+    """
+    fields: dict[str, Any] = {"status_reason": report.error[:500],
+                              "latency_ms": report.latency_ms,
+                              "version": report.version[:100],
+                              "last_checked_at": timezone.now()}
+    if report.models_listed or report.status == Status.UNHEALTHY:
+        # a health-only probe (the list's poll) did not count models: keep the count
+        fields["model_count"] = report.model_count
+    rows = Backend.objects.filter(pk=backend.pk)
     with transaction.atomic():
-        backend.save(update_fields=["status", "status_reason", "latency_ms", "version",
-                                    "model_count", "last_checked_at"])
-        if previous != report.status:
+        for _ in range(STATUS_WRITE_TRIES):
+            stored = rows.values_list("status", flat=True).first()
+            if stored is None:
+                return  # deleted meanwhile: nothing to record
+            # 0 rows: another writer changed the status since we read it; read again
+            if rows.filter(status=stored).update(status=report.status, **fields):
+                break
+        else:
+            raise RuntimeError(f"the status of backend {backend.pk} kept changing while "
+                               f"{STATUS_WRITE_TRIES} probes were written")
+        if stored != report.status:
             BackendStatusChange.objects.create(
-                backend=backend, status=report.status, previous=previous,
+                backend_id=backend.pk, status=report.status, previous=stored,
                 reason=report.error[:500], latency_ms=report.latency_ms,
             )
+    backend.status = report.status
+    for name, value in fields.items():
+        setattr(backend, name, value)
 
 
 def test_backend(actor: Actor, backend: Backend) -> Report:

@@ -73,9 +73,17 @@ class Report:
     version: str = ""
     error: str = ""
     models: list[dict[str, Any]] = field(default_factory=list)
+    # False when the probe did not ask (health only) or the engine did not answer: then
+    # `models` being empty says nothing about how many it has
+    models_listed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def model_count(self) -> int | None:
+        """How many models the engine listed; None when this probe does not know."""
+        return len(self.models) if self.models_listed else None
 
 
 def _model_dict(model: ModelInfo) -> dict[str, Any]:
@@ -105,6 +113,8 @@ async def _probe(adapter: Adapter, *, with_models: bool) -> Report:
     except BackendError as exc:
         models = []
         problems.append(f"models: {exc.message}")
+    else:
+        report.models_listed = True
     if "loaded_models" in adapter.capabilities and models:
         try:
             loaded = {m.id: m for m in await adapter.loaded_models()}
