@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import openai
 
-from agents.runtime.chunks import ChunkStream, parts
+from agents.runtime.chunks import ChunkStream, StreamClosed, parts
 from agents.tools import ToolError
 from agents.tools import execute as execute_tool
 from console.backends.base import Adapter
@@ -34,7 +34,7 @@ Approve = Callable[[dict[str, Any]], Awaitable[tuple[bool, str]]]
 MAX_RETRIES_PER_CALL = 2
 MAX_REPLY_CHARS = 1_000_000  # a reply (or one chunk) beyond this ends the turn, kept partial
 # failures that count against a backend's circuit breaker (not tool or turn-limit errors)
-BACKEND_FAULTS = {"backend_error", "first_token_timeout", "idle_timeout"}
+BACKEND_FAULTS = {"backend_error", "first_token_timeout", "idle_timeout", "upstream_closed"}
 MAX_CONSECUTIVE_ERRORS = 3
 APPROVAL_TIMEOUT_S = 120.0
 
@@ -334,7 +334,13 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
                                          f"{timeout:g}s") from None
                     raise TurnFailed("idle_timeout", f"the stream stalled: no token for "
                                      f"{timeout:g}s") from None
+                except StreamClosed as exc:
+                    if finish:  # the reply had ended; only what follows it (usage) is lost
+                        break
+                    raise _closed(candidate, state, exc.how) from None
                 if chunk is None:
+                    if not finish and not stream.saw_done:
+                        raise _closed(candidate, state, "ended the response")
                     break
                 chunk_usage, text, fragments, finish_reason = parts(chunk)
                 if chunk_usage:
@@ -384,6 +390,16 @@ async def _stream_step(candidate, settings, messages, tools, state, emit, starte
     for call in ordered:
         call["id"] = call["id"] or f"call_{len(state.tool_calls)}_{call['name']}"
     return "".join(content_parts), ordered, finish
+
+
+def _closed(candidate: Candidate, state: TurnState, how: str) -> TurnFailed:
+    """The backend ended the stream with neither a finish reason nor `[DONE]`: whatever
+    the framing, the reply is cut off, not finished (an engine that crashed, a proxy
+    that timed out), and must not be stored as a complete answer."""
+    where = candidate.label or candidate.adapter.base_url
+    when = "mid-reply" if state.committed else "before replying"
+    return TurnFailed("upstream_closed", f"the backend closed the stream {when}: {where} "
+                                         f"{how} without a finish reason or [DONE]")
 
 
 def _accumulate(calls: dict[int, dict[str, Any]], fragment: Any) -> None:

@@ -3,9 +3,13 @@
 The OpenAI SDK still sends the request (auth, timeouts, HTTP errors as its own
 exceptions); this reads the Server-Sent Events of the answer without building a
 pydantic object per token, which was the largest share of the web process's time
-per token (docs/benchmarks.md, decisions §34). Transport errors mid-stream become
-the SDK's APIConnectionError / APITimeoutError, an `{"error": …}` event its
-APIError, and a malformed event a ValueError — as with the SDK's own stream.
+per token (docs/benchmarks.md, decisions §34). A read timeout mid-stream becomes the
+SDK's APITimeoutError, other transport errors its APIConnectionError, an
+`{"error": …}` event its APIError, and a malformed event a ValueError — as with the
+SDK's own stream. The backend ending the stream is told apart from the stream being
+over: `saw_done` says whether `[DONE]` came, and a connection the backend closed or
+reset mid-body raises StreamClosed, so the runtime can tell a reply cut off from a
+finished one (a finish reason or `[DONE]` ends a reply; a closed connection does not).
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ import httpx2
 import openai
 
 
+class StreamClosed(Exception):
+    """The backend closed or reset the connection before the body's end."""
+
+    def __init__(self, how: str):
+        super().__init__(how)
+        self.how = how
+
+
 class ChunkStream:
     def __init__(self, manager: Any):
         self._manager = manager  # `with_streaming_response.create(...)`
         self._response: httpx2.Response | None = None
         self._lines: Any = None
+        self.saw_done = False
 
     async def open(self) -> ChunkStream:
         api_response = await self._manager.__aenter__()
@@ -41,12 +54,18 @@ class ChunkStream:
                 return self._event(data) if data else None
             except httpx2.TimeoutException as exc:
                 raise openai.APITimeoutError(request=self._response.request) from exc
+            except httpx2.RemoteProtocolError as exc:  # a chunked or sized body cut short
+                raise StreamClosed("cut the response body short" if "peer closed" in str(exc)
+                                   else f"broke the HTTP framing ({exc})") from exc
+            except httpx2.ReadError as exc:  # ECONNRESET and the like, mid-body
+                raise StreamClosed("reset the connection") from exc
             except httpx2.TransportError as exc:
                 raise openai.APIConnectionError(request=self._response.request) from exc
             if line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
             elif not line and data:  # a blank line ends the event
                 if data[0].startswith("[DONE]"):
+                    self.saw_done = True
                     await self._drain()
                     return None
                 return self._event(data)
@@ -54,6 +73,7 @@ class ChunkStream:
     def _event(self, data: list[str]) -> dict[str, Any] | None:
         text = "\n".join(data)
         if text.startswith("[DONE]"):
+            self.saw_done = True
             return None
         chunk = json.loads(text)
         if not isinstance(chunk, dict):

@@ -37,7 +37,7 @@ FAULTS = [
     ("malformed SSE line", text("Hello") + [("raw", b"data: {this is not json\n\n")],
      "backend_error", "malformed stream", True),
     ("reset mid-stream", text("Hello", " there") + [("reset",)],
-     "backend_error", "failed mid-reply", True),
+     "upstream_closed", "closed the stream mid-reply", True),
     ("a multi-megabyte single chunk", text("Start") + [("raw", sse(chunk(BIG)))],
      "reply_too_large", "passed 1000 kB", True),
 ]
@@ -129,3 +129,80 @@ def test_a_backend_re_pointed_at_the_metadata_address_is_refused(operator_user, 
     error = next(f for f in frames if f["type"] == "error")
     assert "refused to connect" in error["message"] and "cloud-metadata" in error["message"]
     assert leaked == set()
+
+
+# -- a stream that ends before the reply does (issue 19) ------------------------------
+
+# how a backend's stream can stop after some text, without a finish reason or [DONE]:
+# (id, HTTP/1.1 framing of the body, how it ends). The chat client speaks HTTP/1.1 only
+# (console.backends.base builds its pool without http2), so these are all the framings.
+CUT_OFF = [
+    ("close-delimited, clean close", "close", ("no_done",)),
+    ("chunked, last chunk sent", "chunked", ("no_done",)),
+    ("chunked, cut before the last chunk", "chunked", ("cut",)),
+    ("content-length, body cut short", "length", ("cut",)),
+    ("close-delimited, connection reset", "close", ("reset",)),
+    ("chunked, connection reset", "chunked", ("reset",)),
+]
+# what a finished stream may lack and still be complete: engines end with a finish reason
+# and then [DONE] (llama.cpp: deltas, finish_reason, usage, [DONE]); some omit one of them
+COMPLETE = [
+    ("finish reason, no [DONE]", "close", [*finish(), ("no_done",)]),
+    ("[DONE], no finish reason", "chunked", []),
+]
+TRANSPORTS = ["websocket", "sse", "json"]
+
+
+def chat_over(transport, user, agent, message="hi"):
+    """One turn over a transport: (error frames, the done frame or JSON reply)."""
+    if transport == "websocket":
+        frames, leaked = turn(user, agent, message)
+        assert leaked == set()
+        return [f for f in frames if f["type"] == "error"], frames[-1]
+    from django.test import Client
+
+    from tests.agents.test_api import post, sse_frames
+
+    client = Client()
+    client.force_login(user)
+    if transport == "sse":
+        response = post(client, f"/api/agents/{agent.pk}/chat/stream", {"message": message})
+        assert response.status_code == 200
+        frames = sse_frames(response)
+        return [f for f in frames if f["type"] == "error"], frames[-1]
+    reply = post(client, f"/api/agents/{agent.pk}/chat", {"message": message}).json()
+    return ([{"code": "?", "message": reply["error"]}] if reply["error"] else []), reply
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("name, framing, ending", CUT_OFF, ids=[c[0] for c in CUT_OFF])
+def test_a_stream_cut_off_mid_reply_is_incomplete(operator_user, agent, scripted, transport,
+                                                  name, framing, ending):
+    scripted.framing = framing
+    scripted.add(text("Hello", " there"), ("sleep", 0.1), ending)  # both read before the end
+    errors, end = chat_over(transport, operator_user, agent)
+    assert len(errors) == 1, errors
+    assert "the backend closed the stream mid-reply" in errors[0]["message"]
+    if transport != "json":
+        assert errors[0]["code"] == "upstream_closed"
+        assert end["type"] == "done" and end["finish_reason"] == "error"
+    assert end["incomplete"] is True
+    run_row = Run.objects.get()
+    assert run_row.outcome == "incomplete" and "closed the stream mid-reply" in run_row.error
+    reply = run_row.messages.get(role="assistant")
+    assert reply.incomplete and reply.content == "Hello there"
+    event = AuditEvent.objects.get(action="agent.turn")
+    assert event.outcome == "failure" and "closed the stream mid-reply" in event.detail
+    assert len(scripted.requests) == 1  # nothing retried once text had reached the user
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("name, framing, tail", COMPLETE, ids=[c[0] for c in COMPLETE])
+def test_a_stream_with_one_end_marker_is_complete(operator_user, agent, scripted, transport,
+                                                   name, framing, tail):
+    scripted.framing = framing
+    scripted.add(text("Hello", " there"), *tail)
+    errors, end = chat_over(transport, operator_user, agent)
+    assert errors == [] and end["incomplete"] is False
+    assert Run.objects.get().outcome == "success"
+    assert not Run.objects.get().messages.get(role="assistant").incomplete

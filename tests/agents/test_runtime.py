@@ -203,9 +203,27 @@ def test_failure_after_the_first_token_keeps_the_partial_reply(scripted):
         scripted.add(text("Partial ", "answer"), ("reset",))
         state, frames = turn(settings_for(candidate(scripted.url), candidate(other.url)))
         assert state.text == "Partial answer" and state.incomplete
-        assert state.error_code == "backend_error" and "mid-reply" in state.error
+        assert state.error_code == "upstream_closed" and "mid-reply" in state.error
         assert other.requests == []  # no fallback after text reached the user
         assert frames[-1]["type"] == "error"
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_a_stream_closed_before_any_token_falls_back(scripted, framing):
+    """An empty answer whose stream just ends is a backend that gave up, not a reply:
+    nothing reached the user yet, so the next backend answers."""
+    other = ScriptedOpenAI().start()
+    try:
+        scripted.framing = framing
+        scripted.add(("no_done",))
+        other.add(text("from the fallback"), finish())
+        state, frames = turn(settings_for(candidate(scripted.url, "a"), candidate(other.url, "b")))
+        assert state.text == "from the fallback" and not state.error
+        assert frames[0]["type"] == "route"
+        assert "closed the stream before replying" in frames[0]["reason"]
+        assert state.attempts == [(1, False), (1, True)]  # the breaker hears of it
     finally:
         other.stop()
 

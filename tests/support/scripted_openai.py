@@ -6,9 +6,16 @@ with the helpers below), ("sleep", seconds), ("reset",) to drop the connection,
 without `data: [DONE]`, ("raw", bytes) to send bytes as they are (a broken SSE
 line, an unknown event), ("status", code, body, headers) with extra headers
 (e.g. Retry-After), ("completion", message) to answer a non-streamed
-request with one whole chat.completion (see `route_choice`). Tool calls can
-stream as fragments (vLLM/llama.cpp) or whole (Ollama/Foundry). Requests and
-disconnects are recorded.
+request with one whole chat.completion (see `route_choice`), ("cut",) to stop
+sending mid-body, breaking the framing where it has an end of its own. Tool
+calls can stream as fragments (vLLM/llama.cpp) or whole (Ollama/Foundry).
+Requests and disconnects are recorded.
+
+`framing` is how the HTTP/1.1 body of a stream is delimited: "close" (no
+Content-Length, the body ends when the server closes, as the scripts always
+did), "chunked" (Transfer-Encoding: chunked, as uvicorn and Go's net/http
+stream) or "length" (a Content-Length for the whole planned body, as a
+buffering proxy would send).
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ class ScriptedOpenAI(LoopbackServer):
         self.scripts: list[list[Any]] = []
         self.requests: list[dict] = []
         self.disconnects = 0
+        self.framing = "close"
 
     def add(self, *items) -> ScriptedOpenAI:
         script: list[Any] = []
@@ -144,30 +152,47 @@ class ScriptedOpenAI(LoopbackServer):
                 req.end_headers()
                 req.wfile.write(body)
                 return
+        ops, done = [], True
+        for item in script:
+            if isinstance(item, tuple):
+                if item[0] == "no_done":
+                    done = False
+                elif item[0] == "raw":  # bytes as they are: broken SSE, odd events
+                    ops.append(("write", item[1]))
+                else:
+                    ops.append(item)
+                continue
+            ops.append(("write", b"data: " + json.dumps(self.chunk(item)).encode() + b"\n\n"))
+        if done:
+            ops.append(("write", b"data: [DONE]\n\n"))
         req.send_response(200)
         req.send_header("Content-Type", "text/event-stream")
         req.send_header("Cache-Control", "no-cache")
+        if self.framing == "chunked":
+            req.send_header("Transfer-Encoding", "chunked")
+        elif self.framing == "length":  # the whole body as planned, even past a cut
+            req.send_header("Content-Length", str(sum(len(op[1]) for op in ops
+                                                      if op[0] == "write")))
         req.send_header("Connection", "close")
         req.end_headers()
         req.close_connection = True
-        done = True
         try:
-            for item in script:
-                if isinstance(item, tuple):
-                    if item[0] == "sleep":
-                        time.sleep(item[1])
-                    elif item[0] == "reset":
-                        reset(req)
-                        return
-                    elif item[0] == "no_done":
-                        done = False
-                    elif item[0] == "raw":  # bytes as they are: broken SSE, odd events
-                        req.wfile.write(item[1])
-                        req.wfile.flush()
-                    continue
-                self._send(req, self.chunk(item))
-            if done:
-                req.wfile.write(b"data: [DONE]\n\n")
+            for op in ops:
+                if op[0] == "sleep":
+                    time.sleep(op[1])
+                elif op[0] == "reset":
+                    reset(req)
+                    return
+                elif op[0] == "cut":  # the server closes; a chunked body lacks its last chunk
+                    return
+                elif op[0] == "write":
+                    data = op[1]
+                    if self.framing == "chunked":
+                        data = b"%x\r\n%s\r\n" % (len(data), data)
+                    req.wfile.write(data)
+                    req.wfile.flush()
+            if self.framing == "chunked":
+                req.wfile.write(b"0\r\n\r\n")
                 req.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.disconnects += 1
@@ -179,8 +204,3 @@ class ScriptedOpenAI(LoopbackServer):
             return {**base, "choices": [], "usage": item["usage"]}
         return {**base, "choices": [{"index": 0, "delta": item["delta"],
                                      "finish_reason": item.get("finish_reason")}]}
-
-    @staticmethod
-    def _send(req, payload: dict) -> None:
-        req.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
-        req.wfile.flush()
