@@ -300,6 +300,7 @@ class JobOut(Schema):
     detail: str
     layers: list[dict]
     error: str
+    retry_of_id: int | None
     started_at: datetime | None
     finished_at: datetime | None
 
@@ -343,8 +344,8 @@ def list_models(request):
 
 @api.post("/backends/{pk}/pull", response={202: JobOut, 409: dict, 422: dict}, tags=["models"])
 def pull_model(request, pk: int, payload: PullIn):
-    """Start pulling a model (Ollama): returns the job; progress on /ws/jobs/ and
-    GET /api/jobs/{id}. One pull per model and backend at a time (409)."""
+    """Queue a pull of a model (Ollama) for the monitor: returns the job; progress on
+    /ws/jobs/ and GET /api/jobs/{id}. One pull per model and backend at a time (409)."""
     need(request, "backends.change")
     job = model_actions.start_pull(Actor.from_request(request), _backend(request, pk),
                                    payload.model)
@@ -374,6 +375,14 @@ def get_job(request, pk: int):
 def cancel_job(request, pk: int):
     need(request, "backends.change")
     return model_actions.cancel(Actor.from_request(request), _job(pk))
+
+
+@api.post("/jobs/{pk}/retry", response={202: JobOut, 409: dict}, tags=["models"])
+def retry_job(request, pk: int):
+    """Pull again what a failed or cancelled job was pulling: a new job (`retry_of_id`
+    names the old one). 409 for a job that is still active or succeeded."""
+    need(request, "backends.change")
+    return Status(202, model_actions.retry(Actor.from_request(request), _job(pk)))
 
 
 @api.post("/backends/{pk}/models/{path:name}/load", response={200: dict, 409: dict, 422: dict},

@@ -222,6 +222,12 @@ class Job(models.Model):
     layers = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
+    # the monitor running it (console.jobs): claimed with a conditional UPDATE and held by
+    # a lease it renews; a lease that ran out means the owner died
+    owner = models.CharField(max_length=200, null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="retries")
     created_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -238,7 +244,8 @@ class Job(models.Model):
                                     name="console_job_one_active"),
         ]
         indexes = [
-            # the jobs tray on every page: active jobs, newest first
+            # the jobs tray on every page: active jobs, newest first; also the monitor's
+            # queued jobs to claim and leases to check (console.jobs)
             models.Index(fields=["state", "-created_at"], name="console_job_state"),
         ]
 
@@ -249,13 +256,17 @@ class Job(models.Model):
     def active(self) -> bool:
         return self.state in self.ACTIVE
 
+    @property
+    def retryable(self) -> bool:
+        return self.state in (self.State.FAILED, self.State.CANCELLED)
+
     def frame(self) -> dict:
         """What the jobs WebSocket and the API say about it."""
         return {"type": "job", "id": self.pk, "kind": self.kind, "backend_id": self.backend_id,
                 "model": self.model, "state": self.state, "percent": round(self.percent, 1),
                 "completed_bytes": self.completed_bytes, "total_bytes": self.total_bytes,
                 "speed_bps": self.speed_bps, "eta_s": self.eta_s, "detail": self.detail,
-                "layers": self.layers, "error": self.error,
+                "layers": self.layers, "error": self.error, "retry_of": self.retry_of_id,
                 "started_at": self.started_at.isoformat() if self.started_at else None,
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None}
 

@@ -52,6 +52,7 @@ urlpatterns = [
     path("config/", config_views.config_apply, name="config_apply"),
     path("plans/<int:pk>/delete/", plan_views.plan_delete, name="plan_delete"),
     path("jobs/<int:job_id>/cancel/", model_views.job_cancel, name="job_cancel"),
+    path("jobs/<int:job_id>/retry/", model_views.job_retry, name="job_retry"),
     path("audit/", audit.audit_list, name="audit_list"),
     path("audit/export.<export_format:fmt>", audit.audit_export, name="audit_export"),
     path("audit/verify/", audit.audit_verify, name="audit_verify"),

@@ -1,4 +1,5 @@
-"""The monitor: probe, collect, roll up, prune, evaluate alerts, notify, advise.
+"""The monitor: probe, collect, roll up, prune, evaluate alerts, notify, advise, and run
+model pulls (console.jobs: a thread of its own, so a long pull never delays a round).
 
 One small method per step, so tests call them directly. Work that must happen
 once per interval across several monitor processes is claimed with a
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from console import jobs
 from console.actions.backends import record_probe
 from console.models import Backend
 from monitoring import alerts, notify, store, traffic
@@ -186,6 +188,11 @@ class Monitor:
 
         return audit.record_quiet_head()
 
+    def run_jobs(self) -> dict[str, int]:
+        """Fail pulls whose monitor died; claim queued ones and run them to the end. The
+        long-running loop uses a JobRunner instead, which does not wait for them."""
+        return jobs.step(self.worker)
+
     def advise(self) -> dict[str, int]:
         from monitoring import advisor
 
@@ -218,6 +225,7 @@ class Monitor:
         log.info("monitor %s: probes every %ss, host every %ss", self.worker,
                  self.probe_interval, self.host_interval)
         last_round = next_round = next_host = 0.0
+        runner = jobs.JobRunner(self.worker).start()
         while not self.stopping:
             close_old_connections()
             now = time.monotonic()
@@ -242,5 +250,6 @@ class Monitor:
             deadline = min(next_round, next_host)
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.2)
+        runner.stop()  # its pulls go back in the queue for the next monitor
         Heartbeat.objects.filter(worker=self.worker).delete()
         log.info("monitor %s stopped", self.worker)

@@ -146,3 +146,16 @@ def job_cancel(request, job_id: int):
     else:
         messages.success(request, f"Cancelling the pull of {job.model}…")
     return _back(job.backend)
+
+
+@require("backends.change")
+@require_POST
+def job_retry(request, job_id: int):
+    job = get_object_or_404(Job.objects.select_related("backend"), pk=job_id)
+    try:
+        again = lifecycle.retry(Actor.from_request(request), job)
+    except (Invalid, Refused) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Pulling {again.model} again.")
+    return _back(job.backend)
