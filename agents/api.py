@@ -12,6 +12,7 @@ from ninja import Router, Schema, Status
 from agents import actions, config, streaming, tool_actions
 from agents import knowledge as knowledge_base
 from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
+from agents.turns import StreamedTurn
 from console.api import PerUserThrottle, found, need
 from console.audit import Actor
 
@@ -339,11 +340,15 @@ def chat_stream(request, pk: int, payload: ChatIn):
     need(request, "chat")
     actor = Actor.from_request(request)
     agent = _agent(request, pk)
-    conversation, turn, past = actions.begin_streamed_turn(
+    conversation, settings, past = actions.begin_streamed_turn(
         actor, request.user, agent, payload.message, payload.conversation_id)
-    response = StreamingHttpResponse(
-        streaming.sse_turn(actor, agent, conversation, payload.message, turn, past),
-        content_type="text/event-stream")
+    return _event_stream(StreamedTurn(actor, agent, conversation, payload.message, settings,
+                                      past))
+
+
+def _event_stream(turn: StreamedTurn) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(streaming.sse_turn(turn),
+                                     content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

@@ -1,10 +1,12 @@
 """The chat WebSocket at /ws/chat/: frames as in DESIGN.md.
 
 Every incoming message re-checks who the user is and what they may do, the
-frame size and the rate. A turn runs as a task owned by this connection;
-deltas are batched every ~20 ms; stop and disconnect cancel the task, which
-closes the upstream stream. Nothing touches the database per token: a turn
-ends with one short transaction (agents.actions.persist_turn).
+frame size and the rate. A turn (agents.turns.StreamedTurn) runs as a task
+owned by this connection; deltas are batched every ~20 ms; stop and disconnect
+stop the turn, which closes the upstream stream, and the disconnect waits for
+every turn's one final save, even when the server cancels it meanwhile. Nothing
+touches the database per token: a turn ends with one short transaction
+(agents.actions.persist_turn).
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.utils import timezone
 
-from agents import actions
+from agents import actions, turns
 from agents.models import Agent
-from agents.runtime import TurnState, run_turn
-from console import limits
+from agents.turns import StreamedTurn, outlast
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm
@@ -33,7 +33,7 @@ from console.ws import GracefulMixin, RevocableMixin, current_user
 MAX_FRAME_BYTES = 64 * 1024
 RATE_MESSAGES, RATE_WINDOW_S = 20, 10.0
 BATCH_S = 0.02
-CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
+CHECKPOINT_S = turns.CHECKPOINT_S
 
 
 log = logging.getLogger("tanglaw.chat")
@@ -56,24 +56,26 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.turns: dict[int, asyncio.Task] = {}
+        self.turns: dict[int, tuple[StreamedTurn, asyncio.Task]] = {}
         self.approvals: dict[str, asyncio.Future] = {}
         self.recent: list[float] = []
         await self.accept()
         await self.join_user_group(user)
 
     async def disconnect(self, code):
+        running = list(getattr(self, "turns", {}).values())
+        for turn, _ in running:
+            turn.stop()
         await self.leave_user_group()
-        for task in list(getattr(self, "turns", {}).values()):
-            task.cancel()
-        for task in list(getattr(self, "turns", {}).values()):
-            # the turn saves its partial and reports its own errors
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # noqa: BLE001 - one turn's failure must not stop the others
-                log.exception("a turn failed while the socket closed")
+        if not running:
+            return
+        # each turn saves its partial once, in its own task; a cancellation of this
+        # consumer (the server stopping) is held back until those saves are done
+        results = await outlast(asyncio.gather(*(task for _, task in running),
+                                               return_exceptions=True))
+        for result in results:
+            if isinstance(result, Exception):  # one turn's failure must not stop the others
+                log.error("a turn failed while the socket closed", exc_info=result)
 
     async def send_json(self, frame: dict[str, Any]) -> None:
         # the socket may go away mid-turn; the turn still saves what it has
@@ -109,9 +111,9 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         if kind == "user_message":
             return await self.user_message(user, frame)
         if kind == "stop":
-            task = self.turns.get(frame.get("conversation_id"))  # type: ignore[arg-type]
-            if task is not None:
-                task.cancel()
+            running = self.turns.get(frame.get("conversation_id"))  # type: ignore[arg-type]
+            if running is not None:
+                running[0].stop()
             return None
         if kind in ("approve", "deny"):
             future = self.approvals.get(str(frame.get("tool_call_id")))
@@ -136,20 +138,31 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             return await self.error("invalid", "text must be a string", field="text")
         if conversation_id in self.turns:
             return await self.error("busy", "a turn is already running in this conversation")
-        actor = Actor(user_id=user.pk, username=user.username, role=user.effective_role,
-                      ip=(self.scope.get("client") or [None])[0],
-                      correlation_id=uuid.uuid4().hex)
+        actor = self.actor(user)
         try:
             agent, conversation, settings, past = await database_sync_to_async(self._prepare)(
                 actor, user, agent_id, text, conversation_id)
         except (Invalid, Refused) as exc:
-            errors = getattr(exc, "errors", {})
-            return await self.error("invalid" if errors else "refused", str(exc),
-                                    field=next(iter(errors), None))
-        task = asyncio.create_task(self.turn(actor, agent, conversation, text, settings, past))
-        self.turns[conversation.pk] = task
+            return await self.refused(exc)
+        self.start(StreamedTurn(actor, agent, conversation, text, settings, past,
+                                checkpoint_s=CHECKPOINT_S))
 
-        def finished(_task: asyncio.Task, pk: int = conversation.pk) -> None:
+    def actor(self, user) -> Actor:
+        return Actor(user_id=user.pk, username=user.username, role=user.effective_role,
+                     ip=(self.scope.get("client") or [None])[0],
+                     correlation_id=uuid.uuid4().hex)
+
+    async def refused(self, exc: Invalid | Refused) -> None:
+        errors = getattr(exc, "errors", {})
+        await self.error("invalid" if errors else "refused", str(exc),
+                         field=next(iter(errors), None))
+
+    def start(self, turn: StreamedTurn) -> None:
+        pk = turn.conversation.pk
+        task = asyncio.create_task(self.turn(turn))
+        self.turns[pk] = (turn, task)
+
+        def finished(_task: asyncio.Task) -> None:
             self.turns.pop(pk, None)
 
         task.add_done_callback(finished)
@@ -163,10 +176,7 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
                                                                    conversation_id)
         return agent, conversation, settings, past
 
-    async def turn(self, actor, agent, conversation, text, settings, past) -> None:
-        turn_id = uuid.uuid4().hex
-        await self.send_json({"type": "turn_started", "conversation_id": conversation.pk,
-                              "turn_id": turn_id})
+    async def turn(self, turn: StreamedTurn) -> None:
         # deltas: the first goes out at once (time to first token), and so does every
         # token of a stream slower than one per ~BATCH_S; faster streams are merged into
         # at most one frame per BATCH_S, and a timer sends what waits, so a token is
@@ -214,36 +224,10 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             finally:
                 self.approvals.pop(call["id"], None)
 
-        state, started_at, cancelled = TurnState(), timezone.now(), False
-        draft: dict[str, Any] = {"id": None, "saved": ""}
-
-        async def checkpoints() -> None:
-            while True:
-                await asyncio.sleep(CHECKPOINT_S)
-                if state.text != draft["saved"]:
-                    partial = state.text
-                    draft["id"] = await database_sync_to_async(actions.checkpoint)(
-                        conversation, draft["id"], partial)
-                    draft["saved"] = partial
-
-        saver = asyncio.create_task(checkpoints())
-        try:
-            await run_turn(settings, past, text, emit=emit, approve=approve, state=state)
-        except asyncio.CancelledError:
-            cancelled = True
-            state.incomplete = True
-            state.finish_reason = "cancelled"
-        finally:
-            limits.release(getattr(settings, "slots", []))
-            saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await saver
+        async def done(frame: dict[str, Any]) -> None:
             if later is not None:
                 await later  # at most BATCH_S: the frame it holds goes out in order
             await flush()
-            await database_sync_to_async(actions.persist_turn)(
-                actor, agent, conversation, text, state, started_at, cancelled=cancelled,
-                user_saved=True, draft_id=draft["id"])
-            await self.send_json({"type": "done", "conversation_id": conversation.pk,
-                                  "turn_id": turn_id, "finish_reason": state.finish_reason,
-                                  "incomplete": state.incomplete, "metrics": state.metrics()})
+            await self.send_json(frame)
+
+        await turn.run(emit, approve, done)

@@ -358,3 +358,67 @@ def test_role_change_logout_and_deactivation_close_idle_sockets_at_once(operator
     assert logged_out[0]["message"] == "you signed out"
     assert logged_out[1] == {"type": "websocket.close", "code": 4401}
     assert deactivated[0]["message"] == "your account was deactivated"
+
+
+# the ways a stopping turn gets cancelled again while it saves (issue 12): (stop frame,
+# close frame, cancellations of the application during the save). Stop then close at
+# once; the server stopping (Daphne cancels every application) during the save; Daphne's
+# checker cancelling an application slow to close, once a second; the server stopping
+# mid-reply, so GracefulMixin disconnects, and cancelling again while that saves
+CANCELLED_AGAIN = {
+    "stop, close at once": (True, True, 0),
+    "stop, close, server shutdown mid-save": (True, True, 1),
+    "close, cancelled twice mid-save": (False, True, 2),
+    "server shutdown mid-reply, then mid-save": (False, False, 2),
+}
+
+
+@pytest.mark.parametrize("how", list(CANCELLED_AGAIN))
+def test_a_stopped_turn_is_saved_once_however_often_it_is_cancelled(operator_user, agent,
+                                                                     scripted, monkeypatch,
+                                                                     how):
+    from django.core.cache import cache
+
+    from agents import actions
+
+    stop_first, close, app_cancels = CANCELLED_AGAIN[how]
+    real_persist, saves = actions.persist_turn, []
+
+    def busy_persist(*args, **kwargs):
+        saves.append(kwargs.get("cancelled"))
+        time.sleep(0.4)  # a busy database: the cancellations below land during the save
+        return real_persist(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "persist_turn", busy_persist)
+    scripted.add(*[[("sleep", 0.05)] + text("x") for _ in range(400)], finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        await ws.send_json_to({"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "long"})
+        started = await ws.receive_json_from()
+        await ws.receive_json_from(timeout=5)  # a first delta
+        if stop_first:
+            await ws.send_json_to({"type": "stop",
+                                   "conversation_id": started["conversation_id"]})
+        if close:
+            await ws.send_input({"type": "websocket.disconnect", "code": 1001})
+        else:
+            ws.future.cancel()
+        for _ in range(app_cancels):
+            await asyncio.sleep(0.15)
+            ws.future.cancel()
+        await asyncio.wait([ws.future], timeout=10)
+        # asyncio.run cancels whatever is left: a save the consumer walked away from
+        await asyncio.sleep(0)
+
+    run(main())
+    assert saves == [True]
+    run_row = Run.objects.get()
+    assert run_row.outcome == "cancelled" and run_row.finish_reason == "cancelled"
+    reply = Message.objects.get(role="assistant")
+    assert reply.incomplete and reply.content.startswith("x") and len(reply.content) < 400
+    assert AuditEvent.objects.filter(action="agent.turn").count() == 1
+    assert cache.get(f"tanglaw:gen:user:{operator_user.pk}") == 0  # the slot given back
