@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -316,9 +317,14 @@ def turn_settings(agent: Agent, *, routed: bool = True) -> TurnSettings:
                         router=router, unavailable="; ".join(refused))
 
 
-def history(conversation: Conversation) -> list[dict[str, Any]]:
-    """The conversation as OpenAI messages: the recent part, starting at a user message."""
-    recent = list(conversation.messages.order_by("-id")[:HISTORY_MESSAGES])[::-1]
+def history(conversation: Conversation, before: int | None = None) -> list[dict[str, Any]]:
+    """The conversation as OpenAI messages: the recent part, starting at a user message,
+    without the answers a regenerate replaced. `before`: only what came before that
+    message (a regenerate asks its question again after what preceded it)."""
+    messages = conversation.messages.filter(superseded=False)
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    recent = list(messages.order_by("-id")[:HISTORY_MESSAGES])[::-1]
     while recent and recent[0].role != MessageRole.USER:
         recent.pop(0)
     out: list[dict[str, Any]] = []
@@ -363,14 +369,76 @@ def begin_streamed_turn(actor: Actor, user, agent: Agent, text: str,
     question now: the client needs the conversation id at once, and the question must
     survive a crash mid-reply."""
     conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
-    primary = settings.candidates[0].backend_id if settings.candidates else None
-    settings.slots = limits.acquire(user.pk, primary)
+    settings.slots = _acquire(user, settings)
     try:
         save_user_message(conversation, text)
     except BaseException:
         limits.release(settings.slots)
         raise
     return conversation, settings, past
+
+
+def _acquire(user, settings: TurnSettings) -> list[str]:
+    primary = settings.candidates[0].backend_id if settings.candidates else None
+    return limits.acquire(user.pk, primary)
+
+
+@dataclass
+class Regeneration:
+    """A regenerate, checked and loaded: the last question of a conversation, asked again
+    of its agent with the history before it."""
+
+    agent: Agent
+    conversation: Conversation
+    question: Message
+    settings: TurnSettings
+    past: list[dict[str, Any]]
+    replaced_runs: list[int] = field(default_factory=list)
+
+
+def start_regenerate(actor: Actor, user, conversation_id: int) -> Regeneration:
+    """Check a regenerate and load what it needs. Raises Invalid or Refused."""
+    conversation = Conversation.objects.select_related("agent__backend").filter(
+        pk=conversation_id, owner=user).first()
+    if conversation is None:
+        raise Invalid({"conversation_id": ["No such conversation of yours."]})
+    agent = conversation.agent
+    if agent is None:
+        raise Refused("the agent of this conversation was deleted; start a new chat")
+    if not agent.enabled:
+        raise Refused(f"the agent {agent.name} is disabled")
+    question = conversation.messages.filter(role=MessageRole.USER).order_by("-id").first()
+    if question is None:
+        raise Refused("nothing to regenerate: the conversation has no question yet")
+    return Regeneration(agent, conversation, question, turn_settings(agent),
+                        history(conversation, before=question.pk))
+
+
+def replace_answer(regeneration: Regeneration) -> list[int]:
+    """Mark the current answer to the question superseded, every message of it (tool calls
+    too): it stays, as a previous version, but is never sent to the model again. Done as
+    the regenerate starts, like a question is saved first: a crash mid-reply leaves the
+    new partial answer as the current one. Returns the runs the old answer came from."""
+    answer = Message.objects.filter(conversation=regeneration.conversation,
+                                    pk__gt=regeneration.question.pk, superseded=False)
+    with transaction.atomic():
+        runs = sorted({pk for pk in answer.values_list("run_id", flat=True) if pk is not None})
+        answer.update(superseded=True)
+    regeneration.replaced_runs = runs
+    return runs
+
+
+def begin_regenerate(actor: Actor, user, conversation_id: int) -> Regeneration:
+    """`start_regenerate` for a streamed reply: takes the generation slots (in
+    `settings.slots`) and replaces the old answer now."""
+    regeneration = start_regenerate(actor, user, conversation_id)
+    regeneration.settings.slots = _acquire(user, regeneration.settings)
+    try:
+        replace_answer(regeneration)
+    except BaseException:
+        limits.release(regeneration.settings.slots)
+        raise
+    return regeneration
 
 
 def save_user_message(conversation: Conversation, text: str) -> Message:
@@ -393,11 +461,13 @@ def checkpoint(conversation: Conversation, draft_id: int | None, partial: str) -
 
 def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: str,
                  state: TurnState, started_at, *, cancelled: bool = False,
-                 user_saved: bool = False, draft_id: int | None = None) -> Run:
+                 user_saved: bool = False, draft_id: int | None = None,
+                 replaced_runs: list[int] | None = None) -> Run:
     """One short transaction: messages, the run with its timings, tool calls, audit events.
 
     `user_saved`: the question was saved at the start; `draft_id`: a checkpoint row,
-    replaced by the final messages.
+    replaced by the final messages; `replaced_runs`: a regenerate, and the runs whose
+    answer it replaced (recorded in the turn's audit event).
     """
     outcome = (RunOutcome.CANCELLED if cancelled else RunOutcome.ERROR if state.error and
                not state.text else RunOutcome.INCOMPLETE if state.incomplete
@@ -435,6 +505,8 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
                  "chars_in": len(text), "chars_out": len(state.text), **state.metrics(),
                  "outcome": outcome, "finish_reason": state.finish_reason,
                  "tool_calls": len(state.tool_calls)}
+        if replaced_runs is not None:
+            after.update({"regenerated": True, "replaced_run_ids": replaced_runs})
         if agent.log_content:
             after.update({"message": text, "reply": state.text})
         ok = outcome == RunOutcome.SUCCESS
@@ -458,12 +530,31 @@ def chat(actor: Actor, user, agent: Agent, text: str,
          conversation_id: int | None = None) -> tuple[Conversation, TurnState]:
     """A whole turn for scripts (the same runtime the WebSocket uses, not streamed)."""
     conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
-    primary = settings.candidates[0].backend_id if settings.candidates else None
-    slots = limits.acquire(user.pk, primary)
+    return conversation, _whole_turn(actor, user, agent, conversation, text, settings, past)
+
+
+def regenerate(actor: Actor, user, conversation_id: int) -> tuple[Conversation, TurnState]:
+    """The last question answered again, for scripts: the new answer replaces the last
+    one, which is kept as a previous version."""
+    regeneration = start_regenerate(actor, user, conversation_id)
+    return regeneration.conversation, _whole_turn(
+        actor, user, regeneration.agent, regeneration.conversation,
+        regeneration.question.content, regeneration.settings, regeneration.past,
+        regeneration=regeneration)
+
+
+def _whole_turn(actor: Actor, user, agent: Agent, conversation: Conversation, text: str,
+                settings: TurnSettings, past: list,
+                regeneration: Regeneration | None = None) -> TurnState:
+    slots = _acquire(user, settings)
     try:
+        if regeneration is not None:
+            replace_answer(regeneration)
         started_at = timezone.now()
         state = asyncio.run(run_turn(settings, past, text))
-        persist_turn(actor, agent, conversation, text, state, started_at)
+        persist_turn(actor, agent, conversation, text, state, started_at,
+                     user_saved=regeneration is not None,
+                     replaced_runs=regeneration.replaced_runs if regeneration else None)
     finally:
         limits.release(slots)
-    return conversation, state
+    return state

@@ -179,6 +179,7 @@ class MessageOut(Schema):
     tool_calls: list[dict[str, Any]] | None
     tool_call_id: str
     incomplete: bool
+    superseded: bool
     created_at: datetime
 
 
@@ -322,6 +323,10 @@ def chat(request, pk: int, payload: ChatIn):
     conversation, state = actions.chat(Actor.from_request(request), request.user,
                                        _agent(request, pk), payload.message,
                                        payload.conversation_id)
+    return _chat_out(conversation, state)
+
+
+def _chat_out(conversation: Conversation, state) -> dict[str, Any]:
     return {"conversation_id": conversation.pk, "reply": state.text,
             "incomplete": state.incomplete, "error": state.error, "route": state.route,
             "tool_calls": [{"name": c.name, "arguments": c.arguments, "ok": c.ok,
@@ -352,6 +357,38 @@ def _event_stream(turn: StreamedTurn) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
+
+
+def _own_conversation(request, pk: int) -> Conversation:
+    return found(Conversation.objects.filter(owner=request.user), "conversation of yours",
+                 pk=pk)
+
+
+@router.post("/conversations/{pk}/regenerate",
+             response={200: ChatOut, 409: dict, 422: dict, 429: dict},
+             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+def regenerate(request, pk: int):
+    """Answer the conversation's last question again. The new answer replaces the last
+    one, which is kept as a previous version (`superseded` in the conversation) and is
+    not sent to the model."""
+    need(request, "chat")
+    conversation, state = actions.regenerate(Actor.from_request(request), request.user,
+                                             _own_conversation(request, pk).pk)
+    return _chat_out(conversation, state)
+
+
+@router.post("/conversations/{pk}/regenerate/stream",
+             response={200: None, 409: dict, 422: dict, 429: dict},
+             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+def regenerate_stream(request, pk: int):
+    """The regenerate streamed as Server-Sent Events, with the frames of
+    `/agents/{id}/chat/stream` (`turn_started` says `"regenerate": true`)."""
+    need(request, "chat")
+    actor = Actor.from_request(request)
+    again = actions.begin_regenerate(actor, request.user, _own_conversation(request, pk).pk)
+    return _event_stream(StreamedTurn(actor, again.agent, again.conversation,
+                                      again.question.content, again.settings, again.past,
+                                      replaced_runs=again.replaced_runs))
 
 
 @router.get("/conversations/{pk}", response=ConversationOut)

@@ -106,10 +106,13 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             return await self.error("bad_frame", "a frame is a JSON object with a type")
         kind = frame.get("type")
-        if kind in ("user_message", "approve", "deny", "stop") and not has_perm(user, "chat"):
+        if kind in ("user_message", "regenerate", "approve", "deny", "stop") and not has_perm(
+                user, "chat"):
             return await self.error("forbidden", "your role may read conversations but not chat")
         if kind == "user_message":
             return await self.user_message(user, frame)
+        if kind == "regenerate":
+            return await self.regenerate(user, frame)
         if kind == "stop":
             running = self.turns.get(frame.get("conversation_id"))  # type: ignore[arg-type]
             if running is not None:
@@ -145,6 +148,25 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         except (Invalid, Refused) as exc:
             return await self.refused(exc)
         self.start(StreamedTurn(actor, agent, conversation, text, settings, past,
+                                checkpoint_s=CHECKPOINT_S))
+
+    async def regenerate(self, user, frame: dict[str, Any]) -> None:
+        """Answer the conversation's last question again; the new answer replaces the last
+        one, which stays as a previous version (agents.actions.replace_answer)."""
+        conversation_id = frame.get("conversation_id")
+        if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+            return await self.error("invalid", "conversation_id must be an integer",
+                                    field="conversation_id")
+        if conversation_id in self.turns:
+            return await self.error("busy", "a turn is already running in this conversation")
+        actor = self.actor(user)
+        try:
+            again = await database_sync_to_async(actions.begin_regenerate)(
+                actor, user, conversation_id)
+        except (Invalid, Refused) as exc:
+            return await self.refused(exc)
+        self.start(StreamedTurn(actor, again.agent, again.conversation, again.question.content,
+                                again.settings, again.past, replaced_runs=again.replaced_runs,
                                 checkpoint_s=CHECKPOINT_S))
 
     def actor(self, user) -> Actor:

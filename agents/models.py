@@ -256,6 +256,9 @@ class Message(models.Model):
     tool_calls = models.JSONField(null=True, blank=True)
     tool_call_id = models.CharField(max_length=100, blank=True, default="")
     incomplete = models.BooleanField(default=False)
+    superseded = models.BooleanField(
+        default=False, help_text="an answer a regenerate replaced: kept as a previous version, "
+                                 "never sent to the model again")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,7 +1,7 @@
 """A streamed turn over HTTP: Server-Sent Events carrying the WebSocket's frames.
 
-`POST /api/agents/{id}/chat/stream` answers `text/event-stream`, one `data:` line per
-frame (turn_started, route, delta,
+`POST /api/agents/{id}/chat/stream` (and `/api/conversations/{id}/regenerate/stream`)
+answers `text/event-stream`, one `data:` line per frame (turn_started, route, delta,
 tool_call, tool_result, error, done) as soon as the runtime emits it: no batching, so
 scripts and proxies see each token when the engine sends it. The turn is an
 agents.turns.StreamedTurn, stored like a playground turn (question first, one

@@ -56,13 +56,15 @@ async def outlast(work: Awaitable[T]) -> T:
 
 
 class StreamedTurn:
-    """One question and its streamed answer."""
+    """One question (or a regenerate of the last one) and its streamed answer."""
 
     def __init__(self, actor: Actor, agent: Agent, conversation: Conversation, text: str,
                  settings: TurnSettings, past: list[dict[str, Any]], *,
+                 replaced_runs: list[int] | None = None,
                  checkpoint_s: float | None = CHECKPOINT_S):
         self.actor, self.agent, self.conversation = actor, agent, conversation
         self.text, self.settings, self.past = text, settings, past
+        self.replaced_runs = replaced_runs  # a regenerate: the runs whose answer it replaces
         self.checkpoint_s = checkpoint_s
         self.state = TurnState()
         self.turn_id = uuid.uuid4().hex
@@ -76,7 +78,7 @@ class StreamedTurn:
 
     def started(self) -> dict[str, Any]:
         return {"type": "turn_started", "conversation_id": self.conversation.pk,
-                "turn_id": self.turn_id}
+                "turn_id": self.turn_id, "regenerate": self.replaced_runs is not None}
 
     def done(self) -> dict[str, Any]:
         return {"type": "done", "conversation_id": self.conversation.pk,
@@ -133,7 +135,8 @@ class StreamedTurn:
             limits.release(self.settings.slots)
         await database_sync_to_async(actions.persist_turn)(
             self.actor, self.agent, self.conversation, self.text, self.state, self.started_at,
-            cancelled=self.cancelled, user_saved=True, draft_id=self._draft_id)
+            cancelled=self.cancelled, user_saved=True, draft_id=self._draft_id,
+            replaced_runs=self.replaced_runs)
         if on_done is not None:
             await on_done(self.done())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -12,9 +13,9 @@ from django.views.decorators.http import require_http_methods
 
 from agents import actions, config, tool_actions
 from agents import knowledge as knowledge_base
-from agents.choices import AgentKind
+from agents.choices import AgentKind, MessageRole
 from agents.forms import AgentForm
-from agents.models import Agent, Conversation, KnowledgeDocument, Tool
+from agents.models import Agent, Conversation, KnowledgeDocument, Message, Tool
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.backends import adapter_for
@@ -251,23 +252,56 @@ def playground(request):
     if selected is None and request.GET.get("agent", "").isdigit():
         selected = next((a for a in agents if a.pk == int(request.GET["agent"])), None)
     selected = selected or (agents[0] if agents else None)
-    transcript = []
-    if current:
-        runs = {r.pk: r for r in current.runs.all()}
-        routed: set[int] = set()
-        for m in current.messages.all():
-            run = runs.get(m.run_id) if m.run_id else None
-            first_of_run = run is not None and run.pk not in routed
-            if run is not None:
-                routed.add(run.pk)
-            transcript.append({"m": m, "run": run if m.role == "assistant"
-                               and not m.tool_calls else None,
-                               "routes": (run.route or []) if first_of_run and run else []})
+    transcript = _transcript(current) if current else []
     can_chat = has_perm(request.user, "chat") and (current is None
                                                    or current.owner_id == request.user.pk)
     return render(request, "agents/playground.html", {
         "agents": agents, "conversations": conversations, "current": current,
         "selected": selected, "transcript": transcript, "can_chat": can_chat})
+
+
+def _transcript(conversation: Conversation) -> list[dict[str, Any]]:
+    """The conversation as the playground shows it: each message with its run's timings
+    and routing; the answers a regenerate replaced fold into one item ("previous
+    versions") before the current answer to their question, labelled "n of n"."""
+    runs = {r.pk: r for r in conversation.runs.all()}
+    questions: list[list[Message]] = [[]]
+    for m in conversation.messages.all():
+        if m.role == MessageRole.USER:
+            questions.append([])
+        questions[-1].append(m)
+    items: list[dict[str, Any]] = []
+    routed: set[int] = set()
+    for group in questions:
+        versions: dict[int | None, list[Message]] = {}
+        current: list[dict[str, Any]] = []
+        for m in group:
+            run = runs.get(m.run_id) if m.run_id else None
+            if m.superseded:
+                versions.setdefault(m.run_id, []).append(m)
+                continue
+            first_of_run = run is not None and run.pk not in routed
+            if run is not None:
+                routed.add(run.pk)
+            current.append({"m": m, "run": run if _is_reply(m) else None,
+                            "routes": (run.route or []) if first_of_run and run else []})
+        if versions:
+            total = len(versions) + 1
+            current.insert(next(i for i, m in enumerate(group) if m.superseded), {
+                "total": total, "versions": [
+                    {"text": "\n\n".join(m.content for m in answer if _is_reply(m)),
+                     "incomplete": any(m.incomplete for m in answer),
+                     "run": runs.get(run_id) if run_id else None}
+                    for run_id, answer in versions.items()]})
+            replies = [item for item in current if "m" in item and _is_reply(item["m"])]
+            if replies:
+                replies[-1]["version"] = f"{total} of {total}"
+        items.extend(current)
+    return items
+
+
+def _is_reply(m: Message) -> bool:
+    return m.role == MessageRole.ASSISTANT and not m.tool_calls
 
 
 @require("agents.view")

@@ -23,8 +23,8 @@ if (form) {
   const regenerate = document.getElementById("regenerate");
   const status = document.getElementById("status");
   let conversationId = form.dataset.conversation ? Number(form.dataset.conversation) : null;
-  let lastText = "";
   let current = null; // {body, el} of the assistant message being streamed
+  let version = null; // "n of n" while a regenerate streams its answer
   const cards = new Map();
   let socket = null;
   let queue = [];
@@ -41,11 +41,40 @@ if (form) {
     node.scrollIntoView({ block: "end" });
     return node;
   };
+  // the stored conversation is what the server regenerates from, so this works after a reload
+  const lastQuestion = () => [...transcript.querySelectorAll(".msg-user")].pop() || null;
   const busy = (on) => {
     send.disabled = on;
     stop.disabled = !on;
-    regenerate.disabled = on || !lastText;
+    regenerate.disabled = on || conversationId === null || !lastQuestion();
     status.textContent = on ? "Generating…" : "";
+  };
+  // A regenerate replaces the last answer: fold it (tool cards and badges too) into the
+  // question's "Previous versions", as the page shows a stored conversation.
+  // Returns the number of the answer to come.
+  const foldLastAnswer = () => {
+    const question = lastQuestion();
+    if (!question) return 1;
+    let versions = question.nextElementSibling;
+    if (!versions || !versions.matches("details.versions")) {
+      versions = el("details", "versions");
+      versions.append(el("summary"));
+      question.after(versions);
+    }
+    const answer = [];
+    for (let node = versions.nextElementSibling; node; node = node.nextElementSibling) answer.push(node);
+    if (answer.length) {
+      answer.forEach((node) => node.querySelector(".who .version")?.remove());
+      const wrapper = el("div", "previous");
+      wrapper.append(el("div", "who"), ...answer);
+      versions.append(wrapper);
+    }
+    const previous = versions.querySelectorAll(":scope > .previous");
+    const total = previous.length + 1;
+    previous.forEach((node, i) => { node.querySelector(".who").textContent = `Version ${i + 1} of ${total}`; });
+    versions.querySelector("summary").textContent = `Previous versions (${previous.length})`;
+    if (!previous.length) versions.remove();
+    return total;
   };
   const assistant = () => {
     if (!current) {
@@ -64,6 +93,11 @@ if (form) {
       form.dataset.conversation = String(conversationId);
       if (picker) picker.disabled = true;
       history.replaceState(null, "", `?c=${conversationId}`);
+      if (f.regenerate) {
+        current = null;
+        const total = foldLastAnswer();
+        version = `${total} of ${total}`;
+      }
     },
     delta(f) {
       const target = assistant();
@@ -125,6 +159,8 @@ if (form) {
         `TTFT ${fmt(m.ttft_ms, " ms")} · ${m.tokens_per_s ?? "—"} tok/s · total ${fmt(m.total_ms, " ms")}` +
         ` · ${m.tokens_in ?? "—"} in / ${m.tokens_out ?? "—"} out` + (f.incomplete ? " · incomplete" : "")));
       if (f.incomplete) target.el.classList.add("incomplete");
+      if (version) target.el.querySelector(".who").append(" ", el("small", "muted version", `· ${version}`));
+      version = null;
       current = null;
       busy(false);
       input.focus();
@@ -158,7 +194,6 @@ if (form) {
 
   const submit = (text) => {
     if (!text.trim()) return;
-    lastText = text;
     add(el("div", "msg msg-user")).append(el("div", "who", "You"), el("div", "body", text));
     current = null;
     busy(true);
@@ -184,6 +219,12 @@ if (form) {
   stop.addEventListener("click", () => {
     socket.send(JSON.stringify({ type: "stop", conversation_id: conversationId }));
   });
-  regenerate.addEventListener("click", () => submit(lastText));
+  regenerate.addEventListener("click", () => {
+    if (conversationId === null) return;
+    current = null;
+    busy(true);
+    const frame = JSON.stringify({ type: "regenerate", conversation_id: conversationId });
+    if (socket.readyState === WebSocket.OPEN) socket.send(frame); else queue.push(frame);
+  });
   input.focus();
 }

@@ -266,3 +266,51 @@ def test_chat_stream_refuses_like_chat(operator_client, viewer_client, backend):
     assert post(operator_client, "/api/agents/9999/chat/stream",
                 {"message": "hi"}).status_code == 404
     assert not Conversation.objects.exists()
+
+
+def test_regenerate_over_the_api_replaces_the_last_answer(operator_client, viewer_client,
+                                                          backend, scripted):
+    agent = make_agent(operator_client, backend)
+    scripted.add(text("a first try"), finish())
+    scripted.add(text("a better answer"), finish(), usage(12, 3))
+    first = post(operator_client, f"/api/agents/{agent['id']}/chat", {"message": "explain"})
+    cid = first.json()["conversation_id"]
+    url = f"/api/conversations/{cid}/regenerate"
+    assert post(viewer_client, url, {}).status_code == 403
+    response = post(operator_client, url, {})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["conversation_id"] == cid and body["reply"] == "a better answer"
+    assert body["incomplete"] is False
+    assert scripted.requests[1]["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "explain"}]
+    stored = operator_client.get(f"/api/conversations/{cid}").json()["messages"]
+    assert [(m["role"], m["content"], m["superseded"]) for m in stored] == [
+        ("user", "explain", False), ("assistant", "a first try", True),
+        ("assistant", "a better answer", False)]
+    turns = AuditEvent.objects.filter(action="agent.turn").order_by("seq")
+    assert [t.after.get("regenerated", False) for t in turns] == [False, True]
+    assert post(operator_client, "/api/conversations/9999/regenerate", {}).status_code == 404
+
+
+@pytest.mark.usefixtures("live_db")  # the stream saves from another thread
+def test_regenerate_streamed_over_sse(operator_client, backend, scripted):
+    from agents.tools.builtin import SPECS
+
+    spec = SPECS["calculator"]  # transactional tests flush the seeded rows
+    Tool.objects.get_or_create(name="calculator", defaults={
+        "kind": "builtin", "description": spec["description"], "parameters": spec["parameters"]})
+    agent = make_agent(operator_client, backend)
+    scripted.add(text("one"), finish())
+    scripted.add(text("two"), finish())
+    cid = post(operator_client, f"/api/agents/{agent['id']}/chat",
+               {"message": "count"}).json()["conversation_id"]
+    frames = sse_frames(post(operator_client, f"/api/conversations/{cid}/regenerate/stream",
+                             {}))
+    assert frames[0]["type"] == "turn_started" and frames[0]["regenerate"] is True
+    assert [f["text"] for f in frames if f["type"] == "delta"] == ["two"]
+    assert frames[-1]["type"] == "done" and frames[-1]["incomplete"] is False
+    assert list(Message.objects.filter(conversation_id=cid).order_by("id").values_list(
+        "content", "superseded")) == [("count", False), ("one", True), ("two", False)]
+    assert scripted.requests[1]["messages"][-1] == {"role": "user", "content": "count"}
+    assert len(scripted.requests[1]["messages"]) == 2  # the system prompt and the question

@@ -422,3 +422,123 @@ def test_a_stopped_turn_is_saved_once_however_often_it_is_cancelled(operator_use
     assert reply.incomplete and reply.content.startswith("x") and len(reply.content) < 400
     assert AuditEvent.objects.filter(action="agent.turn").count() == 1
     assert cache.get(f"tanglaw:gen:user:{operator_user.pk}") == 0  # the slot given back
+
+
+# -- regenerate (issue 18) ------------------------------------------------------------
+
+def rows(conversation_id):
+    return list(Message.objects.filter(conversation_id=conversation_id).order_by("id")
+                .values_list("role", "content", "superseded"))
+
+
+async def ask(ws, frame):
+    await ws.send_json_to(frame)
+    return await frames_until(ws, "done")
+
+
+def test_regenerate_replaces_the_last_answer_and_keeps_the_old_one(operator_user, agent,
+                                                                    scripted):
+    scripted.add(text("Paris"), finish())
+    scripted.add(text("Paris, ", "on the Seine"), finish())
+    scripted.add(text("Lyon"), finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        first = await ask(ws, {"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "capital of France?"})
+        cid = first[0]["conversation_id"]
+        again = await ask(ws, {"type": "regenerate", "conversation_id": cid})
+        mid = await asyncio.to_thread(rows, cid)
+        follow_up = await ask(ws, {"type": "user_message", "agent_id": agent.pk,
+                                   "conversation_id": cid, "text": "and the second city?"})
+        await ws.disconnect()
+        return cid, again, mid, follow_up
+
+    cid, again, mid, follow_up = run(main())
+    assert again[0]["type"] == "turn_started" and again[0]["conversation_id"] == cid
+    assert again[0]["regenerate"] is True
+    assert "".join(f["text"] for f in again if f["type"] == "delta") == "Paris, on the Seine"
+    assert again[-1]["incomplete"] is False
+    assert mid == [("user", "capital of France?", False), ("assistant", "Paris", True),
+                   ("assistant", "Paris, on the Seine", False)]
+    # the model is asked the question once, without the answer being replaced ...
+    assert scripted.requests[1]["messages"] == [
+        {"role": "user", "content": "capital of France?"}]
+    # ... and later turns see only the current answer
+    assert scripted.requests[2]["messages"] == [
+        {"role": "user", "content": "capital of France?"},
+        {"role": "assistant", "content": "Paris, on the Seine"},
+        {"role": "user", "content": "and the second city?"}]
+    assert Run.objects.count() == 3
+    turns = list(AuditEvent.objects.filter(action="agent.turn").order_by("seq"))
+    assert [t.after.get("regenerated", False) for t in turns] == [False, True, False]
+    replaced = Message.objects.get(content="Paris").run_id
+    assert turns[1].after["replaced_run_ids"] == [replaced]
+    assert follow_up[-1]["incomplete"] is False
+
+
+def test_regenerate_after_reloading_replaces_only_the_last_turn(operator_user, agent,
+                                                                 scripted):
+    """A new socket (the page reloaded) regenerates from the stored conversation; earlier
+    turns and earlier versions stay as they are."""
+    for reply in ("one", "two", "two again", "two, third try"):
+        scripted.add(text(reply), finish())
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie)
+        await ws.connect()
+        first = await ask(ws, {"type": "user_message", "agent_id": agent.pk,
+                               "conversation_id": None, "text": "q1"})
+        cid = first[0]["conversation_id"]
+        await ask(ws, {"type": "user_message", "agent_id": agent.pk,
+                       "conversation_id": cid, "text": "q2"})
+        await ws.disconnect()
+        for _ in range(2):
+            reloaded = connect(cookie)
+            await reloaded.connect()
+            await ask(reloaded, {"type": "regenerate", "conversation_id": cid})
+            await reloaded.disconnect()
+        return cid
+
+    cid = run(main())
+    assert rows(cid) == [("user", "q1", False), ("assistant", "one", False),
+                         ("user", "q2", False), ("assistant", "two", True),
+                         ("assistant", "two again", True),
+                         ("assistant", "two, third try", False)]
+    expected = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "one"},
+                {"role": "user", "content": "q2"}]
+    assert scripted.requests[2]["messages"] == expected
+    assert scripted.requests[3]["messages"] == expected
+
+
+def test_regenerate_refusals(operator_user, viewer_user, admin_user, agent, scripted):
+    _, viewer_cookie = cookie_for(viewer_user)
+    _, cookie = cookie_for(operator_user)
+    theirs = Conversation.objects.create(owner=admin_user, agent=agent, title="admin's")
+    Message.objects.create(conversation=theirs, role="user", content="hi")
+    empty = Conversation.objects.create(owner=operator_user, agent=agent, title="empty")
+
+    async def main():
+        viewer = connect(viewer_cookie)
+        await viewer.connect()
+        await viewer.send_json_to({"type": "regenerate", "conversation_id": theirs.pk})
+        forbidden = await viewer.receive_json_from()
+        await viewer.disconnect()
+        ws = connect(cookie)
+        await ws.connect()
+        answers = []
+        for cid in (theirs.pk, empty.pk, "7"):
+            await ws.send_json_to({"type": "regenerate", "conversation_id": cid})
+            answers.append(await ws.receive_json_from())
+        await ws.disconnect()
+        return forbidden, answers
+
+    forbidden, (not_mine, nothing_yet, bad_id) = run(main())
+    assert forbidden["code"] == "forbidden"
+    assert not_mine["code"] == "invalid" and not_mine["field"] == "conversation_id"
+    assert nothing_yet["code"] == "refused" and "nothing to regenerate" in nothing_yet["message"]
+    assert bad_id["code"] == "invalid" and bad_id["field"] == "conversation_id"
+    assert scripted.requests == [] and not Run.objects.exists()

@@ -120,3 +120,24 @@ def test_fallbacks_edited_in_the_form(operator_client, agent):
     assert bad.status_code == 200 and "fallbacks[0]: enter a model" in body
     assert 'value="llama3.2:1b"' in body  # what was typed is kept
     assert agent.fallbacks.count() == 2  # nothing changed
+
+
+def test_playground_shows_the_current_answer_and_folds_previous_versions(operator_client,
+                                                                        operator_user, agent):
+    from django.utils import timezone
+
+    from agents.models import Run
+
+    conversation = Conversation.objects.create(owner=operator_user, agent=agent, title="v")
+    Message.objects.create(conversation=conversation, role="user", content="name a colour")
+    for n, (reply, superseded) in enumerate([("red", True), ("green", True), ("blue", False)]):
+        run = Run.objects.create(conversation=conversation, agent=agent, model="m",
+                                 started_at=timezone.now(), outcome="success", ttft_ms=n)
+        Message.objects.create(conversation=conversation, run=run, role="assistant",
+                               content=reply, superseded=superseded)
+    body = operator_client.get(f"/playground/?c={conversation.pk}").content.decode()
+    versions = body.index('<details class="versions"')
+    current = body.index(">blue<")
+    assert body.index(">red<") > versions and body.index(">green<") > versions
+    assert "Previous versions (2)" in body and "3 of 3" in body
+    assert current > body.index("</details>", versions)  # the current answer, unfolded
