@@ -16,7 +16,9 @@ from agents.models import McpServer, Tool
 from agents.tools.http import DEFAULT_MAX_BYTES, METHODS
 from console.actions import Invalid, Refused
 from console.audit import Actor
+from console.choices import Role
 from console.permissions import has_perm, require
+from console.safeinput import UnsafeInput, check_value, loads_json
 
 EXAMPLE_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}},
                   "required": ["city"]}
@@ -38,8 +40,10 @@ def _header_lines(text: str, field: str, errors: dict) -> dict[str, str]:
 
 def _number(text: str, field: str, errors: dict, kind=float) -> Any:
     try:
-        return kind(text)
-    except (TypeError, ValueError):
+        value = kind(text)
+        check_value(value, field)
+        return value
+    except (TypeError, ValueError):  # UnsafeInput too: NaN, inf, 4,000 digits
         errors.setdefault(field, []).append("enter a number")
         return None
 
@@ -47,9 +51,9 @@ def _number(text: str, field: str, errors: dict, kind=float) -> Any:
 def _http_tool_data(post, editing: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
     errors: dict[str, list[str]] = {}
     try:
-        parameters = json.loads(post.get("parameters") or "{}")
-    except ValueError as exc:
-        errors["parameters"] = [f"not valid JSON: {exc}"]
+        parameters = loads_json(post.get("parameters") or "{}", "parameters")
+    except UnsafeInput as exc:
+        errors["parameters"] = [exc.message]
         parameters = None
     data: dict[str, Any] = {
         "description": post.get("description", ""),
@@ -67,6 +71,8 @@ def _http_tool_data(post, editing: bool) -> tuple[dict[str, Any], dict[str, list
         data["secret_headers"] = secrets
     if editing and "clear_secret_headers" in post:
         data["clear_secret_headers"] = True
+    if editing and "keep_secret_headers" in post:
+        data["keep_secret_headers"] = True
     if not editing:
         data["name"] = post.get("name", "").strip()
     return data, errors
@@ -115,7 +121,8 @@ def http_tool_form(request, pk: int | None = None):
                                           f"agent's page.")
                 return redirect(f"/tools/#tool-{tool.pk}")
     return render(request, "agents/http_tool_form.html", {
-        "tool": tool, "values": values, "errors": errors, "methods": METHODS})
+        "tool": tool, "values": values, "errors": errors, "methods": METHODS,
+        "can_keep_secrets": request.user.effective_role == Role.ADMIN})
 
 
 @require("agents.change")

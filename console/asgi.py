@@ -11,6 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.utils.module_loading import import_string  # noqa: E402
 
+from console.clientaddr import ClientAddressMiddleware  # noqa: E402
 from console.ws import websocket_stack  # noqa: E402
 
 # each app lists its WebSocket routes; console imports them by dotted path only
@@ -18,7 +19,8 @@ websocket_urlpatterns = [
     route for path in settings.TANGLAW_WEBSOCKET_ROUTES for route in import_string(path)
 ]
 
-application = ProtocolTypeRouter({
+# outermost: the one client address (trusted proxies only) for HTTP and WebSocket
+application = ClientAddressMiddleware(ProtocolTypeRouter({
     "http": django_app,
     "websocket": websocket_stack(URLRouter(websocket_urlpatterns)),
-})
+}))

@@ -155,8 +155,9 @@ class Cluster:
                     "DATABASE_URL": self.postgres.url if self.postgres else os.environ[
                         "DATABASE_URL"],
                     "REDIS_URL": self.redis.url if self.redis else os.environ["REDIS_URL"],
-                    # behind one proxy: the client address is the last X-Forwarded-For hop
-                    "TANGLAW_PROXY_COUNT": os.environ.get("TANGLAW_PROXY_COUNT", "1")})
+                    # nginx on loopback is the one proxy whose X-Forwarded-For is believed
+                    "TANGLAW_TRUSTED_PROXIES": os.environ.get("TANGLAW_TRUSTED_PROXIES",
+                                                              "127.0.0.1,::1")})
         return env
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -184,8 +185,8 @@ class Cluster:
             if done.stdout.strip():
                 print(done.stdout.rstrip())
         for i, port in enumerate(self.worker_ports):
-            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "daphne", "-b", "127.0.0.1",
-                                           "-p", str(port), "--proxy-headers",
+            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "console.web", "-b", "127.0.0.1",
+                                           "-p", str(port),
                                            "console.asgi:application"], env)
         for i in range(self.monitor_count):
             self._spawn(f"monitor-{i + 1}", manage + ["monitor"], env)

@@ -7,6 +7,7 @@ registered here; the operator (or `discover_backends --register`) decides.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -15,6 +16,8 @@ import httpx
 from django.conf import settings
 
 from console import egress
+
+log = logging.getLogger("tanglaw.discovery")
 
 URL_RE = re.compile(r"https?://[\w.\-\[\]:]+")
 
@@ -92,8 +95,13 @@ async def discover(ports: list[int] | None = None, host: str | None = None) -> l
     ports = ports if ports is not None else settings.TANGLAW_DISCOVERY_PORTS
     timeout = httpx.Timeout(2.0, connect=0.5)
     async with egress.client(timeout=timeout) as client:
-        found = await asyncio.gather(*(identify(client, host, p) for p in ports))
-        candidates = [c for c in found if c is not None]
+        found = await asyncio.gather(*(identify(client, host, p) for p in ports),
+                                     return_exceptions=True)
+        # one port that answers strangely (or breaks the client) must not hide the rest
+        for port, result in zip(ports, found, strict=True):
+            if isinstance(result, Exception):
+                log.warning("discovery on port %s failed: %s", port, result)
+        candidates = [c for c in found if isinstance(c, Candidate)]
         foundry = await _foundry_url()
         if foundry:
             candidates.append(Candidate("foundry_local", foundry, "foundry-local"))

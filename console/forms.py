@@ -18,6 +18,10 @@ class BackendForm(forms.ModelForm):
         help_text="Write-only. Leave blank to keep the current key.",
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
+    keep_api_key = forms.BooleanField(
+        required=False, label="Keep the stored API key if the address changes (admins only)",
+        help_text="Changing the scheme, host or port clears the stored key unless you enter "
+                  "it again, so it is never sent to a host it was not given for.")
     connect_timeout_s = forms.FloatField(min_value=0.1, max_value=60, initial=3.0,
                                          label="Connect timeout (s)")
     read_timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=60.0,
@@ -56,11 +60,9 @@ class BackendForm(forms.ModelForm):
         kind, url = data.get("kind"), self.data.get("base_url", "")
         if kind and "base_url" not in self.errors:
             try:
-                url = urlsafety.check_backend_url(url)
-                from urllib.parse import urlsplit
-
-                parts = urlsplit(url)
-                urlsafety.check_resolved(parts.hostname or "", parts.port or 80)
+                parts = urlsafety.parse_backend_url(url)
+                url = parts.url.rstrip("/")
+                urlsafety.check_resolved(parts.host, parts.port)
             except urlsafety.UnsafeURL as exc:
                 self.refused_url_reason = str(exc)
                 self.add_error("base_url", str(exc))

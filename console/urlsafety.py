@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 ALLOWED_SCHEMES = {"http", "https"}
 BLOCKED_NETWORKS = [
@@ -34,6 +34,17 @@ BLOCKED_NAMES = {
 }
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packet ends up at
+EMBEDDING_V4 = [
+    ipaddress.ip_network(n)
+    for n in (
+        "64:ff9b::/96",       # NAT64, well-known prefix (RFC 6052)
+        "64:ff9b:1::/48",     # NAT64, local-use prefix (RFC 8215)
+        "::ffff:0:0:0/96",    # IPv4-translated (RFC 2765, SIIT)
+    )
+]
+
+
 class UnsafeURL(ValueError):
     """The URL is not one Tanglaw will connect to; the message says why."""
 
@@ -46,8 +57,10 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     packed = ip.packed
     if packed[:12] == bytes(12) and int(ip) > 1:  # IPv4-compatible ::a.b.c.d
         return ipaddress.IPv4Address(packed[12:])
-    if ip in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
+    if any(ip in network for network in EMBEDDING_V4):
         return ipaddress.IPv4Address(packed[12:])
+    if ip.teredo:  # Teredo carries the client's address, obfuscated
+        return ip.teredo[1]
     return None
 
 
@@ -78,36 +91,101 @@ def check_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
                 raise UnsafeURL(f"{ip} is a {kind} address; Tanglaw will not connect to it")
 
 
-def check_backend_url(url: str) -> str:
-    """Return the URL without a trailing slash, or raise UnsafeURL with a reason."""
+@dataclass(frozen=True)
+class ParsedURL:
+    """A URL as the HTTP clients read it."""
+
+    url: str
+    scheme: str
+    host: str  # as the client sends it: lower case, IDNA-encoded, IPv6 without brackets
+    port: int  # the default port filled in
+    has_userinfo: bool
+    has_query: bool
+    has_fragment: bool
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Parse with the parser the HTTP clients themselves use — httpx for probes, pulls
+    and tools, httpx2 under the openai SDK and MCP — so nothing is saved that they would
+    refuse on every request (an octal dotted IPv4 host such as 0177.0.0.1 passed Python's
+    urlsplit, then failed every monitor round). Raise UnsafeURL saying what is wrong."""
+    if "\\" in url or any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise UnsafeURL("the URL contains a backslash, a space or a control character")
+    parsed = None
+    for module in _client_modules():
+        try:
+            candidate = module.URL(url)
+            module.Request("GET", candidate)  # the rest of its checks (host, port)
+        except (module.InvalidURL, ValueError, TypeError, UnicodeError) as exc:
+            raise UnsafeURL(f"the URL cannot be used: {exc}") from None
+        parsed = parsed or candidate
+    assert parsed is not None
+    scheme = parsed.scheme.lower()
+    default = 443 if scheme == "https" else 80
+    return ParsedURL(url=url, scheme=scheme, host=parsed.host, port=parsed.port or default,
+                     has_userinfo=bool(parsed.userinfo), has_query=bool(parsed.query),
+                     has_fragment=bool(parsed.fragment))
+
+
+def _client_modules() -> list:
+    import httpx
+
+    modules = [httpx]
+    try:
+        import httpx2
+
+        modules.append(httpx2)
+    except ImportError:  # the openai SDK before 3.x runs on httpx alone
+        pass
+    return modules
+
+
+def check_parsed(parts: ParsedURL) -> ParsedURL:
+    """The checks every outbound URL gets: scheme, userinfo, host, blocked addresses."""
+    if parts.scheme not in ALLOWED_SCHEMES:
+        raise UnsafeURL("only http:// and https:// URLs are allowed")
+    if parts.has_userinfo or "@" in parts.url.split("//", 1)[-1].split("/", 1)[0]:
+        raise UnsafeURL("URLs with a user name or password (user@host) are not allowed; "
+                        "put the API key in its own field")
+    if not parts.host:
+        raise UnsafeURL("the URL has no host name")
+    if parts.port == 0:
+        raise UnsafeURL("port 0 is not a valid port")
+    ip = parse_ip(parts.host)
+    if ip is not None:
+        check_ip(ip)
+    elif parts.host.rstrip(".").lower() in BLOCKED_NAMES:
+        raise UnsafeURL(f"{parts.host} is a cloud-metadata host name; Tanglaw will not "
+                        f"connect to it")
+    return parts
+
+
+def parse_backend_url(url: str) -> ParsedURL:
+    """A backend's (or webhook's, or MCP server's) base URL, checked; UnsafeURL if not."""
     url = (url or "").strip()
     if not url:
         raise UnsafeURL("enter the backend's URL, e.g. http://127.0.0.1:11434")
-    if "\\" in url or any(ord(c) < 33 for c in url):
-        raise UnsafeURL("the URL contains a backslash, a space or a control character")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise UnsafeURL(f"the URL cannot be parsed: {exc}") from None
-    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+    if not url.lower().startswith(("http://", "https://")):
         raise UnsafeURL("only http:// and https:// URLs are allowed")
-    if "@" in parts.netloc:
-        raise UnsafeURL("URLs with a user name or password (user@host) are not allowed; "
-                        "put the API key in its own field")
-    host = parts.hostname
-    if not host:
-        raise UnsafeURL("the URL has no host name")
-    if port == 0:
-        raise UnsafeURL("port 0 is not a valid port")
-    if parts.query or parts.fragment:
+    parts = check_parsed(parse_url(url))
+    if parts.has_query or parts.has_fragment:
         raise UnsafeURL("the URL must not contain a query string or fragment")
-    ip = parse_ip(host)
-    if ip is not None:
-        check_ip(ip)
-    elif host.rstrip(".").lower() in BLOCKED_NAMES:
-        raise UnsafeURL(f"{host} is a cloud-metadata host name; Tanglaw will not connect to it")
-    return url.rstrip("/")
+    return parts
+
+
+def check_backend_url(url: str) -> str:
+    """Return the URL without a trailing slash, or raise UnsafeURL with a reason."""
+    return parse_backend_url(url).url.rstrip("/")
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL as the client reads it; None when it cannot be read.
+    Secrets given for one origin must not follow the URL to another."""
+    try:
+        parts = parse_url((url or "").strip())
+    except UnsafeURL:
+        return None
+    return parts.scheme, parts.host.rstrip(".").lower(), parts.port
 
 
 def check_resolved(host: str, port: int) -> None:

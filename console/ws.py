@@ -1,8 +1,8 @@
 """WebSocket authentication shared by every consumer: session cookie or bearer token.
 
 Browsers cannot set an Authorization header on a WebSocket, so a bearer-token
-connection needs no origin check; a cookie connection must come from an
-allowed host (cross-site WebSocket hijacking).
+connection needs no origin check; a cookie connection must come from this
+console's own origin, scheme, host and port (cross-site WebSocket hijacking).
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.auth import AuthMiddlewareStack, get_user
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils.module_loading import import_string
 
@@ -45,14 +46,71 @@ class BearerAuthMiddleware:
         return await self.inner(scope, receive, send)
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_tuple(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None when unparsable."""
+    try:
+        parts = urlsplit(url.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]
+
+
+def _matches(origin: tuple[str, str, int], allowed: str) -> bool:
+    wildcard = "://*." in allowed
+    want = _origin_tuple(allowed.replace("://*.", "://", 1) if wildcard else allowed)
+    if want is None:
+        return False
+    if wildcard:
+        return (origin[0], origin[2]) == (want[0], want[2]) and (
+            origin[1] == want[1] or origin[1].endswith("." + want[1]))
+    return origin == want
+
+
+def origin_allowed(scope) -> bool:
+    """A cookie-authenticated socket must come from a page of this console: its Origin
+    must equal, scheme, host and port, the origin the socket was opened on (the Host
+    header, itself an allowed host) or one of CSRF_TRUSTED_ORIGINS — the rule Django's
+    CSRF check applies to HTTP. Comparing host names alone let a page on another port of
+    the same host ride a signed-in user's cookie."""
+    from django.conf import settings
+    from django.http.request import split_domain_port, validate_host
+
+    origin_header = host_header = ""
+    for name, value in scope.get("headers") or []:
+        if name == b"origin":
+            origin_header = value.decode("latin1")
+        elif name == b"host":
+            host_header = value.decode("latin1")
+    origin = _origin_tuple(origin_header)
+    if origin is None:  # absent, "null" (sandboxed frames, file://) or not http(s)
+        return False
+    secure = scope.get("scheme") in ("wss", "https")
+    own = f"{'https' if secure else 'http'}://{host_header.strip()}"
+    domain, _ = split_domain_port(host_header.strip().lower())
+    allowed_hosts = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed_hosts:
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    if host_header and domain and validate_host(domain, allowed_hosts) and _matches(origin,
+                                                                                 own):
+        return True
+    return any(_matches(origin, trusted) for trusted in settings.CSRF_TRUSTED_ORIGINS)
+
+
 class OriginCheck:
     def __init__(self, inner):
         self.inner = inner
-        self.checked = AllowedHostsOriginValidator(inner)
+        self.denied = WebsocketDenier.as_asgi()
 
     async def __call__(self, scope, receive, send):
-        app = self.inner if bearer_token(scope) else self.checked
-        return await app(scope, receive, send)
+        if bearer_token(scope) or origin_allowed(scope):
+            return await self.inner(scope, receive, send)
+        return await self.denied(scope, receive, send)
 
 
 def websocket_stack(inner):
@@ -102,9 +160,42 @@ class RevocableMixin:
 
     # provided by AsyncWebsocketConsumer, which this is mixed into
     channel_layer: Any
+    accept: Any
+    socket_slot: str | None
     channel_name: str
     send: Any
     close: Any
+
+    async def take_socket_slot(self, user) -> bool:
+        """Accept the socket within the user's cap on open sockets
+        (TANGLAW_MAX_SOCKETS_PER_USER), or accept it only to say why and close it."""
+        from asgiref.sync import sync_to_async
+
+        from console import limits
+
+        self.socket_slot = await sync_to_async(limits.take_socket, thread_sensitive=False)(
+            user.pk)
+        await self.accept()
+        if self.socket_slot is None:
+            import json
+
+            from django.conf import settings
+
+            await self.send(text_data=json.dumps({
+                "type": "error", "code": "too_many_sockets",
+                "message": f"you have {settings.TANGLAW_MAX_SOCKETS_PER_USER} connections "
+                           f"open already; close a tab and reload"}))
+            await self.close(code=4429)
+            return False
+        return True
+
+    async def give_socket_slot(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        from console import limits
+
+        slot, self.socket_slot = getattr(self, "socket_slot", None), None
+        await sync_to_async(limits.give_socket, thread_sensitive=False)(slot)
 
     async def join_user_group(self, user) -> None:
         self.user_group = user_group(user.pk)

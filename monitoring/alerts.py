@@ -17,6 +17,8 @@ update, the admin) cannot leave an alert firing forever.
 
 from __future__ import annotations
 
+import logging
+import math
 import operator
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +35,8 @@ from console.choices import AuditAction
 from console.models import Backend
 from monitoring.choices import SEVERITY_RANK, AlertState, Comparator, Severity
 from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
+
+log = logging.getLogger("tanglaw.alerts")
 
 OPS = {Comparator.GT: operator.gt, Comparator.GE: operator.ge,
        Comparator.LT: operator.lt, Comparator.LE: operator.le}
@@ -225,43 +229,61 @@ def evaluate(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     changes = {"fired": 0, "resolved": 0}
     for rule in AlertRule.objects.filter(enabled=False, alerts__state__in=OPEN).distinct():
-        changes["resolved"] += _sweep(rule, set(), now)
+        try:
+            changes["resolved"] += _sweep(rule, set(), now)
+        except Exception:  # noqa: BLE001
+            log.exception("resolving the alerts of disabled rule %s failed", rule.pk)
     for rule in AlertRule.objects.filter(enabled=True):
-        check = OPS[Comparator(rule.comparator)]
-        scopes = scopes_for(rule)
-        changes["resolved"] += _sweep(rule, set(scopes), now)
-        for scope in scopes:
-            value = value_of(rule, scope, now)
-            holds = value is not None and check(value, rule.threshold)
-            if holds and rule.for_samples:
-                holds = _holds_for_samples(rule, scope)
-            with transaction.atomic():
-                alert = Alert.objects.select_for_update().filter(
-                    rule=rule, scope=scope, state__in=OPEN).first()
-                if holds:
-                    if alert is None:
-                        alert = Alert.objects.create(
-                            rule=rule, scope=scope, state=AlertState.PENDING, value=value,
-                            threshold=rule.threshold, pending_since=now,
-                            message=describe(rule, scope, value))
-                        AlertEvent.objects.create(alert=alert, state=AlertState.PENDING,
-                                                  value=value)
-                    alert.value, alert.message = value, describe(rule, scope, value)
-                    if alert.state == AlertState.PENDING and (
-                            now - alert.pending_since).total_seconds() >= rule.for_s:
-                        alert.started_at = now
-                        _change(alert, AlertState.FIRING, value)
-                        changes["fired"] += 1
-                    else:
-                        alert.save(update_fields=["value", "message"])
-                elif alert is not None:
-                    if alert.state == AlertState.PENDING:
-                        alert.delete()  # it never fired: nothing to resolve or notify
-                    else:
-                        alert.resolved_at, alert.value = now, value
-                        _change(alert, AlertState.RESOLVED, value)
-                        changes["resolved"] += 1
+        try:  # one broken rule (or scope) must not stop the others being evaluated
+            _evaluate_rule(rule, now, changes)
+        except Exception:  # noqa: BLE001
+            log.exception("evaluating alert rule %s failed", rule.pk)
     return changes
+
+
+def _evaluate_rule(rule: AlertRule, now: datetime, changes: dict[str, int]) -> None:
+    check = OPS[Comparator(rule.comparator)]
+    scopes = scopes_for(rule)
+    changes["resolved"] += _sweep(rule, set(scopes), now)
+    for scope in scopes:
+        try:
+            _evaluate_scope(rule, scope, check, now, changes)
+        except Exception:  # noqa: BLE001
+            log.exception("evaluating alert rule %s for %s failed", rule.pk, scope)
+
+
+def _evaluate_scope(rule: AlertRule, scope: str, check, now: datetime,
+                    changes: dict[str, int]) -> None:
+    value = value_of(rule, scope, now)
+    holds = value is not None and check(value, rule.threshold)
+    if holds and rule.for_samples:
+        holds = _holds_for_samples(rule, scope)
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().filter(
+            rule=rule, scope=scope, state__in=OPEN).first()
+        if holds:
+            if alert is None:
+                alert = Alert.objects.create(
+                    rule=rule, scope=scope, state=AlertState.PENDING, value=value,
+                    threshold=rule.threshold, pending_since=now,
+                    message=describe(rule, scope, value))
+                AlertEvent.objects.create(alert=alert, state=AlertState.PENDING,
+                                          value=value)
+            alert.value, alert.message = value, describe(rule, scope, value)
+            if alert.state == AlertState.PENDING and (
+                    now - alert.pending_since).total_seconds() >= rule.for_s:
+                alert.started_at = now
+                _change(alert, AlertState.FIRING, value)
+                changes["fired"] += 1
+            else:
+                alert.save(update_fields=["value", "message"])
+        elif alert is not None:
+            if alert.state == AlertState.PENDING:
+                alert.delete()  # it never fired: nothing to resolve or notify
+            else:
+                alert.resolved_at, alert.value = now, value
+                _change(alert, AlertState.RESOLVED, value)
+                changes["resolved"] += 1
 
 
 def acknowledge(actor: Actor, alert: Alert) -> Alert:
@@ -310,8 +332,8 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
     for field, high in (("threshold", None), ("for_s", 86400), ("for_samples", 100),
                         ("window_s", 86400)):
         value = out.get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-                high is not None and not 0 <= value <= high):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value) or abs(value) > 1e15 or (high is not None and not 0 <= value <= high):
             errors[field] = ["Enter a number" + (f" from 0 to {high}." if high else ".")]
     if not isinstance(out.get("enabled"), bool):
         errors["enabled"] = ["true or false"]

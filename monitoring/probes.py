@@ -101,8 +101,19 @@ async def probe_backends(backends: list, *, deadline_s: float = 15.0) -> list[Pr
 async def _one(backend, deadline_s: float) -> ProbeResult:
     # a small client per backend: one pool shared by all of them scans every connection
     # for every request, which made a round of 200 backends take seconds (bench/)
-    async with egress.client(max_connections=4) as client:
-        return await _probe_one(backend, adapter_for(backend, client=client), deadline_s)
+    try:
+        async with egress.client(max_connections=4) as client:
+            return await _probe_one(backend, adapter_for(backend, client=client), deadline_s)
+    except Exception as exc:  # noqa: BLE001 - one backend must never stop the round
+        log.exception("probe of backend %s failed unexpectedly", backend.pk)
+        return ProbeResult(backend, Report(Status.UNHEALTHY, error=f"the probe failed: "
+                                                                   f"{describe_error(exc)}"))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for an unexpected failure, never a traceback."""
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _probe_one(backend, adapter, deadline_s: float) -> ProbeResult:

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from agents.choices import RunOutcome
 from agents.models import Run
 from console.actions.users import user_for_token
+from console.clientaddr import came_through_proxy, client_ip
 from console.models import Backend
 from monitoring import queries, store
 from monitoring.choices import AlertState
@@ -101,8 +102,7 @@ def _allowed(request: HttpRequest) -> bool:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return user_for_token(header[7:].strip()) is not None
-    return request.META.get("REMOTE_ADDR") in LOOPBACK and not request.headers.get(
-        "X-Forwarded-For")
+    return client_ip(request) in LOOPBACK and not came_through_proxy(request)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

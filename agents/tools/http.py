@@ -14,13 +14,13 @@ import contextlib
 import json
 import re
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote
 
 import httpx
 
 from agents.tools import ToolError
 from console.egress import Policy, async_transport, parse_allow_list
-from console.urlsafety import UnsafeURL
+from console.urlsafety import UnsafeURL, parse_url
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
@@ -84,10 +84,15 @@ def check_template(url: str) -> None:
     """The host part must be fixed: placeholders only in the path and the query."""
     if not url:
         raise ValueError("enter the URL, e.g. https://api.example.com/v1/items/{item_id}")
-    parts = urlsplit(PLACEHOLDER.sub("x", url))
-    if parts.scheme not in ("http", "https"):
+    if "\\" in url or any(ord(c) < 33 for c in url):
+        raise ValueError("the URL contains a backslash, a space or a control character")
+    if not url.lower().startswith(("http://", "https://")):
         raise ValueError("only http:// and https:// URLs are allowed")
-    if not parts.hostname:
+    try:  # the parser the HTTP client itself uses, so it accepts what is saved
+        parts = parse_url(PLACEHOLDER.sub("x", url))
+    except UnsafeURL as exc:
+        raise ValueError(str(exc)) from None
+    if not parts.host:
         raise ValueError("the URL has no host name")
     authority = url.split("//", 1)[1].split("/", 1)[0].split("?", 1)[0]
     if "{" in authority or "}" in authority:
@@ -95,9 +100,7 @@ def check_template(url: str) -> None:
     if "@" in authority:
         raise ValueError("user names or passwords in the URL are not allowed; use a secret "
                          "header")
-    if "\\" in url or any(ord(c) < 33 for c in url):
-        raise ValueError("the URL contains a backslash, a space or a control character")
-    Policy().check_host(parts.hostname)  # blocked literals and metadata names, at save time
+    Policy().check_host(parts.host)  # blocked literals and metadata names, at save time
 
 
 def placeholders(url: str) -> list[str]:
@@ -107,6 +110,7 @@ def placeholders(url: str) -> list[str]:
 def render(url: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Fill the URL template (values percent-encoded); return it and the unused arguments."""
     used: set[str] = set()
+    query_at = url.find("?") if "?" in url else len(url)
 
     def fill(match: re.Match) -> str:
         name = match.group(1)
@@ -114,10 +118,29 @@ def render(url: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             raise ToolError(f"the argument {name!r} is needed to build the URL")
         used.add(name)
         value = arguments[name]
-        return quote(value if isinstance(value, str) else json.dumps(value), safe="")
+        text = value if isinstance(value, str) else json.dumps(value)
+        if match.start() < query_at and _climbs(text):
+            raise ToolError(f"the argument {name!r} ({text[:40]!r}) would leave the path "
+                            f"the tool was given; dot segments are not allowed there")
+        return quote(text, safe="")
 
     rendered = PLACEHOLDER.sub(fill, url)
+    # whatever the values were, the request must stay under the template's fixed path
+    fixed = httpx.URL(PLACEHOLDER.split(url.split("?", 1)[0], 1)[0]).path
+    if not httpx.URL(rendered).path.startswith(fixed):
+        raise ToolError("the arguments would move the request outside the tool's URL path")
     return rendered, {k: v for k, v in arguments.items() if k not in used}
+
+
+def _climbs(text: str) -> bool:
+    """A value that is, or decodes to, a dot segment: `..`, `.`, `%2e%2E`, `..%2f..`…
+    (a server that decodes %2F would otherwise walk up the path)."""
+    for _ in range(3):  # values may arrive percent-encoded once or twice
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return any(segment.strip() in (".", "..") for segment in re.split(r"[/\\]", text))
 
 
 def _query(arguments: dict[str, Any]) -> dict[str, str]:

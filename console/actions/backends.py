@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from console import audit
 from console.actions import Invalid, form_errors
+from console.actions.secrets import secret_move
 from console.audit import Actor
 from console.backends import Report, adapter_for, probe
 from console.choices import AuditAction, Outcome, Status
@@ -54,17 +55,24 @@ def update_backend(actor: Actor, backend: Backend, changes: dict[str, Any]) -> B
     current = backend.audit_snapshot()
     data = {k: v for k, v in current.items() if k in BackendForm.Meta.fields}
     data.update({k: v for k, v in changes.items() if v is not None})
-    old_key = backend.api_key
+    old_key, old_url = backend.api_key, backend.base_url
     form = _validated(actor, data, backend)
+    move = secret_move(actor, field="api_key", old_url=old_url,
+                       new_url=form.cleaned_data["base_url"], has_secret=bool(old_key),
+                       replaced=bool(form.cleaned_data.get("api_key")
+                                     or form.cleaned_data.get("clear_api_key")),
+                       keep=bool(changes.get("keep_api_key")))
     with transaction.atomic():
         backend = form.save(commit=False)
         backend.api_key = old_key
         _apply_key(backend, form)
+        if move.clear:
+            backend.api_key, backend.api_key_last4 = "", ""
         backend.save()
         after = backend.audit_snapshot()
         if after != current:
             audit.record(AuditAction.BACKEND_UPDATED, actor, target=backend,
-                         before=current, after=after)
+                         before=current, after=after, detail=move.note)
         if current["enabled"] and not backend.enabled:
             _resolve_alerts(actor, backend, "is disabled")
     return backend

@@ -176,6 +176,13 @@ class Adapter:
         return client
 
     def _new_chat_client(self) -> AsyncOpenAI:
+        try:
+            return self._build_chat_client()
+        except (httpx2.InvalidURL, httpx.InvalidURL) as exc:
+            raise BackendError(f"the backend's URL cannot be used ({exc}); edit the "
+                               f"backend and correct it") from None
+
+    def _build_chat_client(self) -> AsyncOpenAI:
         return AsyncOpenAI(
             base_url=self.base_url + self.api_prefix,
             api_key=self.endpoint.api_key or "not-needed",
@@ -225,6 +232,9 @@ class Adapter:
             raise self.translate(exc, path) from None
         except UnsafeURL as exc:  # the connect-time address check (console.egress)
             raise BackendError(f"refused to connect to {self.base_url}: {exc}") from None
+        except httpx.InvalidURL as exc:  # saved before URLs were checked with this parser
+            raise BackendError(f"the backend's URL cannot be used ({exc}); edit the "
+                               f"backend and correct it") from None
 
     def translate(self, exc: httpx.HTTPError, path: str) -> BackendError:
         parts = urlsplit(self.base_url)

@@ -15,7 +15,7 @@ from console.actions import Invalid
 from console.actions import backends as actions
 from console.audit import Actor
 from console.backends import adapter_for, probe_many
-from console.choices import BackendKind
+from console.choices import BackendKind, Role
 from console.forms import BackendForm
 from console.models import Backend
 from console.permissions import get_object_for_user, require
@@ -69,14 +69,26 @@ def backend_edit(request, pk):
     if request.method == "POST":
         changes = request.POST.dict()
         changes["enabled"] = "enabled" in request.POST  # unchecked boxes are absent
+        had_key = backend.api_key_set
         try:
-            actions.update_backend(Actor.from_request(request), backend, changes)
+            saved = actions.update_backend(Actor.from_request(request), backend, changes)
         except Invalid as exc:
-            form = exc.form
+            if exc.form is not None:
+                form = exc.form
+            else:  # refused after the form validated (keeping a key for a new address)
+                form = BackendForm(data=request.POST, instance=backend)
+                form.is_valid()
+                for errors in exc.errors.values():
+                    form.add_error(None, errors)
         else:
-            messages.success(request, f"Saved {backend.name}.")
-            return redirect("backend_detail", pk=backend.pk)
-    return render(request, "console/backend_form.html", {"form": form, "backend": backend})
+            messages.success(request, f"Saved {saved.name}.")
+            if had_key and not saved.api_key_set and "clear_api_key" not in request.POST:
+                messages.warning(request, "The stored API key was removed because the address "
+                                          "changed; enter it again for the new address.")
+            return redirect("backend_detail", pk=saved.pk)
+    can_keep_key = backend.api_key_set and request.user.effective_role == Role.ADMIN
+    return render(request, "console/backend_form.html", {"form": form, "backend": backend,
+                                                         "can_keep_key": can_keep_key})
 
 
 @require("backends.change")

@@ -4,7 +4,6 @@ import asyncio
 import time
 
 import pytest
-from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from agents.models import Agent, Conversation, Message, Run, Tool
@@ -12,6 +11,7 @@ from agents.tools.builtin import SPECS
 from console.asgi import application
 from console.models import AuditEvent, Backend
 from tests.support.scripted_openai import finish, text, tool_whole, usage
+from tests.support.sockets import WebsocketCommunicator
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
@@ -36,8 +36,8 @@ def cookie_for(user):
     return client, f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-def connect(cookie=None, origin=b"http://localhost", token=None):
-    headers = []
+def connect(cookie=None, origin=b"http://localhost", token=None, host=b"localhost"):
+    headers = [(b"host", host)] if host else []
     if origin:
         headers.append((b"origin", origin))
     if cookie:
@@ -334,6 +334,7 @@ def test_role_change_logout_and_deactivation_close_idle_sockets_at_once(operator
         chat = connect(cookie)
         jobs = WebsocketCommunicator(application, "/ws/jobs/",
                                      headers=[(b"origin", b"http://localhost"),
+                                              (b"host", b"localhost"),
                                               (b"cookie", cookie)])
         assert (await chat.connect())[0] and (await jobs.connect())[0]
         await database_sync_to_async(change_role)(Actor.system(), operator_user, "viewer")
@@ -358,6 +359,65 @@ def test_role_change_logout_and_deactivation_close_idle_sockets_at_once(operator
     assert logged_out[0]["message"] == "you signed out"
     assert logged_out[1] == {"type": "websocket.close", "code": 4401}
     assert deactivated[0]["message"] == "your account was deactivated"
+
+
+@pytest.mark.parametrize("origin,host", [
+    (b"http://localhost:8001", b"localhost:8000"),     # another port, same host
+    (b"http://localhost", b"localhost:8000"),          # default port is another port
+    (b"https://localhost:8000", b"localhost:8000"),    # another scheme
+    (b"http://evil.example:8000", b"localhost:8000"),
+    (b"http://localhost:8000.evil.example", b"localhost:8000"),
+    (b"http://evil.example", b"evil.example"),         # Host not an allowed host
+    (b"null", b"localhost:8000"),                       # sandboxed frame, file://
+    (b"ws://localhost:8000", b"localhost:8000"),
+    (b"http://127.0.0.1:8000", b"localhost:8000"),     # another host name
+    (None, b"localhost:8000"),                          # no Origin at all
+    (b"http://localhost:8000", None),                   # no Host to compare with
+])
+def test_cookie_socket_needs_the_exact_origin(operator_user, origin, host):
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie, origin=origin, host=host)
+        connected, _ = await ws.connect()
+        await ws.disconnect()
+        return connected
+
+    assert run(main()) is False
+
+
+@pytest.mark.parametrize("origin,host", [
+    (b"http://localhost:8000", b"localhost:8000"),
+    (b"http://LOCALHOST:8000", b"localhost:8000"),
+    (b"http://localhost:80", b"localhost"),
+    (b"http://[::1]:8000", b"[::1]:8000"),
+])
+def test_cookie_socket_from_its_own_origin_connects(operator_user, origin, host):
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        ws = connect(cookie, origin=origin, host=host)
+        connected, _ = await ws.connect()
+        await ws.disconnect()
+        return connected
+
+    assert run(main()) is True
+
+
+def test_cookie_socket_from_a_trusted_origin_connects(operator_user, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://console.example.org"]
+    _, cookie = cookie_for(operator_user)
+
+    async def main():
+        results = []
+        for origin in (b"https://console.example.org", b"https://console.example.org:444",
+                       b"http://console.example.org"):
+            ws = connect(cookie, origin=origin, host=b"localhost:8000")
+            results.append((await ws.connect())[0])
+            await ws.disconnect()
+        return results
+
+    assert run(main()) == [True, False, False]
 
 
 # the ways a stopping turn gets cancelled again while it saves (issue 12): (stop frame,

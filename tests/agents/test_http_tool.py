@@ -51,11 +51,26 @@ def weather_tool(echo, **overrides):
 def test_the_url_template_fills_the_path_and_the_rest_goes_in_the_query(echo):
     result = call(spec(f"http://127.0.0.1:{echo.port}/v1/weather/{{city}}",
                        secrets={"X-Api-Key": SECRET}),
-                  {"city": "San Pablo/../admin", "units": "metric"})
+                  {"city": "San Pablo/North", "units": "metric"})
     seen = result["body"]
     assert result["status"] == 200 and not result["truncated"]
-    assert seen["path"] == "/v1/weather/San%20Pablo%2F..%2Fadmin"  # one encoded segment
+    assert seen["path"] == "/v1/weather/San%20Pablo%2FNorth"  # one encoded segment
     assert seen["query"] == {"units": "metric"} and seen["headers"]["x-api-key"] == SECRET
+
+
+@pytest.mark.parametrize("value", ["..", ".", "../admin", "..%2fadmin", "%2e%2e", "%2E%2e/x",
+                                   "%252e%252e", "a/../../admin", "..\\admin", " .. ",
+                                   "x/./y"])
+def test_path_placeholders_cannot_climb_out_of_the_templates_path(echo, value):
+    with pytest.raises(ToolError, match="would leave the path"):
+        call(spec(f"http://127.0.0.1:{echo.port}/v1/weather/{{city}}"), {"city": value})
+    assert not echo.requests  # nothing was sent
+
+
+def test_dots_in_the_query_or_inside_a_name_are_fine(echo):
+    result = call(spec(f"http://127.0.0.1:{echo.port}/v1/weather/{{city}}?q={{q}}"),
+                  {"city": "st.louis..mo", "q": "../x"})
+    assert result["body"]["path"] == "/v1/weather/st.louis..mo"
 
 
 def test_post_sends_the_other_arguments_as_json(echo):
