@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -519,11 +520,23 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
                 breaker.record(backend_id, ok)
         for c in state.tool_calls:
             audit.record(AuditAction.TOOL_CALLED, actor, target=conversation,
-                         after={"name": c.name, "arguments": c.arguments, "ok": c.ok,
+                         after={"name": c.name, "arguments": _arguments_for_audit(
+                                    agent, c.arguments), "ok": c.ok,
                                 "ms": round(c.ms, 1), "approved_by": c.approved_by},
                          outcome=Outcome.SUCCESS if c.ok else Outcome.FAILURE,
                          detail="" if c.ok else c.result_summary)
     return run
+
+
+def _arguments_for_audit(agent: Agent, arguments: Any) -> Any:
+    """Tool arguments are what the model took from the conversation: logged only where
+    the agent logs content; otherwise which arguments there were, and their size."""
+    if agent.log_content:
+        return arguments
+    if isinstance(arguments, dict):
+        return {"names": sorted(str(k) for k in arguments),
+                "chars": len(json.dumps(arguments, default=str))}
+    return {"chars": len(str(arguments))}
 
 
 def chat(actor: Actor, user, agent: Agent, text: str,

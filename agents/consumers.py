@@ -19,15 +19,18 @@ import time
 import uuid
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agents import actions, turns
 from agents.models import Agent
 from agents.turns import StreamedTurn, outlast
+from console import limits
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm
+from console.safeinput import UnsafeInput, loads_json
 from console.ws import GracefulMixin, RevocableMixin, current_user
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -59,7 +62,8 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         self.turns: dict[int, tuple[StreamedTurn, asyncio.Task]] = {}
         self.approvals: dict[str, asyncio.Future] = {}
         self.recent: list[float] = []
-        await self.accept()
+        if not await self.take_socket_slot(user):
+            return
         await self.join_user_group(user)
 
     async def disconnect(self, code):
@@ -67,6 +71,7 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         for turn, _ in running:
             turn.stop()
         await self.leave_user_group()
+        await self.give_socket_slot()
         if not running:
             return
         # each turn saves its partial once, in its own task; a cancellation of this
@@ -100,15 +105,22 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             return await self.error("rate_limited", f"more than {RATE_MESSAGES} messages in "
                                     f"{RATE_WINDOW_S:g}s; slow down", retry_after=RATE_WINDOW_S)
         try:
-            frame = json.loads(text_data)
-        except ValueError:
-            return await self.error("bad_json", "the frame is not valid JSON")
+            frame = loads_json(text_data, "frame", max_depth=8)
+        except UnsafeInput as exc:
+            return await self.error("bad_json", str(exc))
         if not isinstance(frame, dict):
             return await self.error("bad_frame", "a frame is a JSON object with a type")
         kind = frame.get("type")
         if kind in ("user_message", "regenerate", "approve", "deny", "stop") and not has_perm(
                 user, "chat"):
             return await self.error("forbidden", "your role may read conversations but not chat")
+        if kind in ("user_message", "regenerate"):
+            # the chat rate is the user's, across sockets, workers and the HTTP chat API
+            wait = await sync_to_async(limits.chat_wait, thread_sensitive=False)(
+                user, (self.scope.get("client") or [None])[0])
+            if wait is not None:
+                return await self.error("rate_limited", f"too many chat turns; try again in "
+                                        f"{wait:.0f} s", retry_after=wait)
         if kind == "user_message":
             return await self.user_message(user, frame)
         if kind == "regenerate":

@@ -207,6 +207,11 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
 
+    @property
+    def audit_label(self) -> str:
+        # never the title: it is the first words of someone's message
+        return f"conversation {self.pk}"
+
 
 class Run(models.Model):
     """One turn's call(s) to a model: where it went, how fast, how it ended."""
@@ -266,6 +271,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def audit_label(self) -> str:
+        return f"{self.role} message {self.pk}"
 
 
 class ToolCall(models.Model):

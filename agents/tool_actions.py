@@ -23,9 +23,11 @@ from agents.tools import http as http_tool
 from agents.tools import mcp as mcp_tool
 from console import audit
 from console.actions import Invalid, Refused
+from console.actions.secrets import SecretMove, secret_move
 from console.audit import Actor
 from console.choices import AuditAction
 from console.permissions import has_perm
+from console.safeinput import UnsafeInput, check_value
 from console.urlsafety import UnsafeURL, check_backend_url
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -45,6 +47,10 @@ def tool_state(tool: Tool) -> dict[str, Any]:
 def _check_schema(schema: Any) -> list[str]:
     if not isinstance(schema, dict):
         return ["parameters: give a JSON Schema object"]
+    try:  # a schema the validator would recurse through a thousand levels of (or NaN)
+        check_value(schema, "parameters", max_depth=32)
+    except UnsafeInput as exc:
+        return [f"{exc.field}: {exc.message}"]
     if schema.get("type", "object") != "object":
         return ["parameters: the schema's type must be \"object\" (tool arguments are an "
                 "object)"]
@@ -140,15 +146,26 @@ def update_tool(actor: Actor, tool: Tool, changes: dict[str, Any]) -> Tool:
     """Change a tool. Built-in and MCP tools: approval, timeout and enabled only."""
     errors: list[str] = []
     changes = {k: v for k, v in changes.items() if v is not None}
-    editable = set(COMMON) | {"config", "secret_headers", "clear_secret_headers"} if (
+    editable = set(COMMON) | {"config", "secret_headers", "clear_secret_headers",
+                              "keep_secret_headers"} if (
         tool.kind == ToolKind.HTTP) else {"requires_approval", "timeout_s", "enabled"}
     for key in sorted(set(changes) - editable):
         errors.append(f"{key}: cannot be changed on a {tool.get_kind_display()} tool")
     fields = _common({k: v for k, v in changes.items() if k in COMMON}, errors)
+    move = SecretMove()
     if tool.kind == ToolKind.HTTP:
         fields.update(_http_fields({**changes, **fields}, tool, errors))
         if changes.get("clear_secret_headers"):
             fields["secret_headers"], fields["secret_header_names"] = "", []
+        if not errors:
+            new_url = (fields.get("config") or tool.config).get("url", "")
+            move = secret_move(actor, field="secret_headers",
+                               old_url=_fixed(tool.config.get("url", "")),
+                               new_url=_fixed(new_url), has_secret=bool(tool.secret_headers),
+                               replaced="secret_headers" in fields,
+                               keep=bool(changes.get("keep_secret_headers")))
+            if move.clear:
+                fields["secret_headers"], fields["secret_header_names"] = "", []
     _raise(errors)
     before = tool_state(tool)
     with transaction.atomic():
@@ -158,8 +175,14 @@ def update_tool(actor: Actor, tool: Tool, changes: dict[str, Any]) -> Tool:
         after = tool_state(tool)
         if after != before or "secret_headers" in fields:
             audit.record(AuditAction.TOOL_UPDATED, actor, target=tool, before=before,
-                         after={**after, "secrets_changed": "secret_headers" in fields})
+                         after={**after, "secrets_changed": "secret_headers" in fields},
+                         detail=move.note)
     return tool
+
+
+def _fixed(template: str) -> str:
+    """A URL template with its placeholders filled: they never reach the host part."""
+    return http_tool.PLACEHOLDER.sub("x", template)
 
 
 def delete_tool(actor: Actor, tool: Tool) -> None:
@@ -182,7 +205,7 @@ def server_state(server: McpServer) -> dict[str, Any]:
             "enabled": server.enabled}
 
 
-def _server_fields(user, data: dict[str, Any], server: McpServer | None) -> dict[str, Any]:
+def server_fields(user, data: dict[str, Any], server: McpServer | None) -> dict[str, Any]:
     errors: list[str] = []
     out: dict[str, Any] = {}
     if server is None or "name" in data:
@@ -230,7 +253,7 @@ def _server_fields(user, data: dict[str, Any], server: McpServer | None) -> dict
 
 
 def create_server(actor: Actor, user, data: dict[str, Any]) -> McpServer:
-    fields = _server_fields(user, data, None)
+    fields = server_fields(user, data, None)
     with transaction.atomic():
         server = McpServer.objects.create(**fields)
         audit.record(AuditAction.MCP_SERVER_CREATED, actor, target=server,
@@ -241,7 +264,14 @@ def create_server(actor: Actor, user, data: dict[str, Any]) -> McpServer:
 def update_server(actor: Actor, user, server: McpServer, changes: dict[str, Any]) -> McpServer:
     if server.transport == McpTransport.STDIO and not has_perm(user, "mcp.stdio"):
         raise Refused("only admins may change a stdio MCP server")
-    fields = _server_fields(user, {k: v for k, v in changes.items() if v is not None}, server)
+    fields = server_fields(user, {k: v for k, v in changes.items() if v is not None}, server)
+    move = secret_move(actor, field="secret_headers", old_url=server.url,
+                       new_url=fields.get("url", server.url) or "",
+                       has_secret=bool(server.secret_headers),
+                       replaced="secret_headers" in fields,
+                       keep=bool(changes.get("keep_secret_headers")))
+    if move.clear:
+        fields["secret_headers"], fields["secret_header_names"] = "", []
     before = server_state(server)
     with transaction.atomic():
         for key, value in fields.items():
@@ -249,7 +279,8 @@ def update_server(actor: Actor, user, server: McpServer, changes: dict[str, Any]
         server.save()
         audit.record(AuditAction.MCP_SERVER_UPDATED, actor, target=server, before=before,
                      after={**server_state(server),
-                            "secrets_changed": "secret_headers" in fields})
+                            "secrets_changed": "secret_headers" in fields},
+                     detail=move.note)
     return server
 
 
@@ -274,14 +305,25 @@ def refresh_server(actor: Actor, server: McpServer) -> dict[str, list[str]]:
 
     Returns {"added": [...], "updated": [...], "missing": [...]} (tool names).
     """
-    conf = mcp_tool.server_config(server)
     try:
-        remote = asyncio.run(mcp_tool.list_tools(conf, server_secrets(server)))
+        remote = fetch_tools(server, server_secrets(server))
     except ToolError as exc:
         McpServer.objects.filter(pk=server.pk).update(last_error=str(exc)[:1000])
         audit.record(AuditAction.MCP_SERVER_REFRESHED, actor, target=server,
                      outcome="failure", detail=str(exc))
         raise Refused(str(exc)) from None
+    return store_tools(actor, server, remote)
+
+
+def fetch_tools(server: McpServer, secrets: dict[str, str]) -> list[dict[str, Any]]:
+    """The server's tool list, over the network and outside any transaction (a round
+    trip inside one would hold SQLite's write lock for every other writer)."""
+    return asyncio.run(mcp_tool.list_tools(mcp_tool.server_config(server), secrets))
+
+
+def store_tools(actor: Actor, server: McpServer,
+                remote: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Write a listing fetched by `fetch_tools` into Tool rows (no network here)."""
     report: dict[str, list[str]] = {"added": [], "updated": [], "missing": []}
     with transaction.atomic():
         existing = {t.config.get("remote_name"): t for t in server.tools.all()}

@@ -11,8 +11,9 @@ from typing import Literal
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import NinjaAPI, Schema, Status
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import HttpError, Throttled
+from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import UserRateThrottle
 
@@ -26,8 +27,10 @@ from console.actions.security import record_denied
 from console.actions.users import user_for_token
 from console.audit import Actor
 from console.choices import AuditAction, Outcome
+from console.clientaddr import client_ip
 from console.models import Backend, DeploymentPlan, Job
 from console.permissions import PERMISSIONS, has_perm
+from console.safeinput import UnsafeInput, check_value, loads_json
 from console.views.audit import export_response, filtered_events, page_of
 
 
@@ -56,9 +59,62 @@ class PerUserThrottle(UserRateThrottle):
     def __init__(self, rate: str | None = None):
         super().__init__(rate or settings.TANGLAW_API_RATE)
 
+    def get_ident(self, request) -> str | None:
+        # the one client address (console.clientaddr), never a client-sent header
+        return client_ip(request)
+
+
+class StrictParser(Parser):
+    """Request bodies through console.safeinput: bounded depth and size, no NaN or
+    Infinity, no integer wider than 64 bits, no unpaired surrogate."""
+
+    def parse_body(self, request: HttpRequest):
+        return loads_json(request.body, "body")
+
+    def parse_querydict(self, data, list_fields, request: HttpRequest):
+        for key, values in data.lists():
+            for value in values:
+                check_value(value, key)
+                digits = value.strip().lstrip("+-")
+                if digits.isdigit() and len(digits) > 19:
+                    raise UnsafeInput("is too large a number (at most 19 digits)", key)
+        return super().parse_querydict(data, list_fields, request)
+
+
+class ChatThrottle(PerUserThrottle):
+    """TANGLAW_CHAT_RATE per user, one bucket for every way of starting a turn (the chat
+    API, its stream, regenerate, and the WebSocket's frames: console.limits)."""
+
+    scope = "chat"
+
+    def __init__(self):
+        super().__init__(settings.TANGLAW_CHAT_RATE)
+
+    def allow_request(self, request) -> bool:
+        # read the rate now, not when the endpoint was declared (settings can change)
+        self.rate = settings.TANGLAW_CHAT_RATE
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)
+
 
 api = NinjaAPI(title="Tanglaw API", version="1", auth=[BearerAuth(), SessionAuth(csrf=True)],
-               docs_url=None, urls_namespace="api", throttle=[PerUserThrottle()])
+               docs_url=None, urls_namespace="api", throttle=[PerUserThrottle()],
+               parser=StrictParser())
+
+
+@api.exception_handler(UnsafeInput)
+def _unsafe_input(request, exc: UnsafeInput):
+    return api.create_response(request, {"detail": str(exc), "errors": exc.errors},
+                               status=400)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    # django-ninja wraps a parser's exception in "Cannot parse request body": keep ours
+    cause = exc.__cause__
+    if isinstance(cause, UnsafeInput):
+        return _unsafe_input(request, cause)
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
 
 
 @api.exception_handler(Throttled)
@@ -139,6 +195,8 @@ class BackendPatch(Schema):
     base_url: str | None = None
     api_key: str | None = None
     clear_api_key: bool = False
+    keep_api_key: bool = Field(False, description="admins: keep the stored key although the "
+                                                  "scheme, host or port changes")
     enabled: bool | None = None
     connect_timeout_s: float | None = None
     read_timeout_s: float | None = None
@@ -335,11 +393,26 @@ def list_models(request):
 
     need(request, "backends.view")
     backends = list(Backend.objects.for_user(request.user).filter(enabled=True))
+    if not has_perm(request.user, "backends.test"):
+        # a viewer reads what the monitor last saw: a GET by the least-trusted role must
+        # not make every engine answer (and cost a round of probes) on demand
+        return _stored_models(backends)
 
     async def gather():
         return await asyncio.gather(*(_models_of(b) for b in backends))
 
     return asyncio.run(gather()) if backends else []
+
+
+def _stored_models(backends: list[Backend]) -> list[dict]:
+    from django.utils.module_loading import import_string
+
+    stored = import_string(settings.TANGLAW_STORED_MODELS)([b.pk for b in backends])
+    why = "your role may not change models"
+    return [{"backend_id": b.pk, "backend": b.name, "status": b.status,
+             "error": b.status_reason,
+             "actions": dict.fromkeys(("pull", "load", "unload", "delete"), why),
+             "models": stored.get(b.pk, [])} for b in backends]
 
 
 @api.post("/backends/{pk}/pull", response={202: JobOut, 409: dict, 422: dict}, tags=["models"])

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from console import audit_heads
 from console.choices import AuditAction, Outcome
+from console.clientaddr import client_ip
 from console.models import AuditCheckpoint, AuditEvent
 from console.redact import redact
 
@@ -73,8 +74,13 @@ class Actor:
         )
 
 
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+def _label(target: Any) -> str:
+    """How an event names its target. Models whose str() carries what users wrote (a
+    conversation's title is its first message) name themselves by `audit_label`."""
+    if target is None:
+        return ""
+    label = getattr(target, "audit_label", None)
+    return str(label if label is not None else target)[:200]
 
 
 def _jsonable(value: Any) -> Any:
@@ -130,7 +136,7 @@ def record(
             action=str(action),
             target_type=target_type,
             target_id=str(target_id or ""),
-            target_repr=str(target)[:200] if target is not None else "",
+            target_repr=_label(target),
             before=_jsonable(before),
             after=_jsonable(after),
             outcome=str(outcome),

@@ -54,3 +54,22 @@ class RedactingFilter(logging.Filter):
         record.msg = redact_text(message)
         record.args = ()
         return True
+
+
+def mask_url(url: str) -> str:
+    """A URL whose path or query may hold a token, shown like a key: its scheme and host
+    and the last four characters (``https://hooks.slack.com/…wxyz``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "…" + url.strip()[-4:] if len(url.strip()) > 8 else MASK
+    rest = url.strip()[len(f"{parts.scheme}://{parts.netloc}"):]
+    if not host:
+        return MASK
+    tail = rest[-4:] if len(rest) > 8 else ""
+    return f"{parts.scheme}://{host}{port}/…{tail}" if rest.strip("/") else (
+        f"{parts.scheme}://{host}{port}")

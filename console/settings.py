@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from console import audit_heads, datadir
+from console.clientaddr import parse_networks
 from console.env import env_bool, env_int, env_list, env_ports, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -68,6 +69,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.CorrelationIdMiddleware",
     "console.middleware.BodyTooLargeMiddleware",
+    "console.middleware.BoundedRequestMiddleware",
     "console.middleware.PasswordChangeRequiredMiddleware",
     # axes last, as its docs ask, so it sees the final response of a login
     "axes.middleware.AxesMiddleware",
@@ -162,6 +164,7 @@ PASSWORD_HASHERS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "console.passwords.NotLikeUsernameValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
      "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -177,7 +180,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT = env_int("TANGLAW_PROXY_COUNT", 0, minimum=0)
+# the client address is decided once, by console.clientaddr (trusted proxies only), and
+# written to REMOTE_ADDR; axes must not read forwarding headers itself
+AXES_IPWARE_PROXY_COUNT = 0
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
+# networks); none by default, so a client cannot choose its own address
+TANGLAW_TRUSTED_PROXIES = parse_networks(env_list("TANGLAW_TRUSTED_PROXIES", []))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -220,7 +229,8 @@ if SECURE:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("TANGLAW_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # no SECURE_PROXY_SSL_HEADER: console.clientaddr sets the scheme from a trusted
+    # proxy's X-Forwarded-Proto and strips the header from everyone else
     SECURE_HSTS_SECONDS = env_int("TANGLAW_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TANGLAW_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("TANGLAW_HSTS_PRELOAD", True)
@@ -255,9 +265,19 @@ TANGLAW_AUDIT_HEAD_EVERY = env_int("TANGLAW_AUDIT_HEAD_EVERY", 50, minimum=1)
 TANGLAW_AUDIT_HEAD_INTERVAL_S = env_int("TANGLAW_AUDIT_HEAD_INTERVAL_S", 300, minimum=1)
 TANGLAW_AUDIT_HEADS_SYSLOG = env_str("TANGLAW_AUDIT_HEADS_SYSLOG", "")
 
+# the largest request body, uploads included (config files, knowledge documents)
+TANGLAW_MAX_UPLOAD_MB = env_int("TANGLAW_MAX_UPLOAD_MB", 8, minimum=1, maximum=1024)
+FILE_UPLOAD_HANDLERS = [
+    "console.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+
 # rate limits (per user, shared through the cache) and caps on concurrent generations
 TANGLAW_API_RATE = env_str("TANGLAW_API_RATE", "600/m")
 TANGLAW_CHAT_RATE = env_str("TANGLAW_CHAT_RATE", "60/m")
+# open WebSockets per user (chat and job progress, every worker together)
+TANGLAW_MAX_SOCKETS_PER_USER = env_int("TANGLAW_MAX_SOCKETS_PER_USER", 16, minimum=1)
 TANGLAW_MAX_GENERATIONS_PER_USER = env_int("TANGLAW_MAX_GENERATIONS_PER_USER", 4, minimum=1)
 TANGLAW_MAX_GENERATIONS_PER_BACKEND = env_int("TANGLAW_MAX_GENERATIONS_PER_BACKEND", 16,
                                               minimum=1)
@@ -300,3 +320,6 @@ TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
 # live panels other apps add to the overview and to a backend's page (URL names)
 TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]
 TANGLAW_BACKEND_PANELS = ["monitoring_backend_panel"]
+# what the monitor last saw of each backend's models ({backend id: [model, …]}), read
+# where a live probe is not wanted (viewers)
+TANGLAW_STORED_MODELS = "monitoring.queries.stored_models"

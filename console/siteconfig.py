@@ -14,6 +14,7 @@ named, and their values are given at apply time (`secrets`, keyed
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Protocol
 
 import yaml
@@ -25,6 +26,7 @@ from console import audit
 from console.actions import Invalid
 from console.audit import Actor
 from console.choices import AuditAction
+from console.safeinput import UnsafeInput, load_yaml
 
 VERSION = 1
 
@@ -69,12 +71,10 @@ def export_yaml() -> str:
 
 def load_mapping(text: str, what: str, version: int) -> dict[str, Any]:
     """YAML text → a mapping with the expected version, or Invalid saying where it broke."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise Invalid({"file": [f"not valid YAML{where}"]}) from None
+    try:  # bounded: size, depth, alias expansion, values (console.safeinput)
+        data = load_yaml(text, "file")
+    except UnsafeInput as exc:
+        raise Invalid(exc.errors) from None
     if not isinstance(data, dict):
         raise Invalid({"file": [f"expected a mapping with {what}"]})
     if data.get("version") != version:
@@ -101,12 +101,23 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user: Any = None,
     prune = bool(data.get("prune"))
     errors: dict[str, list[str]] = {}
     changes: list[dict[str, str]] = []
+    # network work first (listing MCP servers' tools), never inside the transaction
+    prepared: dict[str, Any] = {}
+    for section in sections() if not dry_run else []:
+        if hasattr(section, "prepare"):
+            # an Invalid here is reported by the section's apply below, with the rest
+            with contextlib.suppress(Invalid):
+                prepared[type(section).__name__] = section.prepare(
+                    {key: data.get(key) for key in section.keys}, user=user,
+                    secrets=secrets or {})
     with transaction.atomic():
         for section in sections():
             part = {key: data.get(key) for key in section.keys}
+            extra = ({"prepared": prepared.get(type(section).__name__)}
+                     if hasattr(section, "prepare") else {})
             try:
                 changes += section.apply(actor, part, dry_run=dry_run, prune=prune, user=user,
-                                         secrets=secrets or {})
+                                         secrets=secrets or {}, **extra)
             except Invalid as exc:
                 for path, messages in exc.errors.items():
                     errors.setdefault(path, []).extend(messages)

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 from django.http import HttpResponse
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 
 from console import audit
@@ -192,7 +192,8 @@ class ChannelOut(Schema):
     id: int
     name: str
     kind: str
-    target: str
+    # write-only like a key: a webhook URL carries its token, so only a masked form
+    target: str = Field(..., alias="target_display")
     slack: bool
     min_severity: str
     enabled: bool

@@ -55,6 +55,6 @@ def create_channel(actor: Actor, data: dict[str, Any]) -> Channel:
             min_severity=data.get("min_severity", Severity.WARNING),
             enabled=bool(data.get("enabled", True)))
         audit.record(AuditAction.CHANNEL_CREATED, actor, target=channel,
-                     after={"name": name, "kind": kind, "target": target,
+                     after={"name": name, "kind": kind, "target": channel.target_display,
                             "slack": channel.slack, "min_severity": channel.min_severity})
     return channel

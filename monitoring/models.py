@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from console.crypto import EncryptedTextField
+from console.redact import mask_url
 from monitoring.choices import AlertState, ChannelKind, Comparator, RecState, Severity
 
 
@@ -179,7 +181,8 @@ class Channel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
-    target = models.CharField(max_length=500, help_text="webhook URL or email addresses")
+    # encrypted: webhook URLs carry their token in the path (Slack, Teams, Discord)
+    target = EncryptedTextField(help_text="webhook URL or email addresses")
     slack = models.BooleanField(default=False, help_text="webhook: Slack-compatible payload")
     min_severity = models.CharField(max_length=16, choices=Severity.choices,
                                     default=Severity.WARNING)
@@ -190,6 +193,11 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def target_display(self) -> str:
+        """What pages, the API and the audit log show: a webhook URL masked like a key."""
+        return mask_url(self.target) if self.kind == ChannelKind.WEBHOOK else self.target
 
 
 class Delivery(models.Model):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -91,7 +91,10 @@ def alert_list(request):
         if not has_perm(request.user, "alerts.manage"):
             raise PermissionDenied("Your role may not change alert rules.")
         form = request.POST
-        rule = get_object_or_404(AlertRule, pk=form["rule"]) if form.get("rule") else None
+        ident = form.get("rule", "")
+        if ident and not (ident.isdigit() and len(ident) <= 19):
+            raise Http404("no such alert rule")
+        rule = get_object_or_404(AlertRule, pk=int(ident)) if ident else None
         try:
             data = {"name": form.get("name", ""), "metric": form.get("metric", ""),
                     "scope": form.get("scope", ""), "comparator": form.get("comparator", ""),

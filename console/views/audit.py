@@ -15,6 +15,7 @@ from console import audit
 from console.actions import Invalid
 from console.audit import Actor
 from console.choices import AuditAction
+from console.csvcells import safe_row
 from console.models import AuditEvent
 from console.permissions import require
 
@@ -24,7 +25,10 @@ PAGE_SIZE = 50
 def _when(value: str, field: str) -> datetime | None:
     if not value:
         return None
-    parsed = parse_datetime(value) or parse_datetime(value + "T00:00:00")
+    try:  # a well-formed but impossible date (2026-99-99) raises instead of None
+        parsed = parse_datetime(value) or parse_datetime(value + "T00:00:00")
+    except ValueError:
+        parsed = None
     if parsed is None:
         raise Invalid({field: ["Use a date like 2026-11-24 or 2026-11-24T10:00."]})
     return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
@@ -99,10 +103,10 @@ def export_response(request, params, fmt: str):
         def lines():
             yield writer.writerow(audit.EXPORT_FIELDS)
             for row in rows:
-                yield writer.writerow([
+                yield writer.writerow(safe_row([
                     json.dumps(row[f]) if f in ("before", "after") else row[f]
                     for f in audit.EXPORT_FIELDS
-                ])
+                ]))
 
         response = StreamingHttpResponse(lines(), content_type="text/csv")
     else:

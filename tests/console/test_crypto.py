@@ -1,7 +1,6 @@
 """API keys are encrypted at rest; rotation keeps old secrets readable."""
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
@@ -26,11 +25,13 @@ def test_column_never_holds_the_key_in_clear():
     assert Backend.objects.get(pk=backend.pk).api_key == KEY
 
 
-def test_rotation_re_encrypts_and_old_tokens_still_decrypt(tmp_path, monkeypatch):
+def test_rotation_re_encrypts_and_old_tokens_still_decrypt(tmp_path, settings):
+    # pytest-django's settings fixture (every test already overrides settings through it:
+    # tests/conftest.py), so the undo order is its own
     key_file = tmp_path / "encryption.keys"
     key_file.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")
-    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEY_FILE", key_file, raising=False)
-    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEYS", list(settings.TANGLAW_ENCRYPTION_KEYS))
+    settings.TANGLAW_ENCRYPTION_KEY_FILE = key_file
+    settings.TANGLAW_ENCRYPTION_KEYS = list(settings.TANGLAW_ENCRYPTION_KEYS)
     backend = Backend.objects.create(name="b", kind="vllm", base_url="http://127.0.0.1:8000",
                                      api_key=KEY, api_key_last4=KEY[-4:])
     before = stored_column(backend.pk)
@@ -56,7 +57,7 @@ def test_unknown_key_gives_a_clear_error():
         crypto.decrypt(foreign)
 
 
-def test_rotation_covers_every_encrypted_column(tmp_path, monkeypatch):
+def test_rotation_covers_every_encrypted_column(tmp_path, settings):
     from cryptography.fernet import Fernet
     from django.db import connection
 
@@ -64,16 +65,22 @@ def test_rotation_covers_every_encrypted_column(tmp_path, monkeypatch):
 
     key_file = tmp_path / "encryption.keys"
     key_file.write_text("\n".join(settings.TANGLAW_ENCRYPTION_KEYS) + "\n")
-    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEY_FILE", key_file, raising=False)
-    monkeypatch.setattr(settings, "TANGLAW_ENCRYPTION_KEYS", list(settings.TANGLAW_ENCRYPTION_KEYS))
+    settings.TANGLAW_ENCRYPTION_KEY_FILE = key_file
+    settings.TANGLAW_ENCRYPTION_KEYS = list(settings.TANGLAW_ENCRYPTION_KEYS)
     tool = Tool.objects.create(name="t", kind="http", description="d",
                                secret_headers='{"X-Api-Key": "tool-secret"}')
     server = McpServer.objects.create(name="s", url="http://127.0.0.1:1/mcp",
                                       secret_headers='{"Authorization": "Bearer mcp"}')
+    from monitoring.models import Channel
+
+    hook = Channel.objects.create(name="h", kind="webhook",
+                                  target="https://hooks.example.com/T1/secret-token")
     call_command("rotate_keys")
     new_key = Fernet(key_file.read_text().split()[0].encode())
     with connection.cursor() as cursor:
-        for table, pk in (("agents_tool", tool.pk), ("agents_mcpserver", server.pk)):
-            cursor.execute(f"SELECT secret_headers FROM {table} WHERE id = %s", [pk])  # noqa: S608
+        for table, column, pk in (("agents_tool", "secret_headers", tool.pk),
+                                  ("agents_mcpserver", "secret_headers", server.pk),
+                                  ("monitoring_channel", "target", hook.pk)):
+            cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])  # noqa: S608
             assert new_key.decrypt(cursor.fetchone()[0].encode())  # re-encrypted with it
     assert Tool.objects.get(pk=tool.pk).secret_headers == '{"X-Api-Key": "tool-secret"}'

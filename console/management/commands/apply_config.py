@@ -9,12 +9,12 @@ TANGLAW_CONFIG_SECRETS_FILE to a YAML mapping of them.
 import os
 from pathlib import Path
 
-import yaml
 from django.core.management.base import BaseCommand, CommandError
 
 from console import siteconfig
 from console.actions import Invalid
 from console.audit import Actor
+from console.safeinput import UnsafeInput, load_yaml
 
 
 class Command(BaseCommand):
@@ -33,7 +33,15 @@ class Command(BaseCommand):
         secrets = {}
         secrets_file = os.environ.get("TANGLAW_CONFIG_SECRETS_FILE")
         if secrets_file:
-            secrets.update(yaml.safe_load(Path(secrets_file).read_text()) or {})
+            try:
+                loaded = load_yaml(Path(secrets_file).read_text(),
+                                   "TANGLAW_CONFIG_SECRETS_FILE")
+            except (OSError, UnsafeInput) as exc:
+                raise CommandError(str(exc)) from None
+            if loaded is not None and not isinstance(loaded, dict):
+                raise CommandError("TANGLAW_CONFIG_SECRETS_FILE: expected a mapping of "
+                                   "secret names to values")
+            secrets.update(loaded or {})
         for item in secret:
             key, sep, value = item.partition("=")
             if not sep:
