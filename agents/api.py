@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from agents import actions, config, streaming, tool_actions
 from agents import knowledge as knowledge_base
 from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
 from agents.turns import StreamedTurn
-from console.api import PerUserThrottle, found, need
+from console.api import ChatThrottle, found, need
 from console.audit import Actor
 
 router = Router(tags=["agents"])
@@ -316,7 +315,7 @@ def version_restore(request, pk: int, number: int):
 
 
 @router.post("/agents/{pk}/chat", response={200: ChatOut, 409: dict, 422: dict, 429: dict},
-             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+             throttle=[ChatThrottle()])
 def chat(request, pk: int, payload: ChatIn):
     """A whole turn for automation: the same runtime as the playground, not streamed."""
     need(request, "chat")
@@ -336,7 +335,7 @@ def _chat_out(conversation: Conversation, state) -> dict[str, Any]:
 
 
 @router.post("/agents/{pk}/chat/stream", response={200: None, 409: dict, 422: dict, 429: dict},
-             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+             throttle=[ChatThrottle()])
 def chat_stream(request, pk: int, payload: ChatIn):
     """The same turn streamed as Server-Sent Events (`text/event-stream`): one `data:`
     line per frame, as the WebSocket sends them — turn_started, route, delta,
@@ -366,7 +365,7 @@ def _own_conversation(request, pk: int) -> Conversation:
 
 @router.post("/conversations/{pk}/regenerate",
              response={200: ChatOut, 409: dict, 422: dict, 429: dict},
-             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+             throttle=[ChatThrottle()])
 def regenerate(request, pk: int):
     """Answer the conversation's last question again. The new answer replaces the last
     one, which is kept as a previous version (`superseded` in the conversation) and is
@@ -379,7 +378,7 @@ def regenerate(request, pk: int):
 
 @router.post("/conversations/{pk}/regenerate/stream",
              response={200: None, 409: dict, 422: dict, 429: dict},
-             throttle=[PerUserThrottle(settings.TANGLAW_CHAT_RATE)])
+             throttle=[ChatThrottle()])
 def regenerate_stream(request, pk: int):
     """The regenerate streamed as Server-Sent Events, with the frames of
     `/agents/{id}/chat/stream` (`turn_started` says `"regenerate": true`)."""
@@ -471,6 +470,9 @@ class ToolPatch(Schema):
     config: dict[str, Any] | None = None
     secret_headers: dict[str, str] | None = None
     clear_secret_headers: bool | None = None
+    keep_secret_headers: bool | None = Field(
+        None, description="admins: keep the secret headers although the URL's scheme, host "
+                          "or port changes (otherwise they are cleared)")
 
 
 def _tool(pk: int) -> Tool:
@@ -538,6 +540,9 @@ class McpServerPatch(Schema):
     command: str | None = None
     args: list[str] | None = None
     secret_headers: dict[str, str] | None = None
+    keep_secret_headers: bool | None = Field(
+        None, description="admins: keep the secret headers although the URL's scheme, host "
+                          "or port changes (otherwise they are cleared)")
     enabled: bool | None = None
 
 

@@ -22,8 +22,9 @@ from agents import actions, tool_actions
 from agents.choices import AgentKind, McpTransport, ToolKind
 from agents.forms import AgentForm
 from agents.models import Agent, McpServer, Tool
+from agents.tools import ToolError
 from agents.tools import http as http_tool
-from console.actions import Invalid
+from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import Backend
 from console.siteconfig import list_of, load_mapping
@@ -324,13 +325,42 @@ def _plan_agent(p: Plan, path: str, name: str, item: dict, existing: Agent | Non
 
 def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
           secrets: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Apply the file, or (dry run) validate it through the very same actions in a
+    transaction that is rolled back: what a dry run accepts, the import accepts."""
     p = plan(text, secrets)
-    if dry_run:
-        return p.summary
-    return _apply(actor, p, user=user, refresh=True)
+    fetched = {} if dry_run else fetch_server_tools(p, user)
+    with transaction.atomic():
+        _apply(actor, p, user=user, fetched=fetched)
+        if dry_run:
+            transaction.set_rollback(True)
+    return p.summary
 
 
-def _apply(actor: Actor, p: Plan, *, user, refresh: bool) -> list[dict[str, str]]:
+def fetch_server_tools(p: Plan, user) -> dict[str, list[dict[str, Any]]]:
+    """Before any transaction: validate each MCP server the plan creates or changes and
+    list its tools over the network (no round trip while the database is locked)."""
+    fetched: dict[str, list[dict[str, Any]]] = {}
+    for existing, values in p.servers:
+        fields = tool_actions.server_fields(  # Invalid, as the import itself would say
+            user, {k: v for k, v in values.items() if v is not None}, existing)
+        server = McpServer(**{k: getattr(existing, k) for k in
+                              ("name", "transport", "url", "command", "args", "enabled")}
+                           ) if existing else McpServer()
+        for key, value in fields.items():
+            setattr(server, key, value)
+        if not server.enabled:
+            continue
+        secrets = (tool_actions.server_secrets(server) if "secret_headers" in fields
+                   else tool_actions.server_secrets(existing) if existing else {})
+        try:
+            fetched[server.name] = tool_actions.fetch_tools(server, secrets)
+        except ToolError as exc:
+            raise Refused(f"MCP server {server.name}: {exc}") from None
+    return fetched
+
+
+def _apply(actor: Actor, p: Plan, *, user, fetched: dict[str, list[dict[str, Any]]]
+           ) -> list[dict[str, str]]:
     with transaction.atomic():
         listed: set[str] = set()
         for server, values in p.servers:
@@ -338,8 +368,8 @@ def _apply(actor: Actor, p: Plan, *, user, refresh: bool) -> list[dict[str, str]
                 server = tool_actions.create_server(actor, user, values)
             else:
                 server = tool_actions.update_server(actor, user, server, values)
-            if server.enabled and refresh:
-                tool_actions.refresh_server(actor, server)
+            if server.enabled and server.name in fetched:
+                tool_actions.store_tools(actor, server, fetched[server.name])
                 listed.add(server.name)
         for tool, values in p.http_tools:
             if tool is None:
@@ -383,12 +413,18 @@ class AgentsSection:
         data.setdefault("mcp_servers", [])
         return data
 
+    def prepare(self, data: dict[str, Any], *, user: Any,
+                secrets: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+        """Network work before the site's transaction: the MCP servers' tool lists."""
+        return fetch_server_tools(plan_data(data, secrets), user)
+
     def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
-              user: Any, secrets: dict[str, str]) -> list[dict[str, str]]:
+              user: Any, secrets: dict[str, str],
+              prepared: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, str]]:
         p = plan_data(data, secrets)
         # a dry run lists no MCP server's tools (no network); the caller rolls back
         changes = [*p.summary]
-        _apply(actor, p, user=user, refresh=not dry_run)
+        _apply(actor, p, user=user, fetched={} if dry_run else (prepared or {}))
         if prune:
             named = {str(a.get("name")) for a in data.get("agents") or [] if isinstance(a, dict)}
             doomed = list(Agent.objects.exclude(name__in=named))

@@ -90,7 +90,8 @@ class JobsConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         if user is None or not has_perm(user, "backends.view"):
             await self.close(code=4403)
             return
-        await self.accept()
+        if not await self.take_socket_slot(user):
+            return
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.join_user_group(user)
         for frame in await database_sync_to_async(_recent_frames)(10):
@@ -105,6 +106,7 @@ class JobsConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             self.relay = None
         await self.channel_layer.group_discard(GROUP, self.channel_name)
         await self.leave_user_group()
+        await self.give_socket_slot()
 
     async def job_update(self, event):
         await self.send(text_data=json.dumps(event["frame"]))

@@ -56,3 +56,28 @@ def acquire(user_id: int, backend_id: int | None) -> list[str]:
 def release(keys: list[str]) -> None:
     for key in keys:
         _give(key)
+
+
+def take_socket(user_id: int) -> str | None:
+    """A slot for one more open WebSocket of the user (TANGLAW_MAX_SOCKETS_PER_USER, all
+    workers together), or None when they have that many open already."""
+    key = f"tanglaw:sockets:user:{user_id}"
+    return key if _take(key, settings.TANGLAW_MAX_SOCKETS_PER_USER) else None
+
+
+def give_socket(key: str | None) -> None:
+    if key:
+        _give(key)
+
+
+def chat_wait(user, ip: str | None) -> float | None:
+    """None if the user may start another turn now (TANGLAW_CHAT_RATE, the same bucket
+    as the chat API's); otherwise the seconds to wait."""
+    from types import SimpleNamespace
+
+    from console.api import ChatThrottle
+
+    throttle = ChatThrottle()
+    if throttle.allow_request(SimpleNamespace(user=user, META={"REMOTE_ADDR": ip})):
+        return None
+    return max(1.0, float(throttle.wait() or 1.0))

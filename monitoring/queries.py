@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from console.choices import Status
+from console.csvcells import safe_cell
 from console.models import Backend, BackendStatusChange
 from monitoring import store
 from monitoring.choices import AlertState, RecState
@@ -176,5 +177,15 @@ def performance_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in REPORT_COLUMNS})
+        writer.writerow({k: "" if row[k] is None else safe_cell(row[k])
+                         for k in REPORT_COLUMNS})
     return out.getvalue()
+
+
+def stored_models(backend_ids: list[int]) -> dict[int, list[dict]]:
+    """The model lists the monitor stored on its last probe of each backend."""
+    from monitoring.models import State
+
+    keys = {f"models:{pk}": pk for pk in backend_ids}
+    rows = State.objects.filter(key__in=list(keys)).values_list("key", "value")
+    return {keys[key]: value for key, value in rows if isinstance(value, list)}

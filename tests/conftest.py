@@ -139,3 +139,13 @@ def _audit_triggers(request):
         for sql in statements(connection.vendor):
             cursor.execute(sql)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate limits, generation slots and socket slots live in the cache, keyed by user id;
+    ids repeat across tests, so each test starts with an empty cache."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from console import audit
-from console.actions import Refused
+from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.choices import AuditAction, Role
 from console.models import ApiToken, User
@@ -120,6 +122,11 @@ def user_for_token(raw: str):
 def set_password(actor: Actor, user, password: str | None) -> None:
     """An admin sets a user's password in the Django admin (None: password sign-in off).
     The user's sessions end with the old password's hash; their open sockets close now."""
+    if password is not None:
+        try:  # the same rules as the password-change page, whoever sets it
+            password_validation.validate_password(password, user)
+        except ValidationError as exc:
+            raise Invalid({"password": list(exc.messages)}) from None
     with transaction.atomic():
         if password is None:
             user.set_unusable_password()

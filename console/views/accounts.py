@@ -9,6 +9,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.actions import Refused
@@ -43,6 +44,7 @@ def user_list(request):
 
 @require("users.manage")
 @require_POST
+@never_cache  # the page shows a one-time password: no browser or proxy may keep it
 def user_create(request):
     form = UserCreateForm(request.POST)
     if not form.is_valid():
@@ -84,6 +86,7 @@ def user_active(request, pk):
 
 @require("tokens.own")
 @require_http_methods(["GET", "POST"])
+@never_cache  # shows a new token once
 def token_list(request):
     form, raw = TokenForm(), None
     if request.method == "POST":

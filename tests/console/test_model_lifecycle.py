@@ -242,10 +242,10 @@ def test_the_jobs_socket_relays_progress_written_by_another_process(live_db, ope
     """The in-memory layer cannot hear the monitor's process: the socket still sees the
     rows move."""
     from channels.db import database_sync_to_async
-    from channels.testing import WebsocketCommunicator
     from django.test import Client
 
     from console.asgi import application
+    from tests.support.sockets import WebsocketCommunicator
 
     backend = Backend.objects.create(name="ollama", kind="ollama", base_url="http://10.0.0.9")
     job = Job.objects.create(kind="pull", backend=backend, model="phi3.5")
@@ -348,7 +348,7 @@ def test_models_api_and_pages(operator_client, viewer_client, fake):
     vllm = fake("vllm")
     ollama = Backend.objects.create(name="ollama", kind="ollama", base_url=engine.url)
     Backend.objects.create(name="vllm", kind="vllm", base_url=vllm.url)
-    listing = {b["backend"]: b for b in viewer_client.get("/api/models").json()}
+    listing = {b["backend"]: b for b in operator_client.get("/api/models").json()}
     assert listing["ollama"]["actions"]["pull"] == ""
     assert "vLLM serves" in listing["vllm"]["actions"]["load"]
     assert [m["id"] for m in listing["ollama"]["models"]] == ["qwen2.5:0.5b", "llama3.2:3b"]

@@ -51,3 +51,68 @@ def test_serve_starts_prints_credentials_and_stops_on_ctrl_c(tmp_path):
             proc.kill()
     # a second run reuses the data: no new admin, same secret
     assert (tmp_path / "data" / "tanglaw.sqlite3").exists()
+
+
+def _serve_env(tmp_path, port):
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("TANGLAW_", "DJANGO_"))}
+    environment.update({"TANGLAW_DATA_DIR": str(tmp_path / "data"), "PORT": str(port),
+                        "DJANGO_SETTINGS_MODULE": "console.settings", "PYTHONUNBUFFERED": "1",
+                        "TANGLAW_ADMIN_PASSWORD": "run-test-passphrase"})
+    return environment
+
+
+def test_a_taken_port_is_a_clear_error_and_nothing_keeps_running(tmp_path):
+    import socket
+
+    import psutil
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        proc = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT,
+                                env=_serve_env(tmp_path, port), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        holder.close()
+    assert proc.returncode != 0
+    assert f"port {port}" in output and f"PORT={port + 1} make run" in output
+    assert "running at" not in output and "Traceback" not in output
+    assert not any(str(ROOT / "manage.py") in " ".join(p.cmdline()) and "monitor" in p.cmdline()
+                   for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"])
+
+
+def test_the_monitor_stops_when_the_web_server_dies_and_the_access_log_hides_tokens(tmp_path):
+    import psutil
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT,
+                            env=_serve_env(tmp_path, port), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "Tanglaw is running at" in proc.stdout.readline():
+                break
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/login/?token=tgl_supersecretvalue1"
+                          f"&api_key=plain-secret-value&next=/backends/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        children = psutil.Process(proc.pid).children()
+        web = next(c for c in children if "console.web" in c.cmdline())
+        monitor = next(c for c in children if "monitor" in c.cmdline())
+        web.kill()
+        proc.wait(timeout=20)
+        assert not monitor.is_running() or monitor.status() == psutil.STATUS_ZOMBIE
+        log = proc.stdout.read()
+        assert "/login/?token=" in log and "next=/backends/" in log.replace("%2F", "/")
+        assert "tgl_supersecretvalue1" not in log and "plain-secret-value" not in log
+    finally:
+        if proc.poll() is None:
+            proc.kill()

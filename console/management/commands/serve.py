@@ -3,14 +3,17 @@
 Ctrl-C (or SIGTERM) stops every process this command started.
 """
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -23,21 +26,33 @@ class Command(BaseCommand):
                             help="do not start the monitor beside the web server")
 
     def handle(self, *args, host, port, no_monitor=False, **options):
+        if not str(port).isdigit() or not 0 < int(port) < 65536:
+            raise CommandError(f"PORT={port} is not a port number (1-65535)")
+        # bind before anything else: a port another program holds is a clear error now,
+        # not a "running at" line followed by a web server that never started
+        listener = self.listen(host, int(port))
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
+        # children get their own session: a Ctrl-C reaches only this process, which sends
+        # each child one SIGTERM (a second signal would make Daphne stop without letting
+        # live chats save their partial replies)
+        web = [sys.executable, "-m", "console.web"]
+        if listener.family == socket.AF_INET:  # Daphne adopts our bound socket
+            web += ["--fd", str(listener.fileno())]
+            pass_fds: tuple[int, ...] = (listener.fileno(),)
+        else:  # Daphne cannot adopt an IPv6 socket: free it just before it binds
+            listener.close()
+            web += ["-b", host, "-p", str(port)]
+            pass_fds = ()
+        children = [subprocess.Popen([*web, "console.asgi:application"], pass_fds=pass_fds,
+                                     start_new_session=True)]
+        if pass_fds:
+            listener.close()  # the child holds it now
         display_host = f"[{host}]" if ":" in host else host
         self.stdout.write(self.style.SUCCESS(f"Tanglaw is running at http://{display_host}:{port}/"))
         self.stdout.write(f"Data directory: {settings.DATA_DIR}   (Ctrl-C stops)")
         sys.stdout.flush()
-        # children get their own session: a Ctrl-C reaches only this process, which sends
-        # each child one SIGTERM (a second signal would make Daphne stop without letting
-        # live chats save their partial replies)
-        children = [
-            subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                              "--proxy-headers", "console.asgi:application"],
-                             start_new_session=True),
-        ]
         if not no_monitor:
             manage = settings.BASE_DIR / "manage.py"
             children.append(subprocess.Popen([sys.executable, str(manage), "monitor"],
@@ -50,13 +65,42 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        code = 0
-        for child in children:
-            try:
-                code = child.wait(timeout=None) or code
-            except KeyboardInterrupt:
-                stop(None, None)
-                code = child.wait()
+        code = self.supervise(children, stop)
         self.stdout.write("Tanglaw stopped.")
         if code not in (0, -signal.SIGTERM, -signal.SIGINT):
             sys.exit(code)
+
+    def listen(self, host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+            sock.listen(256)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise CommandError(
+                    f"port {port} on {host} is already in use (is Tanglaw or another server "
+                    f"running there?). Start on another port: PORT={port + 1} make run"
+                ) from None
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock.set_inheritable(True)
+        return sock
+
+    def supervise(self, children: list[subprocess.Popen], stop) -> int:
+        """Wait for the children; when one ends on its own, stop the others, so the
+        monitor never outlives a web server that failed."""
+        code = 0
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        stop(None, None)
+        for child in children:
+            try:
+                code = child.wait() or code
+            except KeyboardInterrupt:
+                code = child.wait() or code
+        return code
