@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 
 def daphne_of(server: ConsoleServer) -> psutil.Process:
     for child in psutil.Process(server.proc.pid).children():
-        if "daphne" in " ".join(child.cmdline()):
+        if "console.web" in child.cmdline():  # Daphne, through console.web
             return child
     raise AssertionError("no daphne process under manage.py serve")
 
