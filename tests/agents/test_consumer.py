@@ -375,15 +375,18 @@ def test_role_change_logout_and_deactivation_close_idle_sockets_at_once(operator
     (b"http://localhost:8000", None),                   # no Host to compare with
 ])
 def test_cookie_socket_needs_the_exact_origin(operator_user, origin, host):
-    _, cookie = cookie_for(operator_user)
+    assert run(opens(operator_user, origin, host)) is False
 
-    async def main():
-        ws = connect(cookie, origin=origin, host=host)
-        connected, _ = await ws.connect()
-        await ws.disconnect()
-        return connected
 
-    assert run(main()) is False
+async def opens(user, origin, host) -> bool:
+    """Whether a cookie socket of the user's, with this Origin and Host, is accepted."""
+    from channels.db import database_sync_to_async
+
+    _, cookie = await database_sync_to_async(cookie_for)(user)
+    ws = connect(cookie, origin=origin, host=host)
+    connected, _ = await ws.connect()
+    await ws.disconnect()
+    return connected
 
 
 @pytest.mark.parametrize("origin,host", [
@@ -393,31 +396,15 @@ def test_cookie_socket_needs_the_exact_origin(operator_user, origin, host):
     (b"http://[::1]:8000", b"[::1]:8000"),
 ])
 def test_cookie_socket_from_its_own_origin_connects(operator_user, origin, host):
-    _, cookie = cookie_for(operator_user)
-
-    async def main():
-        ws = connect(cookie, origin=origin, host=host)
-        connected, _ = await ws.connect()
-        await ws.disconnect()
-        return connected
-
-    assert run(main()) is True
+    assert run(opens(operator_user, origin, host)) is True
 
 
 def test_cookie_socket_from_a_trusted_origin_connects(operator_user, settings):
     settings.CSRF_TRUSTED_ORIGINS = ["https://console.example.org"]
-    _, cookie = cookie_for(operator_user)
-
-    async def main():
-        results = []
-        for origin in (b"https://console.example.org", b"https://console.example.org:444",
-                       b"http://console.example.org"):
-            ws = connect(cookie, origin=origin, host=b"localhost:8000")
-            results.append((await ws.connect())[0])
-            await ws.disconnect()
-        return results
-
-    assert run(main()) == [True, False, False]
+    for origin, accepted in ((b"https://console.example.org", True),
+                             (b"https://console.example.org:444", False),
+                             (b"http://console.example.org", False)):
+        assert run(opens(operator_user, origin, b"localhost:8000")) is accepted, origin
 
 
 # the ways a stopping turn gets cancelled again while it saves (issue 12): (stop frame,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import socketserver
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,11 +19,13 @@ def reset(req: BaseHTTPRequestHandler) -> None:
 class LoopbackServer:
     """Base for fakes: subclasses set up their handler class and call `serve()`."""
 
-    _server: ThreadingHTTPServer | None = None
+    _server: socketserver.TCPServer | None = None
     bind_port = 0  # set to come back on the same port after stop()
 
-    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.bind_port), handler)
+    def serve(self, handler: type[socketserver.BaseRequestHandler],
+              server_class: type[socketserver.TCPServer] = ThreadingHTTPServer) -> None:
+        """Serve `handler` on 127.0.0.1 (HTTP by default; any threading TCP server)."""
+        self._server = server_class(("127.0.0.1", self.bind_port), handler)
         self._server.daemon_threads = True
         # a short poll interval keeps stop() fast (the default 0.5 s adds up over a suite)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},

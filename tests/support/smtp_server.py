@@ -4,16 +4,16 @@ and counts the sessions and recipients it saw (RFC 5321's replies, nothing store
 from __future__ import annotations
 
 import socketserver
-import threading
+
+from tests.support.loopback import LoopbackServer
 
 
-class SmtpServer:
+class SmtpServer(LoopbackServer):
     def __init__(self, rcpt_reply: str = "250 OK") -> None:
         self.rcpt_reply = rcpt_reply
         self.sessions = 0
         self.recipients: list[str] = []
         self.messages = 0
-        self._server: socketserver.ThreadingTCPServer | None = None
 
     def start(self) -> SmtpServer:
         fake = self
@@ -53,19 +53,5 @@ class SmtpServer:
                     else:
                         self.reply("502 not implemented")
 
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         daemon=True).start()
+        self.serve(Handler, socketserver.ThreadingTCPServer)
         return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return self._server.server_address[1]
