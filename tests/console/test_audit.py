@@ -13,6 +13,7 @@ from console.actions import users as user_actions
 from console.audit import Actor
 from console.choices import Role
 from console.models import AuditCheckpoint, AuditEvent, Backend
+from tests.support.audit_tamper import relink, without_triggers
 
 pytestmark = pytest.mark.django_db
 KEY = "sk-supersecret-abcd1234"
@@ -109,20 +110,12 @@ def test_database_refuses_update_and_delete(actor):
     assert AuditEvent.objects.get(pk=event.pk).detail == ""
 
 
-def _without_triggers(sql, params=()):
-    """What an attacker with file access could do: drop the triggers, then tamper."""
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER console_auditevent_no_update")
-        cursor.execute("DROP TRIGGER console_auditevent_no_delete")
-        cursor.execute(sql, params)
-
-
 def test_verify_audit_detects_an_edited_row(actor, capsys):
     for i in range(4):
         audit.record("backend.discovered", actor, after={"i": i})
     call_command("verify_audit")
     assert "OK: 4 events checked" in capsys.readouterr().out
-    _without_triggers("UPDATE console_auditevent SET detail = 'nothing to see' WHERE seq = 3")
+    without_triggers("UPDATE console_auditevent SET detail = 'nothing to see' WHERE seq = 3")
     with pytest.raises(CommandError, match=r"broken at #3: event #3 was changed"):
         call_command("verify_audit")
 
@@ -130,7 +123,7 @@ def test_verify_audit_detects_an_edited_row(actor, capsys):
 def test_verify_audit_detects_a_deleted_row(actor):
     for i in range(4):
         audit.record("backend.discovered", actor, after={"i": i})
-    _without_triggers("DELETE FROM console_auditevent WHERE seq = 2")
+    without_triggers("DELETE FROM console_auditevent WHERE seq = 2")
     result = audit.verify()
     assert not result.ok and result.first_bad == 2 and "missing" in result.reason
 
@@ -138,7 +131,7 @@ def test_verify_audit_detects_a_deleted_row(actor):
 def test_verify_audit_command_exit_code(actor, tmp_path):
     """The command exits non-zero on a broken chain (as an operator would run it)."""
     audit.record("backend.discovered", actor)
-    _without_triggers("UPDATE console_auditevent SET actor = 'mallory' WHERE seq = 1")
+    without_triggers("UPDATE console_auditevent SET actor = 'mallory' WHERE seq = 1")
     with pytest.raises(CommandError) as err:
         call_command("verify_audit")
     assert err.value.returncode == 1
@@ -181,7 +174,7 @@ def test_api_verify_reports_first_bad(operator_client, actor):
     audit.record("backend.discovered", actor)
     audit.record("backend.discovered", actor)
     assert operator_client.get("/api/audit/verify").json()["ok"] is True
-    _without_triggers("UPDATE console_auditevent SET outcome = 'failure' WHERE seq = 2")
+    without_triggers("UPDATE console_auditevent SET outcome = 'failure' WHERE seq = 2")
     body = operator_client.get("/api/audit/verify").json()
     assert body["ok"] is False and body["first_bad"] == 2
 
@@ -199,7 +192,7 @@ def test_checkpoints_are_signed_every_n_events(actor, settings):
 def test_an_inserted_row_is_detected(actor):
     for i in range(3):
         audit.record("backend.discovered", actor, after={"i": i})
-    _without_triggers("UPDATE console_auditevent SET seq = 4 WHERE seq = 3")
+    without_triggers("UPDATE console_auditevent SET seq = 4 WHERE seq = 3")
     with connection.cursor() as cursor:
         cursor.execute("UPDATE console_auditevent SET seq = 3 WHERE seq = 2")
     forged = AuditEvent(seq=2, ts=timezone.now(), action="auth.login", actor="mallory",
@@ -215,14 +208,8 @@ def test_a_whole_chain_rewrite_is_caught_by_the_signed_checkpoints(actor, settin
     for i in range(4):
         audit.record("backend.discovered", actor, after={"i": i})
     # rewrite #1 and re-link every later event: the chain itself verifies again
-    _without_triggers("UPDATE console_auditevent SET actor = 'mallory' WHERE seq = 1")
-    prev = audit.GENESIS
-    for event in AuditEvent.objects.order_by("seq"):
-        event.prev_hash = prev
-        event.hash = audit.compute_hash(event)
-        AuditEvent.objects.filter(pk=event.pk).update(prev_hash=event.prev_hash,
-                                                      hash=event.hash)
-        prev = event.hash
+    without_triggers("UPDATE console_auditevent SET actor = 'mallory' WHERE seq = 1")
+    relink()
     assert audit._verify_chain(100).ok  # the hash chain alone is fooled
     result = audit.verify()
     assert not result.ok and result.first_bad == 1 and "rewritten" in result.reason
@@ -273,6 +260,6 @@ def test_pruning_exports_first_then_anchors_the_rest(actor, tmp_path, settings, 
     with pytest.raises(CommandError, match="keep at least the newest event"):
         call_command("prune_audit", "--up-to", "999", "--export", str(tmp_path / "x.jsonl"))
     # deleting old events without the anchoring event is caught
-    _without_triggers(f"DELETE FROM console_auditevent WHERE seq IN (7, {pruned.seq})")
+    without_triggers(f"DELETE FROM console_auditevent WHERE seq IN (7, {pruned.seq})")
     result = audit.verify()
     assert not result.ok and "no audit.pruned event accounts for them" in result.reason

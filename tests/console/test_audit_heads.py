@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from console import audit, audit_heads
 from console.models import AuditCheckpoint, AuditEvent
+from tests.support.audit_tamper import relink, without_triggers
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,13 +43,6 @@ def recorded(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def _without_triggers(sql):
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER console_auditevent_no_update")
-        cursor.execute("DROP TRIGGER console_auditevent_no_delete")
-        cursor.execute(sql)
-
-
 def verify_audit_fails():
     with pytest.raises(CommandError) as err:
         call_command("verify_audit")
@@ -77,7 +70,7 @@ def test_deleting_the_newest_events_is_caught(heads, write, settings, deleted,
     settings.TANGLAW_AUDIT_CHECKPOINT_EVERY = 100
     write(100)
     assert AuditCheckpoint.objects.filter(seq=100).exists()
-    _without_triggers(f"DELETE FROM console_auditevent WHERE seq > {100 - deleted}")
+    without_triggers(f"DELETE FROM console_auditevent WHERE seq > {100 - deleted}")
     if with_checkpoint:
         AuditCheckpoint.objects.filter(seq__gt=100 - deleted).delete()
     message = verify_audit_fails()
@@ -88,7 +81,7 @@ def test_deleting_the_newest_events_is_caught(heads, write, settings, deleted,
 
 def test_deleting_the_newest_events_and_every_checkpoint_is_caught_by_the_file(heads, write):
     write(100)
-    _without_triggers("DELETE FROM console_auditevent WHERE seq > 60")
+    without_triggers("DELETE FROM console_auditevent WHERE seq > 60")
     AuditCheckpoint.objects.all().delete()
     message = verify_audit_fails()
     assert f"the heads file {heads} records #100; events #61–#100 are missing" in message
@@ -96,7 +89,7 @@ def test_deleting_the_newest_events_and_every_checkpoint_is_caught_by_the_file(h
 
 def test_an_emptied_log_is_caught(heads, write):
     write(3)
-    _without_triggers("DELETE FROM console_auditevent")
+    without_triggers("DELETE FROM console_auditevent")
     AuditCheckpoint.objects.all().delete()
     message = verify_audit_fails()
     assert "the database has no events but the heads file" in message
@@ -106,14 +99,8 @@ def test_an_emptied_log_is_caught(heads, write):
 @pytest.mark.parametrize("keep_checkpoint", [True, False])
 def test_rewriting_a_small_chain_entirely_is_caught(heads, write, keep_checkpoint):
     write(10)  # far fewer than TANGLAW_AUDIT_CHECKPOINT_EVERY
-    _without_triggers("UPDATE console_auditevent SET actor = 'mallory'")
-    prev = audit.GENESIS
-    for event in AuditEvent.objects.order_by("seq"):
-        event.prev_hash = prev
-        event.hash = audit.compute_hash(event)
-        AuditEvent.objects.filter(pk=event.pk).update(prev_hash=event.prev_hash,
-                                                      hash=event.hash)
-        prev = event.hash
+    without_triggers("UPDATE console_auditevent SET actor = 'mallory'")
+    relink()
     if not keep_checkpoint:
         AuditCheckpoint.objects.all().delete()
     assert audit._verify_chain(100).ok  # the hash chain alone is fooled
@@ -217,7 +204,7 @@ def test_the_syslog_copy_catches_what_the_local_file_lost(heads, write, tmp_path
     assert all(line.startswith("<") and "tanglaw-audit-head: {" in line for line in received)
     copy = tmp_path / "syslog"
     copy.write_text("".join(line + "\n" for line in received))
-    _without_triggers("DELETE FROM console_auditevent WHERE seq > 10")
+    without_triggers("DELETE FROM console_auditevent WHERE seq > 10")
     heads.unlink()  # whoever truncated the log also removed the local heads
     assert audit.verify().ok
     with pytest.raises(CommandError, match=f"the heads file {copy} records #50; events "
