@@ -75,6 +75,9 @@ class BodyTooLargeMiddleware:
 
 
 MAX_DIGITS = 19  # a 64-bit integer: the widest id or number the database stores
+# query parameters that carry free text (a search may be a long number), never an id
+TEXT_PARAMS = frozenset({"q", "query", "search", "text", "actor", "target", "action",
+                         "model", "name", "since", "until", "next"})
 
 
 def _too_large(request, message: str):
@@ -111,6 +114,8 @@ class BoundedRequestMiddleware:
             if isinstance(value, int) and len(str(abs(value))) > MAX_DIGITS:
                 raise Http404("no such object")
         for key, values in request.GET.lists():
+            if key in TEXT_PARAMS:
+                continue
             for value in values:
                 digits = value.strip().lstrip("+-")
                 if digits.isdigit() and len(digits) > MAX_DIGITS:

@@ -187,3 +187,8 @@ def test_a_good_document_still_loads():
     assert load_yaml(text)["agents"][0]["temperature"] == 0.2
     anchors = "version: 1\nbase: &b {model: m}\nagents: [*b, *b]\n"
     assert load_yaml(anchors)["agents"] == [{"model": "m"}, {"model": "m"}]
+
+
+def test_a_long_number_in_a_search_is_text_not_an_id(operator_client):
+    assert operator_client.get("/api/knowledge/search", {"q": "9" * 30}).status_code == 200
+    assert operator_client.get("/knowledge/", {"q": "9" * 30}).status_code == 200
