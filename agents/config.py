@@ -328,7 +328,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
     """Apply the file, or (dry run) validate it through the very same actions in a
     transaction that is rolled back: what a dry run accepts, the import accepts."""
     p = plan(text, secrets)
-    fetched = {} if dry_run else fetch_server_tools(p, user)
+    fetched = {} if dry_run else fetch_server_tools(actor, p, user)
     with transaction.atomic():
         _apply(actor, p, user=user, fetched=fetched)
         if dry_run:
@@ -336,7 +336,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user=None,
     return p.summary
 
 
-def fetch_server_tools(p: Plan, user) -> dict[str, list[dict[str, Any]]]:
+def fetch_server_tools(actor: Actor, p: Plan, user) -> dict[str, list[dict[str, Any]]]:
     """Before any transaction: validate each MCP server the plan creates or changes and
     list its tools over the network (no round trip while the database is locked)."""
     fetched: dict[str, list[dict[str, Any]]] = {}
@@ -352,6 +352,9 @@ def fetch_server_tools(p: Plan, user) -> dict[str, list[dict[str, Any]]]:
             continue
         secrets = (tool_actions.server_secrets(server) if "secret_headers" in fields
                    else tool_actions.server_secrets(existing) if existing else {})
+        if existing is not None and tool_actions.secret_move_for_server(
+                actor, existing, fields, values).clear:
+            secrets = {}  # the stored secrets were given for the old address: never sent on
         try:
             fetched[server.name] = tool_actions.fetch_tools(server, secrets)
         except ToolError as exc:
@@ -413,10 +416,10 @@ class AgentsSection:
         data.setdefault("mcp_servers", [])
         return data
 
-    def prepare(self, data: dict[str, Any], *, user: Any,
+    def prepare(self, actor: Actor, data: dict[str, Any], *, user: Any,
                 secrets: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
         """Network work before the site's transaction: the MCP servers' tool lists."""
-        return fetch_server_tools(plan_data(data, secrets), user)
+        return fetch_server_tools(actor, plan_data(data, secrets), user)
 
     def apply(self, actor: Actor, data: dict[str, Any], *, dry_run: bool, prune: bool,
               user: Any, secrets: dict[str, str],

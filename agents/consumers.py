@@ -56,7 +56,8 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        if user is None or not user.is_authenticated or (
+                not self.scope.get("auth_token") and user.must_change_password):
             await self.close(code=4401)
             return
         self.turns: dict[int, tuple[StreamedTurn, asyncio.Task]] = {}
@@ -126,7 +127,8 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         if kind == "regenerate":
             return await self.regenerate(user, frame)
         if kind == "stop":
-            running = self.turns.get(frame.get("conversation_id"))  # type: ignore[arg-type]
+            ident = frame.get("conversation_id")
+            running = self.turns.get(ident) if isinstance(ident, int) else None
             if running is not None:
                 running[0].stop()
             return None

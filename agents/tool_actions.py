@@ -265,11 +265,7 @@ def update_server(actor: Actor, user, server: McpServer, changes: dict[str, Any]
     if server.transport == McpTransport.STDIO and not has_perm(user, "mcp.stdio"):
         raise Refused("only admins may change a stdio MCP server")
     fields = server_fields(user, {k: v for k, v in changes.items() if v is not None}, server)
-    move = secret_move(actor, field="secret_headers", old_url=server.url,
-                       new_url=fields.get("url", server.url) or "",
-                       has_secret=bool(server.secret_headers),
-                       replaced="secret_headers" in fields,
-                       keep=bool(changes.get("keep_secret_headers")))
+    move = secret_move_for_server(actor, server, fields, changes)
     if move.clear:
         fields["secret_headers"], fields["secret_header_names"] = "", []
     before = server_state(server)
@@ -282,6 +278,17 @@ def update_server(actor: Actor, user, server: McpServer, changes: dict[str, Any]
                             "secrets_changed": "secret_headers" in fields},
                      detail=move.note)
     return server
+
+
+def secret_move_for_server(actor: Actor, server: McpServer, fields: dict[str, Any],
+                           changes: dict[str, Any]) -> SecretMove:
+    """What an edit (validated `fields`) does to the server's stored secret headers; the
+    import's tool listing asks the same before it connects anywhere."""
+    return secret_move(actor, field="secret_headers", old_url=server.url,
+                       new_url=fields.get("url", server.url) or "",
+                       has_secret=bool(server.secret_headers),
+                       replaced="secret_headers" in fields,
+                       keep=bool(changes.get("keep_secret_headers")))
 
 
 def delete_server(actor: Actor, user, server: McpServer) -> None:

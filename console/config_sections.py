@@ -61,7 +61,7 @@ class BackendsSection:
                 else:
                     before = existing.audit_snapshot()
                     new_key = bool(key) and key != existing.api_key
-                    if not new_key:
+                    if not key:  # a key given again counts as entered for this address
                         values.pop("api_key", None)
                     updated = backend_actions.update_backend(actor, existing, values)
                     changed = updated.audit_snapshot() != before or new_key

@@ -25,6 +25,7 @@ def _take(key: str, limit: int) -> bool:
     if count > limit:
         _give(key)
         return False
+    cache.touch(key, SLOT_TTL_S)  # incr keeps the first TTL: live slots must not expire
     return True
 
 

@@ -66,7 +66,7 @@ def check_value(value: Any, field: str = "body", *, max_depth: int = MAX_DEPTH,
         elif isinstance(item, float) and not math.isfinite(item):
             raise UnsafeInput(f"{item} is not a number (use a finite value)",
                               _where(field, path))
-        elif isinstance(item, int) and abs(item) > MAX_INT:
+        elif isinstance(item, int) and not -MAX_INT - 1 <= item <= MAX_INT:
             raise UnsafeInput("is too large an integer (at most 19 digits)", _where(field, path))
     return value
 
@@ -91,7 +91,7 @@ def _finite(text: str) -> float:
 
 
 def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 19 or abs(int(text)) > MAX_INT:
+    if len(text.lstrip("-")) > 19 or not -MAX_INT - 1 <= int(text) <= MAX_INT:
         raise ValueError(f"{text[:20]}… is too large an integer (at most 19 digits)")
     return int(text)
 

@@ -108,7 +108,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user: Any = None,
             # an Invalid here is reported by the section's apply below, with the rest
             with contextlib.suppress(Invalid):
                 prepared[type(section).__name__] = section.prepare(
-                    {key: data.get(key) for key in section.keys}, user=user,
+                    actor, {key: data.get(key) for key in section.keys}, user=user,
                     secrets=secrets or {})
     with transaction.atomic():
         for section in sections():

@@ -122,7 +122,11 @@ def parse_url(url: str) -> ParsedURL:
     assert parsed is not None
     scheme = parsed.scheme.lower()
     default = 443 if scheme == "https" else 80
-    return ParsedURL(url=url, scheme=scheme, host=parsed.host, port=parsed.port or default,
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        # httpx accepts any number here, and the resolver wraps it (65616 → 80)
+        raise UnsafeURL(f"port {parsed.port} is not a port number (1-65535)")
+    return ParsedURL(url=url, scheme=scheme, host=parsed.host,
+                     port=parsed.port if parsed.port is not None else default,
                      has_userinfo=bool(parsed.userinfo), has_query=bool(parsed.query),
                      has_fragment=bool(parsed.fragment))
 

@@ -131,7 +131,9 @@ async def current_user(scope):
 
     fresh = import_string(settings.SESSION_ENGINE + ".SessionStore")(session.session_key)
     user = await get_user({"session": fresh})
-    return user if user.is_authenticated and user.is_active else None
+    # a session still holding a one-time password may only go and change it
+    return user if user.is_authenticated and user.is_active and not getattr(
+        user, "must_change_password", False) else None
 
 
 def user_group(user_id: int) -> str:
@@ -227,6 +229,12 @@ class GracefulMixin:
             await super().__call__(scope, receive, send)  # type: ignore[misc]
         except asyncio.CancelledError:
             await self.shutdown()
+        finally:
+            # however the consumer ended (a handler that raised, a shutdown that never
+            # reached disconnect), its socket slot goes back
+            give = getattr(self, "give_socket_slot", None)
+            if give is not None:
+                await give()
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):

@@ -126,8 +126,12 @@ def render(url: str, arguments: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
     rendered = PLACEHOLDER.sub(fill, url)
     # whatever the values were, the request must stay under the template's fixed path
-    fixed = httpx.URL(PLACEHOLDER.split(url.split("?", 1)[0], 1)[0]).path
-    if not httpx.URL(rendered).path.startswith(fixed):
+    try:
+        fixed = httpx.URL(PLACEHOLDER.split(url.split("?", 1)[0], 1)[0]).path
+        path = httpx.URL(rendered).path
+    except httpx.InvalidURL as exc:  # e.g. an argument that makes the URL too long
+        raise ToolError(f"the arguments do not make a usable URL: {exc}") from None
+    if not path.startswith(fixed):
         raise ToolError("the arguments would move the request outside the tool's URL path")
     return rendered, {k: v for k, v in arguments.items() if k not in used}
 
@@ -158,11 +162,14 @@ async def execute(spec: Any, arguments: dict) -> Any:
     method = config.get("method", "GET")
     policy = Policy(tuple(config.get("allow_hosts") or ()))
     cap = int(config.get("max_response_bytes") or DEFAULT_MAX_BYTES)
-    if method in ("GET", "DELETE"):
-        url, body = str(httpx.URL(url).copy_merge_params(_query(rest))), None
-    else:
-        body = rest
-    origin = _origin(httpx.URL(url))
+    try:  # the query may make the URL too long for the client
+        if method in ("GET", "DELETE"):
+            url, body = str(httpx.URL(url).copy_merge_params(_query(rest))), None
+        else:
+            body = rest
+        origin = _origin(httpx.URL(url))
+    except httpx.InvalidURL as exc:
+        raise ToolError(f"the arguments do not make a usable URL: {exc}") from None
     async with httpx.AsyncClient(transport=async_transport(policy), timeout=spec.timeout_s,
                                  follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):

@@ -204,3 +204,11 @@ def test_an_agent_calls_an_http_tool(operator_client, echo, scripted):
     assert fed_back["type"] == "tool_output" and fed_back["output"]["status"] == 200
     event = AuditEvent.objects.get(action="tool.called")
     assert event.after["name"] == "weather" and SECRET not in json.dumps(event.after)
+
+
+def test_an_argument_too_long_for_a_url_is_a_tool_error(echo):
+    with pytest.raises(ToolError, match="usable URL"):
+        call(spec(f"http://127.0.0.1:{echo.port}/v1/weather/{{city}}"), {"city": "x" * 70000})
+    with pytest.raises(ToolError, match="usable URL"):
+        call(spec(f"http://127.0.0.1:{echo.port}/v1/weather/{{city}}"),
+             {"city": "a", "units": "y" * 70000})

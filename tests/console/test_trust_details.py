@@ -215,3 +215,89 @@ def test_importing_mcp_servers_lists_their_tools_outside_any_transaction(path, a
     assert answer.status_code == 200, answer.content
     assert depths == [0]
     assert Tool.objects.filter(server__name="plant").count() == 4
+
+
+def test_an_import_that_moves_an_mcp_server_never_sends_its_old_secrets(operator_client,
+                                                                       monkeypatch):
+    """The tool listing before the import's transaction connects to the new address: the
+    secret headers given for the old one must not go with it (review finding)."""
+    from agents import tool_actions
+    from agents.models import McpServer
+
+    McpServer.objects.create(name="srv", url="http://127.0.0.1:9/mcp",
+                             secret_headers='{"Authorization": "Bearer SECRET"}',
+                             secret_header_names=["Authorization"])
+    sent = []
+    monkeypatch.setattr(tool_actions, "fetch_tools",
+                        lambda server, secrets: sent.append((server.url, secrets)) or [])
+    text = ("version: 1\nmcp_servers:\n  - {name: srv, transport: http, "
+            "url: 'http://127.0.0.2:9/mcp', secret_headers: [Authorization]}\n")
+    answer = operator_client.post("/api/agents/import", {"yaml": text},
+                                  content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    assert sent == [("http://127.0.0.2:9/mcp", {})]
+    assert McpServer.objects.get(name="srv").secret_headers == ""
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "65536", "65616", "123456789012"])
+def test_ports_outside_1_to_65535_are_refused(port):
+    with pytest.raises(UnsafeURL, match="port"):
+        check_backend_url(f"http://127.0.0.1:{port}")
+
+
+@pytest.mark.usefixtures("live_db")
+def test_a_one_time_password_session_cannot_open_sockets(django_user_model):
+    user, password = create_user(Actor.system(), "nina", "operator")
+    client = Client()
+    client.post("/login/", {"username": "nina", "password": password})
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def main():
+        from console.asgi import application
+
+        chat = _socket(cookie)
+        jobs = WebsocketCommunicator(application, "/ws/jobs/", headers=[
+            (b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)])
+        return (await chat.connect())[0], (await jobs.connect())[0]
+
+    assert asyncio.run(main()) == (False, False)
+
+
+@pytest.mark.usefixtures("live_db")
+def test_a_socket_whose_handler_crashes_gives_its_slot_back(operator_user, settings,
+                                                           monkeypatch):
+    from agents.consumers import ChatConsumer
+
+    settings.TANGLAW_MAX_SOCKETS_PER_USER = 1
+    cookie = _cookie(operator_user)
+
+    async def boom(self, user, frame):
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(ChatConsumer, "user_message", boom)
+
+    async def main():
+        first = _socket(cookie)
+        assert (await first.connect())[0]
+        await first.send_json_to({"type": "user_message", "agent_id": 1,
+                                  "conversation_id": None, "text": "hi"})
+        with pytest.raises(RuntimeError):
+            await first.wait(timeout=5)
+        second = _socket(cookie)
+        opened = (await second.connect())[0]
+        await second.disconnect()
+        return opened
+
+    assert asyncio.run(main()) is True
+
+
+def test_edge_integers_and_unicode_digits():
+    from console.safeinput import loads_json
+
+    assert loads_json("-9223372036854775808") == -(2**63)
+    with pytest.raises(Exception, match="too large"):
+        loads_json("-9223372036854775809")
+
+
+def test_a_unicode_digit_cursor_is_a_clear_error(admin_client):
+    assert admin_client.get("/api/audit", {"cursor": "\u00b2"}).status_code == 422
