@@ -72,7 +72,6 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         for turn, _ in running:
             turn.stop()
         await self.leave_user_group()
-        await self.give_socket_slot()
         if not running:
             return
         # each turn saves its partial once, in its own task; a cancellation of this

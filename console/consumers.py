@@ -106,7 +106,6 @@ class JobsConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             self.relay = None
         await self.channel_layer.group_discard(GROUP, self.channel_name)
         await self.leave_user_group()
-        await self.give_socket_slot()
 
     async def job_update(self, event):
         await self.send(text_data=json.dumps(event["frame"]))

@@ -108,7 +108,7 @@ class BoundedRequestMiddleware:
         return self.get_response(request)
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        from django.http import Http404, JsonResponse
+        from django.http import Http404, HttpResponseBadRequest, JsonResponse
 
         for value in [*view_args, *view_kwargs.values()]:
             if isinstance(value, int) and len(str(abs(value))) > MAX_DIGITS:
@@ -124,7 +124,5 @@ class BoundedRequestMiddleware:
                         return JsonResponse({"detail": message,
                                              "errors": {key: [message.split(": ", 1)[1]]}},
                                             status=400)
-                    from django.http import HttpResponseBadRequest
-
                     return HttpResponseBadRequest(message, content_type="text/plain")
         return None

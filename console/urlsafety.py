@@ -153,8 +153,6 @@ def check_parsed(parts: ParsedURL) -> ParsedURL:
                         "put the API key in its own field")
     if not parts.host:
         raise UnsafeURL("the URL has no host name")
-    if parts.port == 0:
-        raise UnsafeURL("port 0 is not a valid port")
     ip = parse_ip(parts.host)
     if ip is not None:
         check_ip(ip)

@@ -29,7 +29,7 @@ from monitoring.collectors import Reading
 from monitoring.collectors.gpu import GpuCollector
 from monitoring.collectors.host import HostCollector
 from monitoring.models import Heartbeat, Lease, State
-from monitoring.probes import ProbeResult, active_probe, probe_backends
+from monitoring.probes import ProbeResult, active_probe, describe_error, probe_backends
 
 log = logging.getLogger("tanglaw.monitor")
 GPU_PROCESS_EVERY = 6  # rounds between per-process GPU memory reads
@@ -54,7 +54,6 @@ class Monitor:
         self.rounds = 0
         self.stopping = False
         self._counters: dict[int, tuple[float, float]] = {}  # backend → (time, tokens)
-        self.failed_steps: dict[str, str] = {}  # step → its last error
 
     @property
     def probe_interval(self) -> int:
@@ -234,9 +233,6 @@ class Monitor:
             return step()
         except Exception as exc:  # noqa: BLE001
             log.exception("monitor step %s failed", name)
-            from monitoring.probes import describe_error
-
-            self.failed_steps[name] = describe_error(exc)
             return {"error": describe_error(exc)}
 
     def run_forever(self) -> None:

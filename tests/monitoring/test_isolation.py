@@ -99,8 +99,7 @@ def test_a_failing_step_does_not_stop_the_rest_of_the_round(fake, monkeypatch):
     assert summary["probed"] == 1
     assert summary["audit_ok"] is True
     assert "alerts" in summary and "notifications" in summary and "recommendations" in summary
-    assert m.failed_steps == {"rollup": "RuntimeError: disk full",
-                              "runs": "RuntimeError: disk full"}
+    assert summary["runs"] == {"error": "RuntimeError: disk full"}
     assert m.rounds == 1
 
 

@@ -91,16 +91,11 @@ class Command(BaseCommand):
     def supervise(self, children: list[subprocess.Popen], stop) -> int:
         """Wait for the children; when one ends on its own, stop the others, so the
         monitor never outlives a web server that failed."""
-        code = 0
-        try:
-            while all(child.poll() is None for child in children):
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        # Ctrl-C and SIGTERM reach `stop` (the signal handlers), never this loop
+        while all(child.poll() is None for child in children):
+            time.sleep(0.2)
         stop(None, None)
+        code = 0
         for child in children:
-            try:
-                code = child.wait() or code
-            except KeyboardInterrupt:
-                code = child.wait() or code
+            code = child.wait() or code
         return code
