@@ -149,3 +149,14 @@ def _fresh_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def echo():
+    """A started EchoServer (tests/support/echo_http.py) on loopback: HTTP tools, egress
+    and webhooks talk to it; it records every request."""
+    from tests.support.echo_http import EchoServer
+
+    server = EchoServer().start()
+    yield server
+    server.stop()

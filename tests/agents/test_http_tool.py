@@ -12,17 +12,9 @@ from agents.runtime import ToolSpec
 from agents.tools import ToolError, execute
 from console import egress
 from console.models import AuditEvent, Backend
-from tests.support.echo_http import EchoServer
 from tests.support.scripted_openai import finish, text, tool_whole
 
 SECRET = "sk-weather-7f3a9c1e2b"
-
-
-@pytest.fixture
-def echo():
-    server = EchoServer().start()
-    yield server
-    server.stop()
 
 
 def spec(url, *, method="GET", allow=("127.0.0.1",), secrets=None, headers=None,

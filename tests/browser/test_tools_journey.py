@@ -8,18 +8,10 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import shot, sign_in
 from tests.browser.test_chat_journey import add_agent, add_backend
-from tests.support.echo_http import EchoServer
 from tests.support.mcp_servers import McpHttpServer
 from tests.support.scripted_openai import finish, route_choice, text, tool_whole, usage
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def echo():
-    server = EchoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

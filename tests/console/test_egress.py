@@ -9,14 +9,6 @@ import pytest
 from console import egress
 from console.egress import Policy, async_transport, parse_allow_list
 from console.urlsafety import UnsafeURL
-from tests.support.echo_http import EchoServer
-
-
-@pytest.fixture
-def echo():
-    server = EchoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -12,16 +12,8 @@ from console.audit import Actor
 from console.models import AuditEvent, Backend
 from monitoring import alerts, notify
 from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
-from tests.support.echo_http import EchoServer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hook():
-    server = EchoServer().start()
-    yield server
-    server.stop()
 
 
 def add(metric, scope, value, ago_s=0, now=None):
@@ -33,9 +25,9 @@ def states(alert):
     return list(alert.events.values_list("state", flat=True))
 
 
-def test_a_rule_fires_after_its_for_duration_and_resolves(hook):
+def test_a_rule_fires_after_its_for_duration_and_resolves(echo):
     Channel.objects.create(name="ops", kind="webhook",
-                           target=f"http://127.0.0.1:{hook.port}/hook")
+                           target=f"http://127.0.0.1:{echo.port}/hook")
     AlertRule.objects.update(enabled=False)
     rule = AlertRule.objects.create(name="Hot", metric="memory_percent", scope="host",
                                     comparator=">", threshold=85, window_s=60, for_s=120)
@@ -60,7 +52,7 @@ def test_a_rule_fires_after_its_for_duration_and_resolves(hook):
     notify.run_due("w1")
     alert.refresh_from_db()
     assert alert.state == "resolved" and states(alert) == ["pending", "firing", "resolved"]
-    payloads = [r["body"] for r in hook.requests]
+    payloads = [r["body"] for r in echo.requests]
     assert [p["state"] for p in payloads] == ["firing", "resolved"]
     assert payloads[0]["rule"] == "Hot" and payloads[0]["severity"] == "warning"
 
@@ -78,7 +70,7 @@ def test_a_blip_that_clears_before_its_for_never_notifies():
     assert not Alert.objects.exists() and not Delivery.objects.exists()
 
 
-def test_the_default_backend_rule_needs_two_failed_probes_and_one_good_one(hook):
+def test_the_default_backend_rule_needs_two_failed_probes_and_one_good_one(echo):
     backend = Backend.objects.create(name="edge", kind="vllm", base_url="http://10.0.0.1:8000")
     scope = f"backend:{backend.pk}"
     now = timezone.now()
@@ -96,14 +88,14 @@ def test_the_default_backend_rule_needs_two_failed_probes_and_one_good_one(hook)
     assert alert.state == "resolved"
 
 
-def test_a_failing_webhook_is_retried_and_recorded_and_email_still_goes(hook):
+def test_a_failing_webhook_is_retried_and_recorded_and_email_still_goes(echo):
     AlertRule.objects.update(enabled=False)
     AlertRule.objects.create(name="Hot", metric="cpu_percent", scope="host", comparator=">",
                              threshold=90, window_s=0, severity="critical")
     broken = Channel.objects.create(name="broken", kind="webhook",
-                                    target=f"http://127.0.0.1:{hook.port}/status/500")
+                                    target=f"http://127.0.0.1:{echo.port}/status/500")
     Channel.objects.create(name="slack", kind="webhook", slack=True,
-                           target=f"http://127.0.0.1:{hook.port}/slack")
+                           target=f"http://127.0.0.1:{echo.port}/slack")
     Channel.objects.create(name="mail", kind="email", target="ops@example.com, noc@example.com")
     Channel.objects.create(name="only-critical-off", kind="email", target="x@example.com",
                            enabled=False)
@@ -118,7 +110,7 @@ def test_a_failing_webhook_is_retried_and_recorded_and_email_still_goes(hook):
     notify.run_due("w1")
     failed.refresh_from_db()
     assert failed.attempts == 2 and failed.delivered_at is None
-    slack = next(r for r in hook.requests if r["path"] == "/slack")["body"]
+    slack = next(r for r in echo.requests if r["path"] == "/slack")["body"]
     assert set(slack) == {"text"} and slack["text"].startswith("🔴 [critical] firing: Hot")
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["ops@example.com", "noc@example.com"]
     assert json.loads(mail.outbox[0].body)["rule"] == "Hot"

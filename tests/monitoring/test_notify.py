@@ -9,17 +9,9 @@ from django.utils import timezone
 from monitoring import alerts, notify
 from monitoring.models import AlertRule, Channel, Delivery, Sample
 from monitoring.notifiers import webhook
-from tests.support.echo_http import EchoServer
 from tests.support.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hook():
-    server = EchoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -57,33 +49,33 @@ def closed_port() -> int:
 
 @pytest.mark.parametrize("slack", [False, True])
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
-def test_a_hook_answering_a_client_error_is_tried_once_and_marked_permanent(hook, status,
+def test_a_hook_answering_a_client_error_is_tried_once_and_marked_permanent(echo, status,
                                                                              slack):
     Channel.objects.create(name="ops", kind="webhook", slack=slack,
-                           target=f"http://127.0.0.1:{hook.port}/status/{status}")
+                           target=f"http://127.0.0.1:{echo.port}/status/{status}")
     fire()
     assert notify.run_due("w1") == {"sent": 0, "failed": 1}
     one = send_until_done()
-    assert len(hook.requests) == 1
+    assert len(echo.requests) == 1
     assert one.permanent and one.attempts == 1 and one.next_attempt_at is None
     assert one.delivered_at is None and f"HTTP {status}" in one.error
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
-def test_server_errors_408_and_429_are_retried_until_the_last_attempt(hook, status):
+def test_server_errors_408_and_429_are_retried_until_the_last_attempt(echo, status):
     Channel.objects.create(name="ops", kind="webhook",
-                           target=f"http://127.0.0.1:{hook.port}/status/{status}")
+                           target=f"http://127.0.0.1:{echo.port}/status/{status}")
     fire()
     one = send_until_done()
-    assert len(hook.requests) == notify.MAX_ATTEMPTS == one.attempts
+    assert len(echo.requests) == notify.MAX_ATTEMPTS == one.attempts
     assert not one.permanent and one.next_attempt_at is None and one.delivered_at is None
     assert f"HTTP {status}" in one.error
 
 
-def test_a_hook_that_does_not_answer_in_time_is_retried(hook, monkeypatch):
+def test_a_hook_that_does_not_answer_in_time_is_retried(echo, monkeypatch):
     monkeypatch.setattr(webhook, "TIMEOUT_S", 0.3)
     Channel.objects.create(name="ops", kind="webhook",
-                           target=f"http://127.0.0.1:{hook.port}/sleep?s=2")
+                           target=f"http://127.0.0.1:{echo.port}/sleep?s=2")
     fire()
     notify.run_due("w1")
     one = Delivery.objects.get()
@@ -91,7 +83,7 @@ def test_a_hook_that_does_not_answer_in_time_is_retried(hook, monkeypatch):
     assert "no answer within 0.3 s" in one.error
     Delivery.objects.update(next_attempt_at=timezone.now())
     notify.run_due("w1")
-    assert len(hook.requests) == 2 and Delivery.objects.get().attempts == 2
+    assert len(echo.requests) == 2 and Delivery.objects.get().attempts == 2
 
 
 def test_a_hook_that_refuses_connections_is_retried():
