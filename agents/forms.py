@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from agents.choices import AgentKind
@@ -49,8 +51,9 @@ class AgentForm(forms.ModelForm):
             raise forms.ValidationError("Enter the model name the backend serves.")
         return model
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         first, turn = data.get("first_token_timeout_s"), data.get("turn_timeout_s")
         if first and turn and first > turn:
             self.add_error("first_token_timeout_s",

@@ -179,7 +179,8 @@ def agents_export(request):
 @require_http_methods(["GET", "POST"])
 def agents_import(request):
     """Paste or upload YAML; Check shows the plan, Apply carries it out."""
-    text, changes, errors, applied, needed = "", None, {}, False, []
+    needed: list[str] = []  # secrets the import must be given before it can apply
+    text, changes, errors, applied = "", None, {}, False
     if request.method == "POST":
         upload = request.FILES.get("file")
         text = upload.read(1024 * 1024).decode("utf-8", "replace") if upload else \

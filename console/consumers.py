@@ -85,6 +85,8 @@ def relay_for(layer) -> Relay | None:
 
 
 class JobsConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
+    relay: Relay | None = None  # set once connected; None where the layer needs none
+
     async def connect(self):
         user = await current_user(self.scope)
         if user is None or not has_perm(user, "backends.view"):
@@ -101,7 +103,7 @@ class JobsConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             self.relay.watch()
 
     async def disconnect(self, code):
-        if getattr(self, "relay", None) is not None:
+        if self.relay is not None:
             self.relay.unwatch()
             self.relay = None
         await self.channel_layer.group_discard(GROUP, self.channel_name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth import get_user_model
 
@@ -55,8 +57,9 @@ class BackendForm(forms.ModelForm):
             raise forms.ValidationError("Enter a name.")
         return name
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         kind, url = data.get("kind"), self.data.get("base_url", "")
         if kind and "base_url" not in self.errors:
             try:

@@ -16,25 +16,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionChunk
 
 
 class StreamClosed(Exception):
     """The backend closed or reset the connection before the body's end."""
 
-    def __init__(self, how: str):
+    def __init__(self, how: str) -> None:
         super().__init__(how)
         self.how = how
 
 
 class ChunkStream:
-    def __init__(self, manager: Any):
+    def __init__(self, manager: AbstractAsyncContextManager[
+            openai.AsyncAPIResponse[openai.AsyncStream[ChatCompletionChunk]]]) -> None:
         self._manager = manager  # `with_streaming_response.create(...)`
         self._response: httpx2.Response | None = None
-        self._lines: Any = None
+        self._lines: AsyncIterator[str] | None = None
         self.saw_done = False
 
     async def open(self) -> ChunkStream:
@@ -45,7 +49,7 @@ class ChunkStream:
 
     async def next(self) -> dict[str, Any] | None:
         """The next chunk, or None at the end of the stream."""
-        assert self._response is not None
+        assert self._response is not None and self._lines is not None
         data: list[str] = []
         while True:
             try:
@@ -89,6 +93,7 @@ class ChunkStream:
 
     async def _drain(self) -> None:
         """Read to the end so the HTTP/1.1 connection goes back to the pool."""
+        assert self._lines is not None
         with contextlib.suppress(httpx2.HTTPError):
             async for _ in self._lines:
                 pass
@@ -97,7 +102,8 @@ class ChunkStream:
         await self._manager.__aexit__(None, None, None)
 
 
-def parts(chunk: dict[str, Any]) -> tuple[dict | None, str | None, list | None, str | None]:
+def parts(chunk: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, list[Any] | None,
+                                          str | None]:
     """usage, text, tool-call fragments and finish reason of a chunk (ValueError when a
     field has the wrong shape)."""
     usage = chunk.get("usage")

@@ -71,7 +71,8 @@ def page_of(qs, cursor: str, size: int = PAGE_SIZE) -> tuple[list[AuditEvent], i
 
 @require("audit.view")
 def audit_list(request):
-    error, events, next_cursor, filters = "", [], None, {}
+    events: list[AuditEvent] = []
+    error, next_cursor, filters = "", None, {}
     try:
         qs, filters = filtered_events(request.GET)
         events, next_cursor = page_of(qs, request.GET.get("cursor", ""))

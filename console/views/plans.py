@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -43,7 +44,7 @@ def plan_page(request):
         values = {k: request.POST.get(k, "") for k in ("model", "scenario", "quantization",
                                                        "gpus", "name", "backend_id")}
         try:
-            data = {**values, "gpus": _gpus_from_form(request.POST)}
+            data: dict[str, Any] = {**values, "gpus": _gpus_from_form(request.POST)}
             if request.POST.get("action") == "save":
                 if not has_perm(request.user, "backends.change"):
                     raise PermissionDenied("Your role may not save plans.")
