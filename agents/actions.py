@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from agents.choices import AgentKind, MessageRole, RunOutcome, ToolKind
 from agents.forms import AgentForm
@@ -30,7 +28,6 @@ from agents.runtime import (
     ToolSpec,
     TurnSettings,
     TurnState,
-    run_turn,
 )
 from agents.tool_actions import server_secrets
 from agents.tools import mcp as mcp_tool
@@ -363,22 +360,6 @@ def start_turn(actor: Actor, user, agent: Agent, text: str,
     return conversation, turn_settings(agent), past
 
 
-def begin_streamed_turn(actor: Actor, user, agent: Agent, text: str,
-                        conversation_id: int | None) -> tuple[Conversation, TurnSettings, list]:
-    """`start_turn` for a streamed reply (WebSocket or SSE): takes the generation slots
-    (in `settings.slots`; the caller gives them back when the turn ends) and saves the
-    question now: the client needs the conversation id at once, and the question must
-    survive a crash mid-reply."""
-    conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
-    settings.slots = _acquire(user, settings)
-    try:
-        save_user_message(conversation, text)
-    except BaseException:
-        limits.release(settings.slots)
-        raise
-    return conversation, settings, past
-
-
 def _acquire(user, settings: TurnSettings) -> list[str]:
     primary = settings.candidates[0].backend_id if settings.candidates else None
     return limits.acquire(user.pk, primary)
@@ -427,19 +408,6 @@ def replace_answer(regeneration: Regeneration) -> list[int]:
         answer.update(superseded=True)
     regeneration.replaced_runs = runs
     return runs
-
-
-def begin_regenerate(actor: Actor, user, conversation_id: int) -> Regeneration:
-    """`start_regenerate` for a streamed reply: takes the generation slots (in
-    `settings.slots`) and replaces the old answer now."""
-    regeneration = start_regenerate(actor, user, conversation_id)
-    regeneration.settings.slots = _acquire(user, regeneration.settings)
-    try:
-        replace_answer(regeneration)
-    except BaseException:
-        limits.release(regeneration.settings.slots)
-        raise
-    return regeneration
 
 
 def save_user_message(conversation: Conversation, text: str) -> Message:
@@ -539,35 +507,47 @@ def _arguments_for_audit(agent: Agent, arguments: Any) -> Any:
     return {"chars": len(str(arguments))}
 
 
-def chat(actor: Actor, user, agent: Agent, text: str,
-         conversation_id: int | None = None) -> tuple[Conversation, TurnState]:
-    """A whole turn for scripts (the same runtime the WebSocket uses, not streamed)."""
+# -- a turn's start, in one database hop (agents.turns.TurnSession) ------------------
+
+@dataclass
+class Prepared:
+    """A turn checked and loaded, its generation slots taken (in `settings.slots`), its
+    write (`store_start`) not yet made."""
+
+    agent: Agent
+    conversation: Conversation  # not saved yet when the turn starts a conversation
+    text: str
+    settings: TurnSettings
+    past: list[dict[str, Any]]
+    regeneration: Regeneration | None = None
+
+
+def prepare_message(actor: Actor, user, agent_id: int, text: str,
+                    conversation_id: int | None) -> Prepared:
+    """A question for an agent: the agent (404-style Invalid when unknown), the checks,
+    settings, history and slots. Raises Invalid or Refused."""
+    agent = Agent.objects.for_user(user).select_related("backend").filter(pk=agent_id).first()
+    if agent is None:
+        raise Invalid({"agent_id": ["No such agent."]})
     conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
-    return conversation, _whole_turn(actor, user, agent, conversation, text, settings, past)
+    settings.slots = _acquire(user, settings)
+    return Prepared(agent, conversation, text, settings, past)
 
 
-def regenerate(actor: Actor, user, conversation_id: int) -> tuple[Conversation, TurnState]:
-    """The last question answered again, for scripts: the new answer replaces the last
-    one, which is kept as a previous version."""
+def prepare_regenerate(actor: Actor, user, conversation_id: int) -> Prepared:
+    """The last question of a conversation asked again; slots taken."""
     regeneration = start_regenerate(actor, user, conversation_id)
-    return regeneration.conversation, _whole_turn(
-        actor, user, regeneration.agent, regeneration.conversation,
-        regeneration.question.content, regeneration.settings, regeneration.past,
-        regeneration=regeneration)
+    regeneration.settings.slots = _acquire(user, regeneration.settings)
+    return Prepared(regeneration.agent, regeneration.conversation,
+                    regeneration.question.content, regeneration.settings, regeneration.past,
+                    regeneration)
 
 
-def _whole_turn(actor: Actor, user, agent: Agent, conversation: Conversation, text: str,
-                settings: TurnSettings, past: list,
-                regeneration: Regeneration | None = None) -> TurnState:
-    slots = _acquire(user, settings)
-    try:
-        if regeneration is not None:
-            replace_answer(regeneration)
-        started_at = timezone.now()
-        state = asyncio.run(run_turn(settings, past, text))
-        persist_turn(actor, agent, conversation, text, state, started_at,
-                     user_saved=regeneration is not None,
-                     replaced_runs=regeneration.replaced_runs if regeneration else None)
-    finally:
-        limits.release(slots)
-    return state
+def store_start(prepared: Prepared) -> None:
+    """The turn's first write: the question (and a new conversation), or, for a
+    regenerate, the old answer marked superseded. Made while the upstream request
+    starts; a crash mid-reply never loses the question."""
+    if prepared.regeneration is not None:
+        replace_answer(prepared.regeneration)
+    else:
+        save_user_message(prepared.conversation, prepared.text)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Field, Router, Schema, Status
+from ninja.errors import HttpError
 
-from agents import actions, config, streaming, tool_actions
+from agents import actions, approvals, config, streaming, tool_actions
 from agents import knowledge as knowledge_base
-from agents.models import Agent, Conversation, KnowledgeDocument, McpServer, Tool
-from agents.turns import StreamedTurn
-from console.api import ChatThrottle, found, need
+from agents.models import Agent, Approval, Conversation, KnowledgeDocument, McpServer, Tool
+from agents.turns import TurnSession
+from console.actions import Invalid
+from console.api import chat_admission, found, need
 from console.audit import Actor
 
 router = Router(tags=["agents"])
@@ -151,6 +153,7 @@ class ToolCallOut(Schema):
     ok: bool
     result_summary: str
     ms: float
+    approved_by: str = ""
 
 
 class MetricsOut(Schema):
@@ -314,80 +317,100 @@ def version_restore(request, pk: int, number: int):
     return _agent(request, pk)
 
 
-@router.post("/agents/{pk}/chat", response={200: ChatOut, 409: dict, 422: dict, 429: dict},
-             throttle=[ChatThrottle()])
-def chat(request, pk: int, payload: ChatIn):
-    """A whole turn for automation: the same runtime as the playground, not streamed."""
-    need(request, "chat")
-    conversation, state = actions.chat(Actor.from_request(request), request.user,
-                                       _agent(request, pk), payload.message,
-                                       payload.conversation_id)
-    return _chat_out(conversation, state)
+# The four chat endpoints are async views over agents.turns.TurnSession: their
+# database work is the session's one hop (admission included: `chat_admission`), and
+# they set `throttle=[]` because the chat rate is checked in that hop, not on the loop.
+
+@router.post("/agents/{pk}/chat", response={200: ChatOut, 403: dict, 404: dict, 409: dict,
+                                             422: dict, 429: dict, 503: dict}, throttle=[])
+async def chat(request, pk: int, payload: ChatIn):
+    """A whole turn for automation: the same turn service as the playground, not streamed.
+    A tool that needs approval waits for a decision (`GET /api/approvals`) until the
+    approval's deadline."""
+    turn = await _message_turn(request, pk, payload, "api")
+    await turn.run(_discard)
+    return _chat_out(turn)
 
 
-def _chat_out(conversation: Conversation, state) -> dict[str, Any]:
-    return {"conversation_id": conversation.pk, "reply": state.text,
+@router.post("/agents/{pk}/chat/stream", response={200: None, 403: dict, 404: dict,
+                                                    409: dict, 422: dict, 429: dict},
+             throttle=[])
+async def chat_stream(request, pk: int, payload: ChatIn):
+    """The same turn streamed as Server-Sent Events (`text/event-stream`): one `data:`
+    line per frame, as the WebSocket sends them — turn_started, route, delta,
+    tool_call, approval_required (with its `approval_id`), tool_result, error, done
+    (with the timings). Closing the connection stops the turn; the partial reply is
+    stored as incomplete."""
+    return _event_stream(await _message_turn(request, pk, payload, "sse"))
+
+
+@router.post("/conversations/{pk}/regenerate",
+             response={200: ChatOut, 403: dict, 404: dict, 409: dict, 422: dict, 429: dict,
+                       503: dict},
+             throttle=[])
+async def regenerate(request, pk: int):
+    """Answer the conversation's last question again. The new answer replaces the last
+    one, which is kept as a previous version (`superseded` in the conversation) and is
+    not sent to the model."""
+    turn = await _regenerate_turn(request, pk, "api")
+    await turn.run(_discard)
+    return _chat_out(turn)
+
+
+@router.post("/conversations/{pk}/regenerate/stream",
+             response={200: None, 403: dict, 404: dict, 409: dict, 422: dict, 429: dict},
+             throttle=[])
+async def regenerate_stream(request, pk: int):
+    """The regenerate streamed as Server-Sent Events, with the frames of
+    `/agents/{id}/chat/stream` (`turn_started` says `"regenerate": true`)."""
+    return _event_stream(await _regenerate_turn(request, pk, "sse"))
+
+
+async def _message_turn(request, pk: int, payload: ChatIn, transport: str) -> TurnSession:
+    try:
+        return await TurnSession.message(
+            Actor.from_request(request), request.user, pk, payload.message,
+            payload.conversation_id, transport=transport, admit=chat_admission(request))
+    except Invalid as exc:
+        if "agent_id" in exc.errors:
+            raise HttpError(404, "no such agent") from None
+        raise
+
+
+async def _regenerate_turn(request, pk: int, transport: str) -> TurnSession:
+    try:
+        return await TurnSession.regenerate(Actor.from_request(request), request.user, pk,
+                                            transport=transport,
+                                            admit=chat_admission(request))
+    except Invalid as exc:
+        if "conversation_id" in exc.errors:
+            raise HttpError(404, "no such conversation of yours") from None
+        raise
+
+
+async def _discard(frame: dict[str, Any]) -> None:
+    """A whole turn's frames: the answer is read from its state at the end."""
+
+
+def _chat_out(turn: TurnSession) -> dict[str, Any]:
+    if not turn.stored:
+        raise HttpError(503, turn.state.error)
+    state = turn.state
+    return {"conversation_id": turn.conversation.pk, "reply": state.text,
             "incomplete": state.incomplete, "error": state.error, "route": state.route,
             "tool_calls": [{"name": c.name, "arguments": c.arguments, "ok": c.ok,
-                            "result_summary": c.result_summary, "ms": round(c.ms, 1)}
+                            "result_summary": c.result_summary, "ms": round(c.ms, 1),
+                            "approved_by": c.approved_by}
                            for c in state.tool_calls],
             "metrics": state.metrics()}
 
 
-@router.post("/agents/{pk}/chat/stream", response={200: None, 409: dict, 422: dict, 429: dict},
-             throttle=[ChatThrottle()])
-def chat_stream(request, pk: int, payload: ChatIn):
-    """The same turn streamed as Server-Sent Events (`text/event-stream`): one `data:`
-    line per frame, as the WebSocket sends them — turn_started, route, delta,
-    tool_call, tool_result, error, done (with the timings). Closing the connection
-    stops the turn; the partial reply is stored as incomplete."""
-    need(request, "chat")
-    actor = Actor.from_request(request)
-    agent = _agent(request, pk)
-    conversation, settings, past = actions.begin_streamed_turn(
-        actor, request.user, agent, payload.message, payload.conversation_id)
-    return _event_stream(StreamedTurn(actor, agent, conversation, payload.message, settings,
-                                      past))
-
-
-def _event_stream(turn: StreamedTurn) -> StreamingHttpResponse:
+def _event_stream(turn: TurnSession) -> StreamingHttpResponse:
     response = StreamingHttpResponse(streaming.sse_turn(turn),
                                      content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
-
-
-def _own_conversation(request, pk: int) -> Conversation:
-    return found(Conversation.objects.filter(owner=request.user), "conversation of yours",
-                 pk=pk)
-
-
-@router.post("/conversations/{pk}/regenerate",
-             response={200: ChatOut, 409: dict, 422: dict, 429: dict},
-             throttle=[ChatThrottle()])
-def regenerate(request, pk: int):
-    """Answer the conversation's last question again. The new answer replaces the last
-    one, which is kept as a previous version (`superseded` in the conversation) and is
-    not sent to the model."""
-    need(request, "chat")
-    conversation, state = actions.regenerate(Actor.from_request(request), request.user,
-                                             _own_conversation(request, pk).pk)
-    return _chat_out(conversation, state)
-
-
-@router.post("/conversations/{pk}/regenerate/stream",
-             response={200: None, 409: dict, 422: dict, 429: dict},
-             throttle=[ChatThrottle()])
-def regenerate_stream(request, pk: int):
-    """The regenerate streamed as Server-Sent Events, with the frames of
-    `/agents/{id}/chat/stream` (`turn_started` says `"regenerate": true`)."""
-    need(request, "chat")
-    actor = Actor.from_request(request)
-    again = actions.begin_regenerate(actor, request.user, _own_conversation(request, pk).pk)
-    return _event_stream(StreamedTurn(actor, again.agent, again.conversation,
-                                      again.question.content, again.settings, again.past,
-                                      replaced_runs=again.replaced_runs))
 
 
 @router.get("/conversations/{pk}", response=ConversationOut)
@@ -598,3 +621,43 @@ def refresh_server(request, pk: int):
     """List the server's tools now: new ones are added disabled, vanished ones disabled."""
     need(request, "agents.change")
     return tool_actions.refresh_server(Actor.from_request(request), _server(pk))
+
+
+class ApprovalOut(Schema):
+    id: int
+    conversation_id: int
+    agent: str = Field(alias="agent_name")
+    tool: str = Field(alias="tool_name")
+    arguments: Any
+    transport: str
+    status: str
+    requested_at: datetime
+    deadline: datetime
+    decided_at: datetime | None
+    decided_by: str
+
+
+class DecisionIn(Schema):
+    decision: Literal["approve", "deny"]
+
+
+@router.get("/approvals", response=list[ApprovalOut])
+def list_approvals(request, status: Literal["pending", "all"] = "pending"):
+    """Tool calls of your own turns (any transport) that wait for your decision; `all`:
+    the latest 100, decided ones too."""
+    need(request, "chat")
+    if status == "pending":
+        return list(approvals.pending_for(request.user))
+    return list(Approval.objects.filter(owner=request.user)[:100])
+
+
+@router.post("/approvals/{pk}", response={200: ApprovalOut, 404: dict, 409: dict})
+def decide_approval(request, pk: int, payload: DecisionIn):
+    """Approve or deny a waiting call; the turn goes on at once, on whichever worker runs
+    it. 409 when it was decided already, expired, or its turn ended."""
+    need(request, "chat")
+    try:
+        return approvals.decide(Actor.from_request(request), request.user, pk,
+                                payload.decision == "approve")
+    except Invalid:
+        raise HttpError(404, "no such approval of yours") from None

@@ -30,3 +30,11 @@ class RunOutcome(models.TextChoices):
     INCOMPLETE = "incomplete", "Incomplete"
     ERROR = "error", "Failed"
     CANCELLED = "cancelled", "Stopped"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Turn ended"

@@ -1,12 +1,13 @@
 """The chat WebSocket at /ws/chat/: frames as in DESIGN.md.
 
-Every incoming message re-checks who the user is and what they may do, the
-frame size and the rate. A turn (agents.turns.StreamedTurn) runs as a task
-owned by this connection; deltas are batched every ~20 ms; stop and disconnect
-stop the turn, which closes the upstream stream, and the disconnect waits for
-every turn's one final save, even when the server cancels it meanwhile. Nothing
-touches the database per token: a turn ends with one short transaction
-(agents.actions.persist_turn).
+A thin transport over agents.turns.TurnSession. Every incoming message checks the
+frame size, the socket's rate and the role; a turn's first database hop re-checks the
+session and the user's chat rate (`admit`), other frames rely on a check at most
+SESSION_RECHECK_S old (logout, password and role changes close the socket at once).
+Deltas are batched every ~20 ms; stop and disconnect stop the turn, which closes the
+upstream stream, and the disconnect waits for every turn's one final save, even when
+the server cancels it meanwhile. approve/deny frames decide through agents.approvals,
+like the Approvals page and the API. Nothing touches the database per token.
 """
 
 from __future__ import annotations
@@ -19,19 +20,17 @@ import time
 import uuid
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from agents import actions, turns
-from agents.models import Agent
-from agents.turns import StreamedTurn, outlast
+from agents import approvals, turns
+from agents.turns import TurnSession, outlast
 from console import limits
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm
 from console.safeinput import UnsafeInput, loads_json
-from console.ws import GracefulMixin, RevocableMixin, current_user
+from console.ws import GracefulMixin, RevocableMixin, current_user, session_user
 
 MAX_FRAME_BYTES = 64 * 1024
 RATE_MESSAGES, RATE_WINDOW_S = 20, 10.0
@@ -39,7 +38,18 @@ BATCH_S = 0.02
 CHECKPOINT_S = turns.CHECKPOINT_S
 
 
+SESSION_RECHECK_S = 30.0
+
 log = logging.getLogger("tanglaw.chat")
+
+
+class NotAdmitted(Exception):
+    """A turn refused before it starts: its error frame's code and message."""
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None,
+                 close: int | None = None):
+        super().__init__(message)
+        self.code, self.message, self.retry_after, self.close = code, message, retry_after, close
 
 
 class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
@@ -60,9 +70,9 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
                 not self.scope.get("auth_token") and user.must_change_password):
             await self.close(code=4401)
             return
-        self.turns: dict[int, tuple[StreamedTurn, asyncio.Task]] = {}
-        self.approvals: dict[str, asyncio.Future] = {}
+        self.turns: dict[int | str, tuple[TurnSession, asyncio.Task]] = {}
         self.recent: list[float] = []
+        self.user, self.checked_at = user, time.monotonic()
         if not await self.take_socket_slot(user):
             return
         await self.join_user_group(user)
@@ -95,10 +105,6 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             return await self.error("bad_frame", "send JSON text frames")
         if len(text_data.encode()) > MAX_FRAME_BYTES:
             return await self.error("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
-        user = await current_user(self.scope)
-        if user is None:
-            await self.error("unauthenticated", "your session has ended; sign in again")
-            return await self.close(code=4401)
         now = time.monotonic()
         self.recent = [t for t in self.recent if now - t < RATE_WINDOW_S] + [now]
         if len(self.recent) > RATE_MESSAGES:
@@ -111,35 +117,32 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         if not isinstance(frame, dict):
             return await self.error("bad_frame", "a frame is a JSON object with a type")
         kind = frame.get("type")
+        # a turn re-checks the session in its own first hop (`admit`); other frames use
+        # the last check while it is younger than SESSION_RECHECK_S (logout, password
+        # change, deactivation and role changes close the socket at once anyway)
+        starts_turn = kind in ("user_message", "regenerate")
+        user = self.user if starts_turn else await self.checked_user()
+        if user is None:
+            await self.error("unauthenticated", "your session has ended; sign in again")
+            return await self.close(code=4401)
         if kind in ("user_message", "regenerate", "approve", "deny", "stop") and not has_perm(
                 user, "chat"):
             return await self.error("forbidden", "your role may read conversations but not chat")
-        if kind in ("user_message", "regenerate"):
-            # the chat rate is the user's, across sockets, workers and the HTTP chat API
-            wait = await sync_to_async(limits.chat_wait, thread_sensitive=False)(
-                user, (self.scope.get("client") or [None])[0])
-            if wait is not None:
-                return await self.error("rate_limited", f"too many chat turns; try again in "
-                                        f"{wait:.0f} s", retry_after=wait)
         if kind == "user_message":
             return await self.user_message(user, frame)
         if kind == "regenerate":
             return await self.regenerate(user, frame)
         if kind == "stop":
             ident = frame.get("conversation_id")
-            running = self.turns.get(ident) if isinstance(ident, int) else None
-            if running is not None:
-                running[0].stop()
+            if ident is None:  # before turn_started: the socket's turns still without an id
+                for key, (running, _) in list(self.turns.items()):
+                    if isinstance(key, str):
+                        running.stop()
+            elif isinstance(ident, int) and ident in self.turns:
+                self.turns[ident][0].stop()
             return None
         if kind in ("approve", "deny"):
-            future = self.approvals.get(str(frame.get("tool_call_id")))
-            if future is None or future.done():
-                return await self.error("unknown_tool_call", "no call is waiting for approval "
-                                        "with that id")
-            allowed = kind == "approve"
-            future.set_result((allowed, user.username if allowed else f"denied by "
-                               f"{user.username}"))
-            return None
+            return await self.decide(user, frame, kind == "approve")
         return await self.error("unknown_type", f"unknown frame type {kind!r}")
 
     async def user_message(self, user, frame: dict[str, Any]) -> None:
@@ -156,12 +159,14 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             return await self.error("busy", "a turn is already running in this conversation")
         actor = self.actor(user)
         try:
-            agent, conversation, settings, past = await database_sync_to_async(self._prepare)(
-                actor, user, agent_id, text, conversation_id)
+            turn = await TurnSession.message(actor, user, agent_id, text, conversation_id,
+                                             transport="websocket", checkpoint_s=CHECKPOINT_S,
+                                             admit=self.admit)
+        except NotAdmitted as exc:
+            return await self.not_admitted(exc)
         except (Invalid, Refused) as exc:
             return await self.refused(exc)
-        self.start(StreamedTurn(actor, agent, conversation, text, settings, past,
-                                checkpoint_s=CHECKPOINT_S))
+        self.start(turn)
 
     async def regenerate(self, user, frame: dict[str, Any]) -> None:
         """Answer the conversation's last question again; the new answer replaces the last
@@ -172,15 +177,59 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
                                     field="conversation_id")
         if conversation_id in self.turns:
             return await self.error("busy", "a turn is already running in this conversation")
-        actor = self.actor(user)
         try:
-            again = await database_sync_to_async(actions.begin_regenerate)(
-                actor, user, conversation_id)
+            turn = await TurnSession.regenerate(self.actor(user), user, conversation_id,
+                                                transport="websocket",
+                                                checkpoint_s=CHECKPOINT_S, admit=self.admit)
+        except NotAdmitted as exc:
+            return await self.not_admitted(exc)
         except (Invalid, Refused) as exc:
             return await self.refused(exc)
-        self.start(StreamedTurn(actor, again.agent, again.conversation, again.question.content,
-                                again.settings, again.past, replaced_runs=again.replaced_runs,
-                                checkpoint_s=CHECKPOINT_S))
+        self.start(turn)
+
+    async def decide(self, user, frame: dict[str, Any], allowed: bool) -> None:
+        """approve / deny: the same decision as the Approvals page and the API
+        (agents.approvals.decide), for a call waiting in one of this socket's turns."""
+        call_id = str(frame.get("tool_call_id"))
+        approval = next((t.waiting[call_id] for t, _ in self.turns.values()
+                         if call_id in t.waiting), None)
+        if approval is None:
+            return await self.error("unknown_tool_call", "no call is waiting for approval "
+                                    "with that id")
+        try:
+            await database_sync_to_async(approvals.decide)(self.actor(user), user,
+                                                           approval.pk, allowed)
+        except (Invalid, Refused) as exc:
+            return await self.refused(exc)
+        return None
+
+    async def checked_user(self):
+        if time.monotonic() - self.checked_at > SESSION_RECHECK_S:
+            self.user, self.checked_at = await current_user(self.scope), time.monotonic()
+        return self.user
+
+    def admit(self):
+        """A turn's admission, in its first database hop (sync): the session re-checked,
+        the role, and the user's chat rate (the same bucket as the chat API's, across
+        sockets and workers)."""
+        user = session_user(self.scope)
+        self.user, self.checked_at = user, time.monotonic()
+        if user is None:
+            raise NotAdmitted("unauthenticated", "your session has ended; sign in again",
+                              close=4401)
+        if not has_perm(user, "chat"):
+            raise NotAdmitted("forbidden", "your role may read conversations but not chat")
+        wait = limits.chat_wait(user, (self.scope.get("client") or [None])[0])
+        if wait is not None:
+            raise NotAdmitted("rate_limited", f"too many chat turns; try again in {wait:.0f} s",
+                              retry_after=wait)
+        return user
+
+    async def not_admitted(self, exc: NotAdmitted) -> None:
+        extra = {"retry_after": exc.retry_after} if exc.retry_after is not None else {}
+        await self.error(exc.code, exc.message, **extra)
+        if exc.close is not None:
+            await self.close(code=exc.close)
 
     def actor(self, user) -> Actor:
         return Actor(user_id=user.pk, username=user.username, role=user.effective_role,
@@ -192,26 +241,21 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
         await self.error("invalid" if errors else "refused", str(exc),
                          field=next(iter(errors), None))
 
-    def start(self, turn: StreamedTurn) -> None:
-        pk = turn.conversation.pk
+    def start(self, turn: TurnSession) -> None:
+        # keyed by the conversation; a new one has no id until its question is written,
+        # so it is keyed by the turn until then
+        key: int | str = turn.conversation.pk or turn.turn_id
         task = asyncio.create_task(self.turn(turn))
-        self.turns[pk] = (turn, task)
+        self.turns[key] = (turn, task)
 
         def finished(_task: asyncio.Task) -> None:
-            self.turns.pop(pk, None)
+            for k, (t, _) in list(self.turns.items()):
+                if t is turn:
+                    self.turns.pop(k, None)
 
         task.add_done_callback(finished)
 
-    @staticmethod
-    def _prepare(actor, user, agent_id, text, conversation_id):
-        agent = Agent.objects.select_related("backend").filter(pk=agent_id).first()
-        if agent is None:
-            raise Invalid({"agent_id": ["No such agent."]})
-        conversation, settings, past = actions.begin_streamed_turn(actor, user, agent, text,
-                                                                   conversation_id)
-        return agent, conversation, settings, past
-
-    async def turn(self, turn: StreamedTurn) -> None:
+    async def turn(self, turn: TurnSession) -> None:
         # deltas: the first goes out at once (time to first token), and so does every
         # token of a stream slower than one per ~BATCH_S; faster streams are merged into
         # at most one frame per BATCH_S, and a timer sends what waits, so a token is
@@ -248,16 +292,11 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
                 elif later is None or later.done():
                     later = asyncio.create_task(flush_after(wait))
                 return
+            if frame["type"] == "turn_started" and turn.turn_id in self.turns:
+                # the new conversation has its id now: a stop frame names it
+                self.turns[turn.conversation.pk] = self.turns.pop(turn.turn_id)
             await flush()
             await self.send_json(frame)
-
-        async def approve(call: dict[str, Any]):
-            future = asyncio.get_running_loop().create_future()
-            self.approvals[call["id"]] = future
-            try:
-                return await future
-            finally:
-                self.approvals.pop(call["id"], None)
 
         async def done(frame: dict[str, Any]) -> None:
             if later is not None:
@@ -265,4 +304,4 @@ class ChatConsumer(GracefulMixin, RevocableMixin, AsyncWebsocketConsumer):
             await flush()
             await self.send_json(frame)
 
-        await turn.run(emit, approve, done)
+        await turn.run(emit, done)

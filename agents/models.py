@@ -6,7 +6,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from agents.choices import AgentKind, McpTransport, MessageRole, RunOutcome, ToolKind
+from agents.choices import (
+    AgentKind,
+    ApprovalStatus,
+    McpTransport,
+    MessageRole,
+    RunOutcome,
+    ToolKind,
+)
 from console.crypto import EncryptedTextField
 from console.models import Backend
 
@@ -294,6 +301,40 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({'ok' if self.ok else 'error'})"
+
+
+class Approval(models.Model):
+    """A tool call waiting for its owner's decision, whatever the transport of the turn
+    (the playground's socket, the chat API, its stream). The turn waits until it is
+    decided or its deadline passes; the decision may come from any worker."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="approvals")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
+                                     related_name="approvals")
+    agent_name = models.CharField(max_length=100, blank=True, default="")
+    call_id = models.CharField(max_length=100)
+    tool_name = models.CharField(max_length=64)
+    arguments = models.JSONField(null=True, blank=True)
+    transport = models.CharField(max_length=16, choices=[
+        ("websocket", "Playground"), ("sse", "Chat API stream"), ("api", "Chat API")])
+    status = models.CharField(max_length=16, choices=ApprovalStatus.choices,
+                              default=ApprovalStatus.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["owner", "status"], name="agents_approval_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.status})"
+
+    @property
+    def audit_label(self) -> str:
+        return f"approval {self.pk} of {self.tool_name}"
 
 
 class KnowledgeDocument(models.Model):

@@ -2,11 +2,11 @@
 
 `POST /api/agents/{id}/chat/stream` (and `/api/conversations/{id}/regenerate/stream`)
 answers `text/event-stream`, one `data:` line per frame (turn_started, route, delta,
-tool_call, tool_result, error, done) as soon as the runtime emits it: no batching, so
-scripts and proxies see each token when the engine sends it. The turn is an
-agents.turns.StreamedTurn, stored like a playground turn (question first, one
-transaction at the end); a client that goes away stops it, closing the upstream
-stream, and the partial reply is stored as incomplete.
+tool_call, approval_required, tool_result, error, done) as soon as the runtime emits
+it: no batching, so scripts and proxies see each token when the engine sends it. The
+turn is an agents.turns.TurnSession, stored like a playground turn; a client that goes
+away (Django cancels the response when the server reports the disconnect) stops it,
+closing the upstream stream, and the partial reply is stored as incomplete.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agents.turns import StreamedTurn, outlast
+from agents.turns import TurnSession, outlast
 
 
 def event(frame: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(frame, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def sse_turn(turn: StreamedTurn) -> AsyncIterator[bytes]:
+async def sse_turn(turn: TurnSession) -> AsyncIterator[bytes]:
     frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     async def run() -> None:

@@ -1,9 +1,20 @@
-"""A streamed turn, whatever the transport (the WebSocket, Server-Sent Events).
+"""One chat turn, whatever the transport: the WebSocket, Server-Sent Events, or JSON.
 
-The transport gives an `emit` (and an `approve` where it can ask); the turn sends
-`turn_started`, runs the runtime in a task of its own, checkpoints a long reply, and
-finalises exactly once: generation slots given back, one transaction for the rows and
-audit events (agents.actions.persist_turn), then the `done` frame.
+`TurnSession.message(...)` / `.regenerate(...)` start a turn in one database hop
+(agents.actions.prepare_message / prepare_regenerate: the permission-aware fetch, the
+checks, settings and history, the generation slots). `run(emit)` then starts the
+runtime at once and, beside it, the turn's first write (the question, or a
+regenerate's superseded answer: actions.store_start), so the upstream request never
+waits for a commit. Nothing reaches `emit` before that write is done: the first frame
+is `turn_started`, with the conversation's id; if the write fails the turn is stopped
+with an error frame, and nothing else of it is kept.
+
+A tool that needs approval opens an Approval row (agents.approvals) — the frame
+`approval_required` carries its `approval_id` — and the turn waits for the owner's
+decision from any transport (socket frame, Approvals page, `POST /api/approvals/{id}`).
+A long reply is checkpointed every CHECKPOINT_S, and the turn finalises exactly once:
+generation slots given back, one transaction for the rows and audit events
+(actions.persist_turn), then the `done` frame.
 
 Stopping is a call, `stop()`, not a cancellation: the stop frame, a disconnect and a
 client that goes away all call it, as often as they like, and it cancels the runtime
@@ -21,12 +32,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from agents import actions
-from agents.models import Agent, Conversation
-from agents.runtime import Approve, Emit, TurnSettings, TurnState, run_turn
+from agents import actions, approvals
+from agents.models import Approval
+from agents.runtime import Emit, TurnState, run_turn
+from agents.runtime import tools as runtime_tools
 from console import limits
 from console.audit import Actor
 
@@ -34,6 +47,16 @@ CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
 
 log = logging.getLogger("tanglaw.chat")
 T = TypeVar("T")
+OnDone = Callable[[dict[str, Any]], Awaitable[None]]
+Admit = Callable[[], Any]  # sync: the user, re-checked, or an exception
+
+
+def db_hop(transport: str) -> Callable[[Callable[..., T]], Callable[..., Awaitable[T]]]:
+    """How a turn reaches the database: in the connection's (or request's) own thread.
+    A socket's hops also drop broken connections first, as Channels does (a socket
+    outlives any one request); an HTTP request's connection is looked after by
+    Django's request signals."""
+    return database_sync_to_async if transport == "websocket" else sync_to_async
 
 
 async def outlast(work: Awaitable[T]) -> T:
@@ -55,36 +78,72 @@ async def outlast(work: Awaitable[T]) -> T:
     return result
 
 
-class StreamedTurn:
-    """One question (or a regenerate of the last one) and its streamed answer."""
+class TurnSession:
+    """One question (or a regenerate of the last one) and its answer."""
 
-    def __init__(self, actor: Actor, agent: Agent, conversation: Conversation, text: str,
-                 settings: TurnSettings, past: list[dict[str, Any]], *,
-                 replaced_runs: list[int] | None = None,
-                 checkpoint_s: float | None = CHECKPOINT_S):
-        self.actor, self.agent, self.conversation = actor, agent, conversation
-        self.text, self.settings, self.past = text, settings, past
-        self.replaced_runs = replaced_runs  # a regenerate: the runs whose answer it replaces
+    def __init__(self, actor: Actor, user: Any, prepared: actions.Prepared, *,
+                 transport: str, checkpoint_s: float | None = CHECKPOINT_S):
+        self.actor, self.user, self.prepared = actor, user, prepared
+        self.agent, self.conversation = prepared.agent, prepared.conversation
+        self.text, self.settings = prepared.text, prepared.settings
+        self.replaced_runs: list[int] | None = None
+        self.transport = transport
+        self._db = db_hop(transport)
         self.checkpoint_s = checkpoint_s
         self.state = TurnState()
         self.turn_id = uuid.uuid4().hex
         self.started_at = timezone.now()
         self.cancelled = False
+        self.stored = False  # the question (or the regenerate's replacement) is written
+        self.waiting: dict[str, Approval] = {}  # tool call id -> its open Approval
         self._stopping = False
         self._runtime: asyncio.Task | None = None
+        self._store: asyncio.Future | None = None
         self._ending = asyncio.Event()
         self._draft_id: int | None = None
         self._end: asyncio.Task | None = None
 
+    # -- starting ------------------------------------------------------------------------
+    @classmethod
+    async def message(cls, actor: Actor, user: Any, agent_id: int, text: str,
+                      conversation_id: int | None, *, transport: str,
+                      checkpoint_s: float | None = CHECKPOINT_S,
+                      admit: Admit | None = None) -> TurnSession:
+        """A question for an agent. `admit` (sync, run first in the same hop) may re-check
+        the user and raise. Raises Invalid or Refused (nothing taken then)."""
+
+        def hop() -> tuple[Any, actions.Prepared]:
+            who = admit() if admit is not None else user
+            return who, actions.prepare_message(actor, who, agent_id, text, conversation_id)
+
+        who, prepared = await db_hop(transport)(hop)()
+        return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s)
+
+    @classmethod
+    async def regenerate(cls, actor: Actor, user: Any, conversation_id: int, *,
+                         transport: str, checkpoint_s: float | None = CHECKPOINT_S,
+                         admit: Admit | None = None) -> TurnSession:
+        """The conversation's last question answered again; the new answer replaces the
+        last one, which stays as a previous version (actions.replace_answer)."""
+
+        def hop() -> tuple[Any, actions.Prepared]:
+            who = admit() if admit is not None else user
+            return who, actions.prepare_regenerate(actor, who, conversation_id)
+
+        who, prepared = await db_hop(transport)(hop)()
+        return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s)
+
+    # -- frames --------------------------------------------------------------------------
     def started(self) -> dict[str, Any]:
         return {"type": "turn_started", "conversation_id": self.conversation.pk,
-                "turn_id": self.turn_id, "regenerate": self.replaced_runs is not None}
+                "turn_id": self.turn_id, "regenerate": self.prepared.regeneration is not None}
 
     def done(self) -> dict[str, Any]:
         return {"type": "done", "conversation_id": self.conversation.pk,
                 "turn_id": self.turn_id, "finish_reason": self.state.finish_reason,
                 "incomplete": self.state.incomplete, "metrics": self.state.metrics()}
 
+    # -- running -------------------------------------------------------------------------
     def stop(self) -> None:
         """End the turn early; the partial reply is kept. Safe to call any number of times."""
         if self._stopping:
@@ -93,19 +152,51 @@ class StreamedTurn:
         if self._runtime is not None and not self._runtime.done():
             self._runtime.cancel()
 
-    async def run(self, emit: Emit, approve: Approve | None = None,
-                  on_done: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
+    async def run(self, emit: Emit, on_done: OnDone | None = None) -> None:
         """Run the turn and finalise it; `on_done` gets the `done` frame. A cancellation of
         the caller stops the turn like `stop()` and is raised after the finalisation."""
         if self._end is not None:
             raise RuntimeError("a turn runs once")
-        saver = asyncio.create_task(self._checkpoints()) if self.checkpoint_s else None
+        announced = asyncio.Event()
+        saver: asyncio.Task | None = None
+
+        async def forward(frame: dict[str, Any]) -> None:
+            # the runtime's frames wait for turn_started, which waits for the first write
+            if not announced.is_set():
+                await announced.wait()
+            if not self.stored:
+                return  # the write failed: the turn is being stopped; nothing more is sent
+            if frame["type"] == "approval_required":
+                frame = await self._open_approval(frame)
+            await emit(frame)
+
         try:
-            await emit(self.started())
+            self._store = asyncio.ensure_future(self._db(actions.store_start)(
+                self.prepared))
             if not self._stopping:
                 self._runtime = asyncio.create_task(run_turn(
-                    self.settings, self.past, self.text, emit=emit, approve=approve,
-                    state=self.state))
+                    self.settings, self.prepared.past, self.text, emit=forward,
+                    approve=self._approve, state=self.state))
+            try:
+                await asyncio.wait([self._store])
+                self._store.result()
+            except Exception:
+                log.exception("the question of a turn could not be saved")
+                self.stop()
+                self.state.error = "your message could not be saved"
+                await emit({"type": "error", "code": "not_saved",
+                            "message": "your message could not be saved, so the turn was "
+                                       "stopped; try again"})
+                return
+            finally:
+                announced.set()
+            self.stored = True
+            if self.prepared.regeneration is not None:
+                self.replaced_runs = self.prepared.regeneration.replaced_runs
+            await emit(self.started())
+            if self.checkpoint_s:
+                saver = asyncio.create_task(self._checkpoints())
+            if self._runtime is not None:
                 await asyncio.wait([self._runtime])
         except asyncio.CancelledError:
             self.stop()
@@ -114,10 +205,30 @@ class StreamedTurn:
             self._end = asyncio.create_task(self._finalise(saver, on_done))
             await outlast(self._end)
 
-    async def _finalise(self, saver: asyncio.Task | None,
-                        on_done: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
+    async def _open_approval(self, frame: dict[str, Any]) -> dict[str, Any]:
+        call = {"id": frame["id"], "name": frame["name"], "arguments": frame.get("arguments")}
+        approval = await self._db(approvals.create)(
+            self.user, self.conversation, self.agent.name, call, self.transport,
+            # the row expires just before the runtime stops waiting
+            runtime_tools.APPROVAL_TIMEOUT_S - min(1.0, runtime_tools.APPROVAL_TIMEOUT_S / 10))
+        self.waiting[str(frame["id"])] = approval
+        return {**frame, "approval_id": approval.pk,
+                "deadline": approval.deadline.isoformat()}
+
+    async def _approve(self, call: dict[str, Any]) -> tuple[bool, str]:
+        approval = self.waiting.get(str(call["id"]))
+        if approval is None:  # the approval_required frame was never sent (write failed)
+            return False, "the turn was stopped"
+        try:
+            return await approvals.wait(approval, self._db)
+        finally:
+            self.waiting.pop(str(call["id"]), None)
+
+    async def _finalise(self, saver: asyncio.Task | None, on_done: OnDone | None) -> None:
         if self._runtime is not None:
             await asyncio.wait([self._runtime])  # it closes the upstream stream as it stops
+        if self._store is not None and not self._store.done():
+            await asyncio.wait([self._store])
         self._ending.set()
         try:
             if self._runtime is None or self._runtime.cancelled():
@@ -133,10 +244,13 @@ class StreamedTurn:
                     log.exception("a checkpoint of a turn failed")
         finally:
             limits.release(self.settings.slots)
-        await database_sync_to_async(actions.persist_turn)(
-            self.actor, self.agent, self.conversation, self.text, self.state, self.started_at,
-            cancelled=self.cancelled, user_saved=True, draft_id=self._draft_id,
-            replaced_runs=self.replaced_runs)
+        if self.stored:
+            await self._db(actions.persist_turn)(
+                self.actor, self.agent, self.conversation, self.text, self.state,
+                self.started_at, cancelled=self.cancelled, user_saved=True,
+                draft_id=self._draft_id, replaced_runs=self.replaced_runs)
+        else:
+            self.state.incomplete, self.state.finish_reason = True, "error"
         if on_done is not None:
             await on_done(self.done())
 
@@ -152,6 +266,6 @@ class StreamedTurn:
                 pass
             if self.state.text != saved:
                 partial = self.state.text
-                self._draft_id = await database_sync_to_async(actions.checkpoint)(
+                self._draft_id = await self._db(actions.checkpoint)(
                     self.conversation, self._draft_id, partial)
                 saved = partial

@@ -7,15 +7,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from agents import actions, config, tool_actions
+from agents import actions, approvals, config, tool_actions
 from agents import knowledge as knowledge_base
 from agents.choices import AgentKind, MessageRole
 from agents.forms import AgentForm
-from agents.models import Agent, Conversation, KnowledgeDocument, Message, Tool
+from agents.models import Agent, Approval, Conversation, KnowledgeDocument, Message, Tool
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.backends import adapter_for
@@ -377,3 +377,35 @@ def knowledge_delete(request, pk):
     knowledge_base.delete_document(Actor.from_request(request), doc)
     messages.success(request, f"Deleted {doc.title}.")
     return redirect("knowledge")
+
+
+@require("chat")
+def approvals_page(request):
+    """Tool calls of the user's own turns waiting for a decision, whatever started them
+    (the playground, the chat API or its stream), and the latest decisions."""
+    pending = list(approvals.pending_for(request.user).select_related("conversation"))
+    recent = list(Approval.objects.filter(owner=request.user).exclude(
+        pk__in=[a.pk for a in pending]).select_related("conversation")[:20])
+    template = ("agents/partials/approvals_list.html" if request.htmx
+                else "agents/approvals.html")
+    return render(request, template, {"pending": pending, "recent": recent})
+
+
+@require("chat")
+@require_http_methods(["POST"])
+def approval_decide(request, pk):
+    decision = request.POST.get("decision")
+    if decision not in ("approve", "deny"):
+        messages.error(request, "decision: choose approve or deny.")
+        return redirect("approvals")
+    try:
+        approval = approvals.decide(Actor.from_request(request), request.user, pk,
+                                    decision == "approve")
+    except Invalid:
+        raise Http404("no such approval of yours") from None
+    except Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{approval.tool_name}: "
+                                  f"{approval.get_status_display().lower()}.")
+    return redirect("approvals")

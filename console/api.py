@@ -6,6 +6,7 @@ permissions module as the pages and goes through the same actions.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Literal
 
@@ -119,8 +120,8 @@ def _http_error(request, exc: HttpError):
 @api.exception_handler(Throttled)
 def _throttled(request, exc: Throttled):
     wait = max(1, int(exc.wait or 1))
-    audit.record(AuditAction.RATE_LIMITED, Actor.from_request(request),
-                 outcome=Outcome.DENIED, detail=f"{request.method} {request.path}")
+    if not getattr(exc, "recorded", False):
+        _record_throttled(request)
     response = api.create_response(
         request, {"detail": f"too many requests; try again in {wait} s"}, status=429)
     response["Retry-After"] = str(wait)
@@ -133,6 +134,29 @@ def found(queryset, what: str, **lookup):
     if obj is None:
         raise HttpError(404, f"no such {what}")
     return obj
+
+
+def _record_throttled(request) -> None:
+    audit.record(AuditAction.RATE_LIMITED, Actor.from_request(request),
+                 outcome=Outcome.DENIED, detail=f"{request.method} {request.path}")
+
+
+def chat_admission(request):
+    """For the async chat endpoints: the permission, the API's rate and the chat rate,
+    checked (and a refusal audited) in the turn's first database hop — a sync callable
+    for agents.turns.TurnSession — since nothing may touch the database on the loop."""
+
+    def admit():
+        need(request, "chat")
+        for throttle in (PerUserThrottle(), ChatThrottle()):
+            if not throttle.allow_request(request):
+                _record_throttled(request)
+                refused = Throttled(wait=math.ceil(throttle.wait() or 1))
+                refused.recorded = True  # type: ignore[attr-defined]
+                raise refused
+        return request.user
+
+    return admit
 
 
 def need(request: HttpRequest, perm: str) -> None:

@@ -76,6 +76,7 @@ class AuditAction(models.TextChoices):
     AGENT_TURN = "agent.turn"
     AGENT_ROUTED = "agent.routed"
     TOOL_CALLED = "tool.called"
+    TOOL_APPROVAL_DECIDED = "tool.approval_decided"
     TOOL_CREATED = "tool.created"
     TOOL_UPDATED = "tool.updated"
     TOOL_DELETED = "tool.deleted"

@@ -12,7 +12,8 @@ import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.auth import AuthMiddlewareStack, get_user
+from asgiref.sync import ThreadSensitiveContext
+from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.contrib.sessions.backends.base import SessionBase
@@ -117,23 +118,32 @@ def websocket_stack(inner):
     return OriginCheck(AuthMiddlewareStack(BearerAuthMiddleware(inner)))
 
 
-async def current_user(scope):
-    """Re-check who is on the socket now: logged out, deactivated, password changed → None."""
+def session_user(scope):
+    """Who is on the socket now (sync): logged out, deactivated, password changed, or a
+    one-time-password session → None."""
     token = scope.get("auth_token")
     if token:
         from console.actions.users import user_for_token
 
-        return await database_sync_to_async(user_for_token)(token)
+        return user_for_token(token)
     session: SessionBase | None = scope.get("session")
     if session is None or not session.session_key:
         return None
+    from types import SimpleNamespace
+
     from django.conf import settings
+    from django.contrib.auth import get_user
 
     fresh = import_string(settings.SESSION_ENGINE + ".SessionStore")(session.session_key)
-    user = await get_user({"session": fresh})
+    user = get_user(SimpleNamespace(session=fresh))  # type: ignore[arg-type]
     # a session still holding a one-time password may only go and change it
     return user if user.is_authenticated and user.is_active and not getattr(
         user, "must_change_password", False) else None
+
+
+async def current_user(scope):
+    """`session_user` from a consumer, in the connection's own thread."""
+    return await database_sync_to_async(session_user)(scope)
 
 
 def user_group(user_id: int) -> str:
@@ -218,6 +228,12 @@ class RevocableMixin:
         await self.close(code=event["code"])
 
 
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
 class GracefulMixin:
     """For consumers: when the server stops, Daphne cancels every application and waits
     for them all — but only until the first one ends *with* the cancellation. So each
@@ -225,16 +241,21 @@ class GracefulMixin:
     saving its partial reply) is waited for."""
 
     async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)  # type: ignore[misc]
-        except asyncio.CancelledError:
-            await self.shutdown()
-        finally:
-            # however the consumer ended (a handler that raised, a shutdown that never
-            # reached disconnect), its socket slot goes back
-            give = getattr(self, "give_socket_slot", None)
-            if give is not None:
-                await give()
+        # the connection's database work runs in a thread of its own, not queued with
+        # every other socket's on asgiref's one shared thread
+        async with ThreadSensitiveContext():
+            try:
+                await super().__call__(scope, receive, send)  # type: ignore[misc]
+            except asyncio.CancelledError:
+                await self.shutdown()
+            finally:
+                # however the consumer ended (a handler that raised, a shutdown that
+                # never reached disconnect), its socket slot goes back
+                give = getattr(self, "give_socket_slot", None)
+                if give is not None:
+                    await give()
+                # the thread ends with the connection: so do its database connections
+                await database_sync_to_async(_close_connections)()
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
