@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db import transaction
 
-from agents.choices import AgentKind, MessageRole, RunOutcome, ToolKind
+from agents import blueprints
+from agents.choices import AgentKind, MessageRole, RunOutcome
 from agents.forms import AgentForm
 from agents.models import (
     Agent,
@@ -18,23 +19,15 @@ from agents.models import (
     Conversation,
     Message,
     Run,
-    Tool,
     ToolCall,
 )
 from agents.runtime import (
-    Candidate,
-    RouterSettings,
-    Specialist,
-    ToolSpec,
     TurnSettings,
     TurnState,
 )
-from agents.tool_actions import server_secrets
-from agents.tools import mcp as mcp_tool
 from console import audit, breaker, limits
 from console.actions import Invalid, Refused, form_errors
 from console.audit import Actor
-from console.backends import adapter_for
 from console.choices import AuditAction, Outcome
 from console.models import Backend
 
@@ -256,65 +249,6 @@ def _errors(form) -> dict[str, list[str]]:
 
 # -- chat ------------------------------------------------------------------------
 
-def _candidate(backend: Backend, model: str, escalation: bool = False) -> Candidate:
-    return Candidate(adapter_for(backend), model, backend.pk, f"{backend.name}/{model}",
-                     escalation)
-
-
-def tool_spec(tool: Tool) -> ToolSpec:
-    """A tool as the runtime runs it; HTTP and MCP secrets decrypted into the spec only."""
-    config, secrets = dict(tool.config), server_secrets(tool)
-    if tool.kind == ToolKind.MCP and tool.server is not None:
-        config = {"server": mcp_tool.server_config(tool.server), **config}
-        secrets = server_secrets(tool.server)
-    return ToolSpec(tool.name, tool.kind, tool.description, tool.parameters, tool.timeout_s,
-                    tool.requires_approval, config, secrets)
-
-
-def turn_settings(agent: Agent, *, routed: bool = True) -> TurnSettings:
-    """Everything the runtime needs, read from the database up front (sync). Backends whose
-    circuit breaker is open are left out (their fallbacks answer instead)."""
-    refused: list[str] = []
-
-    def usable(backend: Backend) -> bool:
-        if not backend.enabled:
-            return False
-        if breaker.allows(backend):
-            return True
-        refused.append(breaker.why_not(backend))
-        return False
-
-    candidates = [_candidate(agent.backend, agent.model)] if usable(agent.backend) else []
-    for fallback in agent.fallbacks.select_related("backend"):
-        if usable(fallback.backend):
-            candidates.append(_candidate(fallback.backend, fallback.model))
-    escalation = None
-    target = agent.escalation_backend
-    if target is not None and usable(target):
-        escalation = _candidate(target, agent.escalation_model, True)
-    router = None
-    if agent.kind == AgentKind.ROUTER and routed:
-        specialists = [
-            Specialist(link.specialist_id, link.specialist.name, link.specialist.description,
-                       list(link.keywords), turn_settings(link.specialist, routed=False))
-            for link in agent.specialist_links.select_related("specialist__backend")
-            if link.specialist.enabled]
-        router = RouterSettings(candidates[0], agent.system_prompt, specialists,
-                                agent.first_token_timeout_s, escalation)
-    elif escalation is not None:
-        candidates.append(escalation)
-    tools = {t.name: tool_spec(t)
-             for t in agent.tools.filter(enabled=True).select_related("server")
-             if t.server is None or t.server.enabled}
-    return TurnSettings(candidates=candidates, system_prompt=agent.system_prompt,
-                        temperature=agent.temperature, max_tokens=agent.max_tokens,
-                        first_token_timeout_s=agent.first_token_timeout_s,
-                        idle_timeout_s=agent.idle_timeout_s,
-                        turn_timeout_s=agent.turn_timeout_s,
-                        max_tool_iterations=agent.max_tool_iterations, tools=tools,
-                        router=router, unavailable="; ".join(refused))
-
-
 def history(conversation: Conversation, before: int | None = None) -> list[dict[str, Any]]:
     """The conversation as OpenAI messages: the recent part, starting at a user message,
     without the answers a regenerate replaced. `before`: only what came before that
@@ -337,6 +271,14 @@ def history(conversation: Conversation, before: int | None = None) -> list[dict[
     return out
 
 
+def _settings(agent: Agent) -> TurnSettings:
+    """The agent's settings for one turn, from this process's blueprint of it."""
+    found = blueprints.blueprint(agent.pk)
+    if found is None:
+        raise Invalid({"agent_id": ["No such agent."]})
+    return blueprints.settings_for(found)
+
+
 def start_turn(actor: Actor, user, agent: Agent, text: str,
                conversation_id: int | None) -> tuple[Conversation, TurnSettings, list]:
     """Check the request and load what the turn needs. Raises Invalid or Refused."""
@@ -357,7 +299,7 @@ def start_turn(actor: Actor, user, agent: Agent, text: str,
         if conversation.agent_id != agent.pk:
             raise Invalid({"conversation_id": ["That conversation belongs to another agent."]})
         past = history(conversation)
-    return conversation, turn_settings(agent), past
+    return conversation, _settings(agent), past
 
 
 def _acquire(user, settings: TurnSettings) -> list[str]:
@@ -392,7 +334,7 @@ def start_regenerate(actor: Actor, user, conversation_id: int) -> Regeneration:
     question = conversation.messages.filter(role=MessageRole.USER).order_by("-id").first()
     if question is None:
         raise Refused("nothing to regenerate: the conversation has no question yet")
-    return Regeneration(agent, conversation, question, turn_settings(agent),
+    return Regeneration(agent, conversation, question, _settings(agent),
                         history(conversation, before=question.pk))
 
 
@@ -525,10 +467,14 @@ class Prepared:
 def prepare_message(actor: Actor, user, agent_id: int, text: str,
                     conversation_id: int | None) -> Prepared:
     """A question for an agent: the agent (404-style Invalid when unknown), the checks,
-    settings, history and slots. Raises Invalid or Refused."""
-    agent = Agent.objects.for_user(user).select_related("backend").filter(pk=agent_id).first()
-    if agent is None:
+    settings, history and slots. Raises Invalid or Refused. The agent and its settings
+    come from this process's blueprint (agents.blueprints): a new conversation needs no
+    query at all."""
+    active = user.is_authenticated and user.is_active
+    found = blueprints.blueprint(agent_id) if active else None
+    if found is None:
         raise Invalid({"agent_id": ["No such agent."]})
+    agent = found.agent
     conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
     settings.slots = _acquire(user, settings)
     return Prepared(agent, conversation, text, settings, past)

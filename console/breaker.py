@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from console import audit
+from console import audit, generation
 from console.audit import Actor
 from console.choices import AuditAction
 from console.models import Backend
@@ -36,6 +36,7 @@ def allows(backend: Backend) -> bool:
         breaker_state=HALF_OPEN, breaker_opened_at=timezone.now())
     if claimed:
         backend.breaker_state = HALF_OPEN
+        generation.bump()  # workers keep the state on their cached rows (agents.blueprints)
     return bool(claimed)
 
 
@@ -54,6 +55,8 @@ def record(backend_id: int, ok: bool) -> None:
             changed = Backend.objects.filter(pk=backend_id).exclude(
                 breaker_state=CLOSED, breaker_failures=0).update(
                 breaker_state=CLOSED, breaker_failures=0, breaker_opened_at=None)
+            if changed:
+                generation.bump()
             if changed and backend.breaker_state != CLOSED:
                 audit.record(AuditAction.BREAKER_CLOSED, Actor.system("breaker"),
                              target=backend)
@@ -66,5 +69,6 @@ def record(backend_id: int, ok: bool) -> None:
         opened = Backend.objects.filter(pk=backend_id).exclude(breaker_state=OPEN).update(
             breaker_state=OPEN, breaker_opened_at=timezone.now())
         if opened:
+            generation.bump()
             audit.record(AuditAction.BREAKER_OPENED, Actor.system("breaker"), target=backend,
                          after={"failures": backend.breaker_failures})

@@ -147,7 +147,10 @@ def _fresh_cache():
     ids repeat across tests, so each test starts with an empty cache."""
     from django.core.cache import cache
 
+    from agents import blueprints
+
     cache.clear()
+    blueprints.forget()  # each process's cached agents (rows and ids repeat across tests)
     yield
 
 

@@ -131,6 +131,8 @@ def test_failed_turn_is_stored_incomplete(operator_client, backend, scripted):
 
 def test_writes_per_turn_do_not_grow_with_the_reply(operator_client, backend, scripted):
     agent = make_agent(operator_client, backend)
+    scripted.add(text("warm"), finish())  # the first turn also builds the agent's blueprint
+    post(operator_client, f"/api/agents/{agent['id']}/chat", {"message": "warm up"})
     counts = []
     for pieces in (3, 300):
         scripted.add(text(*["tok "] * pieces), finish())
