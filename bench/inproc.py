@@ -91,8 +91,9 @@ def persistence(quick: bool) -> dict:
         with connection.execute_wrapper(counter):
             for _ in range(turns):
                 started = timezone.now()
-                conversation, turn, past = actions.begin_streamed_turn(
-                    actor, user, agent, "hello there", None)
+                prepared = actions.prepare_message(actor, user, agent.pk, "hello there", None)
+                actions.store_start(prepared)
+                conversation, turn = prepared.conversation, prepared.settings
                 state = TurnState(text=reply, finish_reason="stop", backend_id=backend.pk,
                                   model="m", ttft_ms=12.0, total_ms=400.0, tokens_in=9,
                                   tokens_out=tokens)
@@ -127,10 +128,12 @@ def edge_backends(count: int) -> list:
 # -- probing ----------------------------------------------------------------------------
 def probing(quick: bool) -> dict:
     from monitoring.probes import probe_backends
+    from monitoring.worker import settle_heap
 
     count = 50 if quick else 200
     backends = edge_backends(count)
     ticks = 3 if quick else 10
+    settle_heap()  # as the monitor does before its first round
 
     async def main():
         lags: list[float] = []
@@ -166,8 +169,10 @@ def probing(quick: bool) -> dict:
 def probe_load(seconds: float) -> dict:
     """Probe 200 backends back to back for a while (the chat-beside-probing run)."""
     from monitoring.probes import probe_backends
+    from monitoring.worker import settle_heap
 
     backends = edge_backends(200)
+    settle_heap()  # as the monitor does before its first round
     ticks = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
