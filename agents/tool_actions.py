@@ -7,12 +7,12 @@ the row; only their names are ever shown or exported.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
 
 import jsonschema
+from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 
@@ -325,7 +325,7 @@ def refresh_server(actor: Actor, server: McpServer) -> dict[str, list[str]]:
 def fetch_tools(server: McpServer, secrets: dict[str, str]) -> list[dict[str, Any]]:
     """The server's tool list, over the network and outside any transaction (a round
     trip inside one would hold SQLite's write lock for every other writer)."""
-    return asyncio.run(mcp_tool.list_tools(mcp_tool.server_config(server), secrets))
+    return async_to_sync(mcp_tool.list_tools)(mcp_tool.server_config(server), secrets)
 
 
 def store_tools(actor: Actor, server: McpServer,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_http_methods
 
 from agents import actions, approvals, config, tool_actions
@@ -90,18 +90,19 @@ def _invalid_form(exc: Invalid, request, instance=None) -> AgentForm:
 
 
 @require("agents.change")
-def model_options(request):
+async def model_options(request):
     """<option>s for the model field: what the chosen backend serves right now."""
-    backend = Backend.objects.filter(pk=request.GET.get("backend") or 0).first()
+    backend = await Backend.objects.filter(pk=request.GET.get("backend") or 0).afirst()
     names: list[str] = []
     error = ""
     if backend is not None:
         try:
-            names = [m.id for m in asyncio.run(_list_models(backend))]
+            names = [m.id for m in await _list_models(backend)]
         except BackendError as exc:
             error = exc.message
-    return render(request, "agents/partials/model_options.html",
-                  {"names": names, "error": error})
+    # no request context: no context processor reads the session on the loop
+    return HttpResponse(render_to_string("agents/partials/model_options.html",
+                                         {"names": names, "error": error}))
 
 
 async def _list_models(backend):

@@ -6,10 +6,12 @@ permissions module as the pages and goes through the same actions.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, NinjaAPI, Schema, Status
@@ -33,6 +35,9 @@ from console.models import Backend, DeploymentPlan, Job
 from console.permissions import PERMISSIONS, has_perm
 from console.safeinput import UnsafeInput, check_value, loads_json
 from console.views.audit import export_response, filtered_events, page_of
+
+if TYPE_CHECKING:
+    from console.backends.base import Adapter
 
 
 class BearerAuth(HttpBearer):
@@ -141,22 +146,28 @@ def _record_throttled(request) -> None:
                  outcome=Outcome.DENIED, detail=f"{request.method} {request.path}")
 
 
-def chat_admission(request):
-    """For the async chat endpoints: the permission, the API's rate and the chat rate,
-    checked (and a refusal audited) in the turn's first database hop — a sync callable
-    for agents.turns.TurnSession — since nothing may touch the database on the loop."""
+def admit(request, perm: str, *throttles: PerUserThrottle) -> None:
+    """The permission, the API's rate and any further `throttles`, checked and a refusal
+    audited, for an async endpoint (declared with `throttle=[]`): call it inside the
+    endpoint's first sync_to_async hop, since nothing may touch the database on the loop."""
+    need(request, perm)
+    for throttle in (PerUserThrottle(), *throttles):
+        if not throttle.allow_request(request):
+            _record_throttled(request)
+            refused = Throttled(wait=math.ceil(throttle.wait() or 1))
+            refused.recorded = True  # type: ignore[attr-defined]
+            raise refused
 
-    def admit():
-        need(request, "chat")
-        for throttle in (PerUserThrottle(), ChatThrottle()):
-            if not throttle.allow_request(request):
-                _record_throttled(request)
-                refused = Throttled(wait=math.ceil(throttle.wait() or 1))
-                refused.recorded = True  # type: ignore[attr-defined]
-                raise refused
+
+def chat_admission(request):
+    """For the async chat endpoints: `admit` with the chat rate too, as the sync callable
+    agents.turns.TurnSession runs in the turn's first database hop."""
+
+    def check():
+        admit(request, "chat", ChatThrottle())
         return request.user
 
-    return admit
+    return check
 
 
 def need(request: HttpRequest, perm: str) -> None:
@@ -394,10 +405,9 @@ class LoadIn(Schema):
     keep_alive: str | None = None
 
 
-async def _models_of(backend: Backend) -> dict:
-    from console.backends import adapter_for, probe
+async def _models_of(backend: Backend, adapter: Adapter) -> dict:
+    from console.backends import probe
 
-    adapter = adapter_for(backend)
     report = await probe(adapter)
     async with adapter.session():
         try:
@@ -408,23 +418,30 @@ async def _models_of(backend: Backend) -> dict:
             "error": report.error, "actions": actions, "models": report.models}
 
 
-@api.get("/models", response=list[BackendModelsOut], tags=["models"])
-def list_models(request):
+@api.get("/models", response=list[BackendModelsOut], tags=["models"], throttle=[])
+async def list_models(request):
     """Every model every enabled backend reports, with what can be done to it there
     (`actions`: an empty string when supported, otherwise why not)."""
-    import asyncio
+    stored, live = await sync_to_async(_models_to_read)(request)
+    if stored is not None:
+        return stored
+    # awaited on the server's own loop: no event loop, and none of what is cached per
+    # loop, is built for a request
+    return list(await asyncio.gather(*(_models_of(b, a) for b, a in live)))
 
-    need(request, "backends.view")
+
+def _models_to_read(request) -> tuple[list[dict] | None, list[tuple[Backend, Adapter]]]:
+    """/api/models' one database hop: admission, the backends, and either what the monitor
+    last saw (`stored`) or the adapters to ask now (`live`)."""
+    from console.backends import adapter_for
+
+    admit(request, "backends.view")
     backends = list(Backend.objects.for_user(request.user).filter(enabled=True))
     if not has_perm(request.user, "backends.test"):
         # a viewer reads what the monitor last saw: a GET by the least-trusted role must
         # not make every engine answer (and cost a round of probes) on demand
-        return _stored_models(backends)
-
-    async def gather():
-        return await asyncio.gather(*(_models_of(b) for b in backends))
-
-    return asyncio.run(gather()) if backends else []
+        return _stored_models(backends), []
+    return None, [(b, adapter_for(b)) for b in backends]
 
 
 def _stored_models(backends: list[Backend]) -> list[dict]:

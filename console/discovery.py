@@ -13,6 +13,7 @@ import shutil
 from dataclasses import asdict, dataclass
 
 import httpx
+from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from console import egress
@@ -112,7 +113,7 @@ def discover_sync(ports: list[int] | None = None) -> list[Candidate]:
     """Discover, and mark candidates whose URL is already registered."""
     from console.models import Backend
 
-    candidates = asyncio.run(discover(ports))
+    candidates = async_to_sync(discover)(ports)
     known = {b.base_url.rstrip("/"): b.pk for b in Backend.objects.all()}
     for candidate in candidates:
         candidate.registered_id = known.get(candidate.base_url.rstrip("/"))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from functools import wraps
 
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseBase
 from django.shortcuts import get_object_or_404
 
 from console.choices import Role
@@ -61,23 +63,44 @@ def check(user, perm: str) -> None:
 
 
 def require(perm: str):
-    """View decorator: sign-in page for anonymous users, 403 for the wrong role."""
+    """View decorator: sign-in page for anonymous users, 403 for the wrong role. On an
+    async view the check (it reads the session, and audits a refusal) runs in one
+    sync_to_async hop, never on the event loop."""
 
     def decorator(view):
+        if iscoroutinefunction(view):
+            @wraps(view)
+            async def async_wrapper(request, *args, **kwargs):
+                refused = await sync_to_async(_refusal)(request, perm)
+                if refused is not None:
+                    return refused
+                return await view(request, *args, **kwargs)
+
+            return async_wrapper
+
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            if not has_perm(request.user, perm):
-                from console.actions.security import record_denied
-
-                record_denied(request, perm)
-                raise PermissionDenied(f"Your role may not do this ({perm}).")
+            refused = _refusal(request, perm)
+            if refused is not None:
+                return refused
             return view(request, *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def _refusal(request, perm: str) -> HttpResponseBase | None:
+    """`require`'s check: the sign-in redirect for an anonymous user, PermissionDenied
+    (recorded) for the wrong role, None when `perm` is granted."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not has_perm(request.user, perm):
+        from console.actions.security import record_denied
+
+        record_denied(request, perm)
+        raise PermissionDenied(f"Your role may not do this ({perm}).")
+    return None
 
 
 def get_object_for_user(request, model, pk, *, write: bool = False):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.utils import timezone
 
@@ -136,7 +136,7 @@ def record_probe(backend: Backend, report: Report) -> None:
 
 def test_backend(actor: Actor, backend: Backend) -> Report:
     """"Test connection": probe now, store the result, record who asked."""
-    report = asyncio.run(probe(adapter_for(backend)))
+    report = async_to_sync(probe)(adapter_for(backend))
     record_probe(backend, report)
     audit.record(
         AuditAction.BACKEND_TESTED, actor, target=backend,

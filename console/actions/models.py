@@ -12,9 +12,9 @@ constraint.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -39,7 +39,7 @@ def _clean_name(model: Any) -> str:
 
 def _action_check(backend: Backend, action: str) -> None:
     adapter = adapter_for(backend)
-    reason = asyncio.run(_actions(adapter)).get(action, "")
+    reason = async_to_sync(_actions)(adapter).get(action, "")
     if reason:
         raise Refused(f"{backend.name}: {reason}")
 
@@ -53,7 +53,7 @@ async def _actions(adapter) -> dict[str, str]:
 
 
 def model_actions(backend: Backend) -> dict[str, str]:
-    return asyncio.run(_actions(adapter_for(backend)))
+    return async_to_sync(_actions)(adapter_for(backend))
 
 
 # -- pull --------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def _do(actor: Actor, backend: Backend, action: str, model: Any, call, **after) 
     audit_action = {"load": AuditAction.MODEL_LOADED, "unload": AuditAction.MODEL_UNLOADED,
                     "delete": AuditAction.MODEL_DELETED}[action]
     try:
-        asyncio.run(go())
+        async_to_sync(go)()
     except BackendError as exc:
         audit.record(audit_action, actor, target=backend, after={"model": name, **after},
                      outcome=Outcome.FAILURE, detail=exc.message)

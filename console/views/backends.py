@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -23,14 +24,12 @@ from console.permissions import get_object_for_user, require
 
 def _refresh_stale(backends: list[Backend]) -> None:
     """Re-probe backends whose status is older than TANGLAW_STATUS_MAX_AGE_S."""
-    import asyncio
-
     cutoff = timezone.now() - timedelta(seconds=settings.TANGLAW_STATUS_MAX_AGE_S)
     stale = [b for b in backends if b.enabled and (not b.last_checked_at
                                                   or b.last_checked_at < cutoff)]
     if not stale:
         return
-    reports = asyncio.run(probe_many([adapter_for(b) for b in stale], with_models=False))
+    reports = async_to_sync(probe_many)([adapter_for(b) for b in stale], with_models=False)
     for backend, report in zip(stale, reports, strict=True):
         actions.record_probe(backend, report)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
+from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.db.models import Q
 from django.http import Http404
@@ -35,7 +35,7 @@ def _pull_warnings(model: str) -> list[str]:
 
 def _load_warnings(backend: Backend, model: str) -> list[str]:
     """Right-sizing before a load: the size the engine reports for the model."""
-    report = asyncio.run(probe(adapter_for(backend)))
+    report = async_to_sync(probe)(adapter_for(backend))
     info = next((m for m in report.models if m["id"] == model), None)
     if not info or not info.get("size_bytes"):
         return []
@@ -61,7 +61,7 @@ def backend_models(request, pk: int):
                 catalog = []
         return report, actions, tools, catalog
 
-    report, actions, tools, catalog = asyncio.run(read())
+    report, actions, tools, catalog = async_to_sync(read)()
     roles = {r.model: r for r in backend.model_roles.all()}
     for model in report.models:
         model["tools"] = tools.get(model["id"])
@@ -77,7 +77,7 @@ def backend_models(request, pk: int):
 @require("backends.view")
 def fleet_models(request):
     backends = list(Backend.objects.filter(enabled=True))
-    reports = asyncio.run(probe_many([adapter_for(b) for b in backends]))
+    reports = async_to_sync(probe_many)([adapter_for(b) for b in backends])
     roles = {(r.backend_id, r.model): r for r in ModelRole.objects.all()}
     rows = [{"backend": b, "model": m, "role": roles.get((b.pk, m["id"]))}
             for b, r in zip(backends, reports, strict=True) for m in r.models]
