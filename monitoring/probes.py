@@ -1,4 +1,5 @@
-"""Cheap probes of every enabled backend, concurrently, over one pooled httpx client.
+"""Cheap probes of every enabled backend, a bounded number at a time, each over its own
+small pooled httpx client.
 
 Health (status and latency), models and loaded models, and engine metrics
 (Prometheus text from vLLM and llama-server, /api/ps from Ollama). Never a
@@ -94,8 +95,41 @@ async def active_probe(backend: Backend, timeout_s: float = 30.0
     return None
 
 
-async def probe_backends(backends: list, *, deadline_s: float = 15.0) -> list[ProbeResult]:
-    return list(await asyncio.gather(*(_one(b, deadline_s) for b in backends)))
+# Probes that may run at once. The loop runs every ready callback before it looks at its
+# timers again, so 200 probes answered together kept it busy for hundreds of ms (bench/:
+# lag p99 213-360 ms); with 8, one pass over the ready probes takes a few ms. A round is
+# CPU-bound on a fast network, so it takes no longer; and a probe's latency no longer
+# includes the wait behind 199 others.
+PROBE_CONCURRENCY = 8
+# A probe still unanswered after this long is waiting on the network, not using the CPU:
+# it gives its slot to the next, so hanging backends delay the others' start by at most
+# len(backends) / PROBE_CONCURRENCY * SLOW_PROBE_S (200 backends: 5 s).
+SLOW_PROBE_S = 0.2
+
+
+async def probe_backends(backends: list, *, deadline_s: float = 15.0,
+                         concurrency: int = PROBE_CONCURRENCY) -> list[ProbeResult]:
+    slots = asyncio.Semaphore(max(1, concurrency))
+    return list(await asyncio.gather(*(_gated(slots, b, deadline_s) for b in backends)))
+
+
+async def _gated(slots: asyncio.Semaphore, backend, deadline_s: float) -> ProbeResult:
+    """`_one` once a slot is free; the slot goes back when it ends or turns slow."""
+    await slots.acquire()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            slots.release()
+
+    timer = asyncio.get_running_loop().call_later(SLOW_PROBE_S, release)
+    try:
+        return await _one(backend, deadline_s)
+    finally:
+        timer.cancel()
+        release()
 
 
 async def _one(backend, deadline_s: float) -> ProbeResult:

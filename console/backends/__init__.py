@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import httpx
@@ -86,11 +86,15 @@ class Report:
         return len(self.models) if self.models_listed else None
 
 
+MODEL_FIELDS = tuple(f.name for f in fields(ModelInfo) if f.name != "details")
+
+
 def _model_dict(model: ModelInfo) -> dict[str, Any]:
-    fields = asdict(model)
-    fields.pop("details")  # engine-specific extras stay out of reports
-    fields["expires_at"] = model.expires_at.isoformat() if model.expires_at else None
-    return fields
+    # engine-specific extras (`details`) stay out of reports; the rest are scalars, so no
+    # asdict(), whose deep copy of every model's raw entry took 250 ms for 1,000 models
+    out = {name: getattr(model, name) for name in MODEL_FIELDS}
+    out["expires_at"] = model.expires_at.isoformat() if model.expires_at else None
+    return out
 
 
 async def probe(adapter: Adapter, *, with_models: bool = True) -> Report:

@@ -114,7 +114,7 @@ class LlamaCppAdapter(Adapter):
         response = await self.request("GET", "/metrics")
         if response.status_code in (404, 501):
             raise BackendError("llama-server has no /metrics — start it with --metrics")
-        return await self.scrape_metrics()
+        return await self.scrape_metrics(response)  # not a second GET of a large body
 
 
 def _human_params(n: int) -> str:
