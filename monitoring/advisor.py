@@ -9,10 +9,10 @@ engine can do it (Ollama today), "unload an idle model" is one click.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -204,7 +204,7 @@ def apply(actor: Actor, rec: Recommendation) -> str:
             return loaded
 
     try:
-        unloaded = asyncio.run(unload_all())
+        unloaded = async_to_sync(unload_all)()  # on the server's loop, under ASGI
     except BackendError as exc:
         raise Refused(f"{backend.name}: {exc.message}") from None
     with transaction.atomic():

@@ -21,7 +21,7 @@ REQUEST_PATH = sorted([
         "console/api.py", "console/discovery.py", "console/siteconfig.py",
         "agents/views.py", "agents/tool_views.py", "agents/api.py", "agents/actions.py",
         "agents/tool_actions.py", "agents/config.py", "monitoring/views.py",
-        "monitoring/api.py")),
+        "monitoring/api.py", "monitoring/advisor.py")),
 ])
 
 
