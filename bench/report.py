@@ -65,6 +65,59 @@ def goals(r: dict) -> list[tuple[str, bool | None, str]]:
     return out
 
 
+def ratio(default, other) -> str:
+    """How many times better `other` is than the default (lower is better); – when
+    either is missing or the other's is not above zero."""
+    if default is None or other is None or other <= 0:
+        return "–"
+    return f"{default / other:.2f}×"
+
+
+def servers_section(r: dict) -> list[str]:
+    """The Tanglaw paths under each ASGI server, measured in the same rounds."""
+    s = r.get("servers")
+    if not s or len(s.get("servers") or []) < 2:
+        return []
+    default = s["default"]
+    lines = ["### ASGI servers", "",
+             f"The Tanglaw paths under each server (`bench/run.py --servers "
+             f"{' '.join(s['servers'])}`; {default} is the default and the tables above), "
+             "each a `manage.py serve` on the same data directory, their paths interleaved "
+             "with the others in the same rounds. Added TTFT is against direct in the same "
+             "round; CPU is the server's process tree (user + system) over the measured "
+             "requests, per 1,000 tokens relayed; medians over rounds.", "",
+             "| concurrency | server | WS added TTFT p50 | p99 | WS CPU ms / 1k tokens | "
+             "SSE added TTFT p50 | p99 | SSE CPU ms / 1k tokens | lost |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c, by_server in s["latency"].items():
+        for server, paths in by_server.items():
+            ws, sse = paths.get("tanglaw_ws") or {}, paths.get("tanglaw_sse") or {}
+            wa, sa = ws.get("added_ttft") or {}, sse.get("added_ttft") or {}
+            lines.append(
+                f"| {c} | {server} | {ms(wa.get('p50'))} | {ms(wa.get('p99'))} | "
+                f"{ms(ws.get('cpu_ms_per_1000_tokens'))} | {ms(sa.get('p50'))} | "
+                f"{ms(sa.get('p99'))} | {ms(sse.get('cpu_ms_per_1000_tokens'))} | "
+                f"{(ws.get('lost') or 0) + (sse.get('lost') or 0)} |")
+    lines += ["", f"Times better than {default} on each goal (its number ÷ the server's; "
+              "above 1 is better):", "",
+              "| concurrency | server | WS added TTFT p50 | WS CPU | SSE added TTFT p50 | "
+              "SSE CPU |", "|---|---|---|---|---|---|"]
+    for c, by_server in s["latency"].items():
+        base = by_server.get(default) or {}
+        for server, paths in by_server.items():
+            if server == default:
+                continue
+            cells = []
+            for kind in ("tanglaw_ws", "tanglaw_sse"):
+                mine, theirs = base.get(kind) or {}, paths.get(kind) or {}
+                cells += [ratio((mine.get("added_ttft") or {}).get("p50"),
+                                (theirs.get("added_ttft") or {}).get("p50")),
+                          ratio(mine.get("cpu_ms_per_1000_tokens"),
+                                theirs.get("cpu_ms_per_1000_tokens"))]
+            lines.append(f"| {c} | {server} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def render(r: dict, name: str) -> str:
     m = r["machine"]
     v = m["versions"]
@@ -74,7 +127,8 @@ def render(r: dict, name: str) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}. "
         f"Python {v.get('python')}, Django {v.get('django')}, Channels {v.get('channels')}, "
-        f"Daphne {v.get('daphne')}, openai {v.get('openai')}, SQLite {v.get('sqlite')}, "
+        f"Daphne {v.get('daphne')}, uvicorn {v.get('uvicorn') or '–'}, granian "
+        f"{v.get('granian') or '–'}, openai {v.get('openai')}, SQLite {v.get('sqlite')}, "
         f"LiteLLM {v.get('litellm') or 'not installed'}.",
         "",
         "### Goals",
@@ -107,6 +161,7 @@ def render(r: dict, name: str) -> str:
                 f"{ms(s['transit']['p99'])} | {ms(s['gap']['p50'])} | {ms(s['gap']['p99'])} | "
                 f"{s['lost']} |")
         lines.append("")
+    lines += servers_section(r)
     llama = r.get("llamacpp")
     if llama:
         lines += [f"### Beside a real engine: llama.cpp's llama-server (tiny random-weight "

@@ -6,7 +6,11 @@ pointing at the same backend, no database), then measures, with the paths
 interleaved round by round:
 
 - added time to first token and per-token transit, direct vs Tanglaw WebSocket vs
-  Tanglaw HTTP (SSE) vs LiteLLM, at concurrency 1, 16 and 64;
+  Tanglaw HTTP (SSE) vs LiteLLM, at concurrency 1, 16 and 64, and Tanglaw's CPU time
+  per 1,000 tokens it relayed;
+- the same Tanglaw paths under each ASGI server (`--servers`: Daphne, uvicorn,
+  granian; one `serve` per server on one data directory, their paths interleaved
+  in the same rounds);
 - concurrent WebSocket streams, ramped until a token is lost or reordered or a gap
   exceeds 10x the backend's; CPU time per 1,000 tokens;
 - the in-process parts (bench/inproc.py): persistence per turn, probing 200
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -42,14 +47,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import load, report  # noqa: E402
-from bench.stats import rounds_summary, summary  # noqa: E402
+from bench.stats import median_of, rounds_summary, summary  # noqa: E402
 from console.cluster import free_port  # noqa: E402
+from console.web import DEFAULT_SERVER, SERVERS  # noqa: E402
 from tests.support.console_server import signed_in  # noqa: E402
 from tests.support.llama_server import wait_until_up  # noqa: E402
 
 PASSWORD = "bench-passphrase-1234"
 MASTER_KEY = "sk-bench-" + "0" * 32
 PATHS = ("direct", "tanglaw_ws", "tanglaw_sse", "litellm")
+TANGLAW_PATHS = ("tanglaw_ws", "tanglaw_sse")
 LLAMA_TOKENS = 32
 
 
@@ -76,7 +83,8 @@ class Process:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
     def cpu_s(self) -> float:
-        """CPU seconds of the process and its children (Daphne under `serve`)."""
+        """CPU seconds of the process and its children (the ASGI server under `serve`,
+        granian's worker under granian)."""
         try:
             me = psutil.Process(self.proc.pid)
             procs = [me, *me.children(recursive=True)]
@@ -93,6 +101,12 @@ class Bench:
         self.logs.mkdir()
         self.processes: list[Process] = []
         self.results: dict = {"notes": []}
+        self.servers: list[str] = list(args.servers)
+        # the existing result keys (latency.*.tanglaw_ws…) are this server's
+        self.default_server = DEFAULT_SERVER if DEFAULT_SERVER in self.servers else \
+            self.servers[0]
+        self.instances: dict[str, Process] = {}
+        self.bases: dict[str, str] = {}
 
     # -- servers -------------------------------------------------------------------
     def start(self, stack: ExitStack) -> None:
@@ -116,12 +130,15 @@ class Bench:
             "TANGLAW_ADMIN_PASSWORD": PASSWORD, "PORT": str(self.port),
             # the benchmark is one user driving hundreds of chats: lift the per-user caps
             "TANGLAW_API_RATE": "1000000/m", "TANGLAW_CHAT_RATE": "1000000/m",
-            "TANGLAW_MAX_GENERATIONS_PER_USER": "10000",
+            "TANGLAW_MAX_GENERATIONS_PER_USER": "10000", "TANGLAW_MAX_SOCKETS_PER_USER": "100000",
             "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "LOG_LEVEL": "WARNING"})
-        self.tanglaw = self.spawn("tanglaw", [sys.executable, "manage.py", "serve",
-                                              "--no-monitor"], cwd=ROOT, env=self.env)
-        wait_http(self.base + "/login/", self.tanglaw, "tanglaw", timeout=180)
+        self.tanglaw = self.start_tanglaw(self.default_server, self.port)
         self.setup_tanglaw()
+        # the other servers: the same data directory (same users, sessions, agents), one
+        # at a time so only one migrates; idle while another server's path runs
+        for server in self.servers:
+            if server != self.default_server:
+                self.start_tanglaw(server, free_port())
         self.llama = None
         if "llamacpp" in a.parts:
             try:
@@ -153,6 +170,16 @@ class Bench:
             self.litellm_url = f"http://127.0.0.1:{lport}/v1/chat/completions"
         else:
             self.results["notes"].append(f"LiteLLM not found at {binary}: not compared")
+
+    def start_tanglaw(self, server: str, port: int) -> Process:
+        name = "tanglaw" if server == self.default_server else f"tanglaw-{server}"
+        process = self.spawn(name, [sys.executable, "manage.py", "serve", "--no-monitor",
+                                    "--server", server], cwd=ROOT,
+                             env={**self.env, "PORT": str(port)})
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/login/", process, name, timeout=180)
+        self.instances[server], self.bases[server] = process, base
+        return process
 
     def spawn(self, name: str, command: list[str], **kwargs) -> Process:
         process = Process(name, command, self.logs, **kwargs)
@@ -188,24 +215,32 @@ class Bench:
         client = signed_in(self.base, PASSWORD)
         self.cookie = f"sessionid={client.cookies['sessionid']}"
         client.close()
-        self.sse_url = f"{self.base}/api/agents/{self.agent_id}/chat/stream"
 
     # -- latency ---------------------------------------------------------------------
     def fast_target(self) -> dict:
         return {"direct": f"{self.backend_url}/v1/chat/completions", "model": "bench",
-                "agent_id": self.agent_id, "sse": self.sse_url, "expected": self.args.tokens,
-                "plain": False, "max_tokens": None}
+                "agent_id": self.agent_id, "sse": f"/api/agents/{self.agent_id}/chat/stream",
+                "expected": self.args.tokens, "plain": False, "max_tokens": None}
+
+    def server_of(self, path: str) -> str | None:
+        """The ASGI server a path goes through: `tanglaw_ws` is the default server's,
+        `tanglaw_ws@uvicorn` uvicorn's; None for direct and LiteLLM."""
+        kind, _, server = path.partition("@")
+        return (server or self.default_server) if kind in TANGLAW_PATHS else None
 
     async def one_path(self, path: str, concurrency: int, per_user: int,
                        target: dict | None = None) -> list[load.Sample]:
         t = target or self.fast_target()
         expected, plain = t["expected"], t["plain"]
+        server = self.server_of(path)
+        base = self.bases[server] if server else self.base
+        path = path.partition("@")[0]
         limits = httpx.Limits(max_connections=concurrency + 8,
                               max_keepalive_connections=concurrency + 8)
         async with httpx.AsyncClient(timeout=120, limits=limits) as client:
             async def user() -> list[load.Sample]:
                 out = []
-                socket = (load.TanglawSocket(self.base, self.cookie, t["agent_id"])
+                socket = (load.TanglawSocket(base, self.cookie, t["agent_id"])
                           if path == "tanglaw_ws" else None)
                 try:
                     for _ in range(per_user):
@@ -219,7 +254,7 @@ class Bench:
                                 {"Authorization": f"Bearer {MASTER_KEY}"}, expected,
                                 t["model"], t["max_tokens"], plain))
                         elif path == "tanglaw_sse":
-                            out.append(await load.tanglaw_sse(client, t["sse"],
+                            out.append(await load.tanglaw_sse(client, base + t["sse"],
                                                               self.api_headers, expected,
                                                               plain))
                         else:
@@ -237,7 +272,9 @@ class Bench:
                 target: dict | None = None) -> dict:
         """Every path once per round, in a shuffled order, each after one warm-up request
         per user; each statistic is the median over rounds, and `added_ttft` (when direct
-        is among the paths) is this path minus direct in the same round."""
+        is among the paths) is this path minus direct in the same round. A Tanglaw path
+        also gets its server's CPU time (process tree, user + system) over the kept
+        requests per 1,000 tokens received."""
         values = {"ttft": lambda s: [s.ttft_ms] if s.tokens else [],
                   "transit": lambda s: s.transit_ms, "gap": lambda s: s.gaps_ms,
                   "total": lambda s: [s.total_ms]}
@@ -247,17 +284,26 @@ class Bench:
             rng.shuffle(order)
             for path in order:
                 asyncio.run(self.one_path(path, concurrency, 1, target))  # warm-up, not kept
+                server = self.server_of(path)
+                cpu0 = self.instances[server].cpu_s() if server else 0.0
                 samples = asyncio.run(self.one_path(path, concurrency, per_user, target))
+                cpu = self.instances[server].cpu_s() - cpu0 if server else None
+                tokens = sum(s.tokens for s in samples)
                 rounds[path].append({
                     **{m: summary([v for s in samples for v in values[m](s)]) for m in metrics},
                     bad: sum(not s.ok for s in samples), "n": len(samples),
-                    "errors": sorted({s.error for s in samples if s.error})[:3]})
+                    "errors": sorted({s.error for s in samples if s.error})[:3],
+                    "cpu_ms_per_1000_tokens": cpu * 1e6 / tokens
+                    if cpu is not None and tokens else None})
         row = {}
         for path in paths:
             row[path] = {m: rounds_summary([r[m] for r in rounds[path]]) for m in metrics}
             row[path][bad] = sum(r[bad] for r in rounds[path])
             row[path]["requests"] = sum(r["n"] for r in rounds[path])
             row[path]["errors"] = sorted({e for r in rounds[path] for e in r["errors"]})
+            if self.server_of(path):
+                row[path]["cpu_ms_per_1000_tokens"] = median_of(rounds[path],
+                                                                "cpu_ms_per_1000_tokens")
             if path != "direct" and "direct" in rounds:
                 row[path]["added_ttft"] = rounds_summary([
                     {k: (r["ttft"][k] - d["ttft"][k]) if r["ttft"][k] is not None
@@ -274,11 +320,23 @@ class Bench:
         paths = [p for p in a.paths if p != "litellm" or self.litellm_url]
         if "direct" not in paths:
             paths.insert(0, "direct")  # every added number is against it
+        paths += [f"{p}@{server}" for server in self.servers if server != self.default_server
+                  for p in TANGLAW_PATHS if p in paths]
         rng = random.Random(7)
-        self.results["latency"] = {
-            str(c): self.compare("latency", paths, c, max(1, a.requests // c), rng,
-                                 metrics=("ttft", "transit", "gap"), bad="lost")
-            for c in a.concurrency}
+        latency, servers = {}, {}
+        for c in a.concurrency:
+            row = self.compare("latency", paths, c, max(1, a.requests // c), rng,
+                               metrics=("ttft", "transit", "gap"), bad="lost")
+            # the other servers' paths go in their own table; the report's keys stay
+            servers[str(c)] = {server: {} for server in self.servers}
+            for path in list(row):
+                if server := self.server_of(path):
+                    kind = path.partition("@")[0]
+                    servers[str(c)][server][kind] = row.pop(path) if "@" in path else row[path]
+            latency[str(c)] = row
+        self.results["latency"] = latency
+        self.results["servers"] = {"default": self.default_server, "servers": self.servers,
+                                   "latency": servers, "table": server_table(servers)}
 
     # -- backend capacity --------------------------------------------------------------
     def capacity(self) -> None:
@@ -335,9 +393,8 @@ class Bench:
             agent.raise_for_status()
         self.llama_target = {
             "direct": f"{self.llama.url}/v1/chat/completions", "model": "tiny",
-            "agent_id": agent.json()["id"], "sse": f"{self.base}/api/agents/"
-            f"{agent.json()['id']}/chat/stream", "expected": LLAMA_TOKENS, "plain": True,
-            "max_tokens": LLAMA_TOKENS}
+            "agent_id": agent.json()["id"], "sse": f"/api/agents/{agent.json()['id']}/chat/stream",
+            "expected": LLAMA_TOKENS, "plain": True, "max_tokens": LLAMA_TOKENS}
 
     def llamacpp(self) -> None:
         """The same comparison against the real llama-server (tiny random-weight model,
@@ -432,6 +489,26 @@ class Bench:
         return json.loads(out.read_text())
 
 
+def server_table(servers: dict) -> list[dict]:
+    """One row per server, concurrency and path: the goals' numbers side by side."""
+    rows = []
+    for c, by_server in servers.items():
+        for server, paths in by_server.items():
+            for kind, entry in paths.items():
+                added = entry.get("added_ttft") or {}
+                rows.append({"server": server, "concurrency": int(c), "path": kind,
+                             "added_ttft_p50_ms": added.get("p50"),
+                             "added_ttft_p99_ms": added.get("p99"),
+                             "cpu_ms_per_1000_tokens": entry.get("cpu_ms_per_1000_tokens"),
+                             "lost": entry.get("lost"), "requests": entry.get("requests")})
+    return rows
+
+
+def available_servers() -> list[str]:
+    """The ASGI servers installed here (Daphne always is)."""
+    return [name for name in SERVERS if importlib.util.find_spec(name) is not None]
+
+
 def machine() -> dict:
     cpu = "unknown"
     with open("/proc/cpuinfo") as info:
@@ -440,7 +517,8 @@ def machine() -> dict:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = {"python": platform.python_version()}
-    for module in ("django", "channels", "daphne", "httpx", "openai", "websockets"):
+    for module in ("django", "channels", "daphne", "uvicorn", "granian", "uvloop", "httptools",
+                   "httpx", "openai", "websockets"):
         with suppress(ImportError, AttributeError):
             versions[module] = __import__(module).__version__
     import sqlite3
@@ -486,6 +564,10 @@ def main(argv: list[str] | None = None) -> int:
                                                        "persistence", "probing", "dashboards",
                                                        "audit"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--servers", nargs="+", choices=list(SERVERS),
+                        default=available_servers(),
+                        help="ASGI servers whose Tanglaw paths are measured side by side "
+                             "(default: every one installed)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the docs")
     args = parser.parse_args(argv)

@@ -1,8 +1,9 @@
 """`make run-cluster`: Tanglaw scaled out on one machine, for real.
 
 PostgreSQL and Redis (Debian's packages; throwaway servers in a temp dir unless
-DATABASE_URL / REDIS_URL name your own), two Daphne workers on two ports behind
-nginx (deploy/nginx-cluster.conf), and two monitor processes sharing the work
+DATABASE_URL / REDIS_URL name your own), two web workers on two ports behind
+nginx (deploy/nginx-cluster.conf) under the ASGI server TANGLAW_ASGI_SERVER (or
+--server) names, Daphne by default, and two monitor processes sharing the work
 through database leases. Ctrl-C or SIGTERM stops everything it started.
 
 This module imports no Django: it only starts processes, so the parent never
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVERS = ("daphne", "uvicorn", "granian")  # console.web.SERVERS (not imported: no Django)
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx-cluster.conf"
 
 
@@ -136,8 +138,9 @@ def nginx_config(*, port: int, workers: list[int], static_root: Path, prefix: Pa
 
 class Cluster:
     def __init__(self, *, data_dir: Path, port: int, worker_ports: list[int], monitors: int,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", server: str = "daphne") -> None:
         self.data_dir = data_dir
+        self.server = server
         self.port = port
         self.worker_ports = worker_ports
         self.monitor_count = monitors
@@ -185,8 +188,8 @@ class Cluster:
             if done.stdout.strip():
                 print(done.stdout.rstrip())
         for i, port in enumerate(self.worker_ports):
-            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "console.web", "-b", "127.0.0.1",
-                                           "-p", str(port),
+            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "console.web", "--server",
+                                           self.server, "-b", "127.0.0.1", "-p", str(port),
                                            "console.asgi:application"], env)
         for i in range(self.monitor_count):
             self._spawn(f"monitor-{i + 1}", manage + ["monitor"], env)
@@ -206,6 +209,7 @@ class Cluster:
     def state(self) -> dict:
         return {"url": f"http://{self.host}:{self.port}",
                 "workers": [f"http://127.0.0.1:{p}" for p in self.worker_ports],
+                "server": self.server,
                 "pids": {name: proc.pid for name, proc in self.children.items()},
                 "database_url": self.env()["DATABASE_URL"], "redis_url": self.env()["REDIS_URL"],
                 "logs": str(self.logs)}
@@ -213,7 +217,7 @@ class Cluster:
     def stop(self) -> None:
         for proc in self.children.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # once: Daphne lets live chats save
+                proc.send_signal(signal.SIGTERM)  # once: the server lets live chats save
         for name, proc in self.children.items():
             try:
                 proc.wait(30)
@@ -231,15 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
                         help="nginx listens here (default: PORT or 8000)")
     parser.add_argument("--worker-ports", default="",
-                        help="comma-separated Daphne ports (default: PORT+1,PORT+2)")
+                        help="comma-separated worker ports (default: PORT+1,PORT+2)")
+    parser.add_argument("--server", choices=SERVERS, type=str.lower,
+                        default=(os.environ.get("TANGLAW_ASGI_SERVER") or "daphne").strip().lower(),
+                        help="the workers' ASGI server (default: TANGLAW_ASGI_SERVER, else "
+                             "daphne)")
     parser.add_argument("--monitors", type=int, default=2)
     parser.add_argument("--state", type=Path, help="write pids and URLs here as JSON once up")
     args = parser.parse_args(argv)
     workers = ([int(p) for p in args.worker_ports.split(",") if p] or
                [args.port + 1, args.port + 2])
     data_dir = Path(os.environ.get("TANGLAW_DATA_DIR") or ROOT / "data").resolve()
+    if args.server not in SERVERS:  # a default from the environment is not checked
+        parser.error(f"TANGLAW_ASGI_SERVER={args.server!r} is not one of {', '.join(SERVERS)}")
     cluster = Cluster(data_dir=data_dir, port=args.port, worker_ports=workers,
-                      monitors=args.monitors)
+                      monitors=args.monitors, server=args.server)
     stopping = False
 
     def stop(signum, frame):
@@ -253,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         state = cluster.state()
         if args.state:
             args.state.write_text(json.dumps(state))
-        print(f"Tanglaw cluster is running at {state['url']}/  (workers "
+        print(f"Tanglaw cluster is running at {state['url']}/  ({args.server} workers "
               f"{', '.join(state['workers'])}; {args.monitors} monitors; logs in {state['logs']})"
               f"\nPostgreSQL: {'yours' if os.environ.get('DATABASE_URL') else 'throwaway'}, "
               f"Redis: {'yours' if os.environ.get('REDIS_URL') else 'throwaway'}."

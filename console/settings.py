@@ -14,7 +14,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from console import audit_heads, datadir
+from console import audit_heads, datadir, web
 from console.clientaddr import parse_networks
 from console.env import env_bool, env_int, env_list, env_ports, env_str
 
@@ -187,6 +187,12 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
 # networks); none by default, so a client cannot choose its own address
 TANGLAW_TRUSTED_PROXIES = parse_networks(env_list("TANGLAW_TRUSTED_PROXIES", []))
+# the ASGI server `manage.py serve`, `make run-cluster` and the systemd units start
+# (console/web/): daphne, uvicorn or granian
+TANGLAW_ASGI_SERVER = env_str("TANGLAW_ASGI_SERVER", web.DEFAULT_SERVER).strip().lower()
+if TANGLAW_ASGI_SERVER not in web.SERVERS:
+    raise ImproperlyConfigured(f"TANGLAW_ASGI_SERVER={TANGLAW_ASGI_SERVER!r} is not one of "
+                               f"{', '.join(web.SERVERS)}")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

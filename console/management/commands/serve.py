@@ -1,4 +1,5 @@
-"""`make run`: prepare the database and data directory, then serve with Daphne.
+"""`make run`: prepare the database and data directory, then serve with the ASGI server
+TANGLAW_ASGI_SERVER (or --server) names: Daphne by default, uvicorn or granian.
 
 Ctrl-C (or SIGTERM) stops every process this command started.
 """
@@ -15,6 +16,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from console import web
+
 
 class Command(BaseCommand):
     help = "Migrate, create the admin on first run, and serve Tanglaw on HOST:PORT."
@@ -24,8 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", default=os.environ.get("PORT", "8000"))
         parser.add_argument("--no-monitor", action="store_true",
                             help="do not start the monitor beside the web server")
+        parser.add_argument("--server", choices=list(web.SERVERS),
+                            default=settings.TANGLAW_ASGI_SERVER,
+                            help="the ASGI server (default: TANGLAW_ASGI_SERVER, else daphne)")
 
-    def handle(self, *args, host, port, no_monitor=False, **options):
+    def handle(self, *args, host, port, no_monitor=False, server=None, **options):
+        server = server or settings.TANGLAW_ASGI_SERVER
         if not str(port).isdigit() or not 0 < int(port) < 65536:
             raise CommandError(f"PORT={port} is not a port number (1-65535)")
         # bind before anything else: a port another program holds is a clear error now,
@@ -35,22 +42,23 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("ensure_admin")
         # children get their own session: a Ctrl-C reaches only this process, which sends
-        # each child one SIGTERM (a second signal would make Daphne stop without letting
-        # live chats save their partial replies)
-        web = [sys.executable, "-m", "console.web"]
-        if listener.family == socket.AF_INET:  # Daphne adopts our bound socket
-            web += ["--fd", str(listener.fileno())]
+        # each child one SIGTERM (a second signal would make the server stop without
+        # letting live chats save their partial replies)
+        command = [sys.executable, "-m", "console.web", "--server", server]
+        if listener.family.name in web.ADOPTS[server]:  # the server adopts our bound socket
+            command += ["--fd", str(listener.fileno())]
             pass_fds: tuple[int, ...] = (listener.fileno(),)
-        else:  # Daphne cannot adopt an IPv6 socket: free it just before it binds
+        else:  # it binds its own: free the port just before it does
             listener.close()
-            web += ["-b", host, "-p", str(port)]
+            command += ["-b", host.strip("[]"), "-p", str(port)]
             pass_fds = ()
-        children = [subprocess.Popen([*web, "console.asgi:application"], pass_fds=pass_fds,
+        children = [subprocess.Popen([*command, "console.asgi:application"], pass_fds=pass_fds,
                                      start_new_session=True)]
         if pass_fds:
             listener.close()  # the child holds it now
         display_host = f"[{host}]" if ":" in host else host
-        self.stdout.write(self.style.SUCCESS(f"Tanglaw is running at http://{display_host}:{port}/"))
+        self.stdout.write(self.style.SUCCESS(f"Tanglaw is running at http://{display_host}:{port}/"
+                                             f"  ({server})"))
         self.stdout.write(f"Data directory: {settings.DATA_DIR}   (Ctrl-C stops)")
         sys.stdout.flush()
         if not no_monitor:

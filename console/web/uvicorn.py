@@ -1,0 +1,53 @@
+"""uvicorn with uvloop, httptools and the websockets library (its sans-I/O protocol).
+
+No proxy headers (uvicorn believes X-Forwarded-For from loopback by default), no
+lifespan (the application has none), the access log and the WebSocket lines through
+`RedactingAccessFilter`. On SIGTERM the server stops accepting, then `Drain.stop()`
+cancels the applications and waits for them as Daphne would, and only then does
+uvicorn close what is left.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+from typing import Any
+
+import uvicorn
+from django.utils.module_loading import import_string
+from uvicorn.config import LOGGING_CONFIG
+
+from console.web import STOP_TIMEOUT_S, Drain, Listen
+
+
+class Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # no new connections while the running ones say goodbye
+        await self.drain.stop()
+        await super().shutdown(sockets)
+
+
+def log_config() -> dict[str, Any]:
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": "console.web.RedactingAccessFilter"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    return config
+
+
+def serve(application: str, listen: Listen) -> int:
+    drain = Drain(import_string(application.replace(":", ".")))
+    config = uvicorn.Config(
+        drain, host=listen.host, port=listen.port, loop="uvloop", http="httptools",
+        ws="websockets-sansio", lifespan="off", proxy_headers=False, server_header=False,
+        log_config=log_config(), access_log=True,
+        timeout_graceful_shutdown=STOP_TIMEOUT_S)
+    # an inherited socket keeps its own family (IPv4 or IPv6)
+    sockets = [socket.socket(fileno=listen.fd)] if listen.fd is not None else None
+    Server(config, drain).run(sockets=sockets)
+    return 0
