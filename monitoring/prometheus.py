@@ -6,7 +6,9 @@ runs table, which is never pruned, so they only ever grow as Prometheus expects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
@@ -82,7 +84,9 @@ class Collector:
                                      labels=["backend"])
         histogram = HistogramMetricFamily("tanglaw_turn_latency_ms", "whole-turn latency",
                                           labels=["backend"])
-        for row in rows:
+        for typed_row in rows:
+            # the bucket columns are named at run time (le_<edge>): read the row as a map
+            row: Mapping[str, Any] = typed_row
             label = [names.get(row["backend_id"], "none")]
             requests.add_metric(label, row["n"])
             errors.add_metric(label, row["errors"])
