@@ -202,19 +202,65 @@ class Bench:
     def setup_tanglaw(self) -> None:
         token = self.manage("create_api_token", "admin").strip()
         self.api_headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=self.base, headers=self.api_headers, timeout=30) as api:
-            backend = api.post("/api/backends", json={
-                "name": "fast", "kind": "openai_compatible",
-                "base_url": f"http://127.0.0.1:{self.backend_port}/v1"})
-            backend.raise_for_status()
-            agent = api.post("/api/agents", json={
-                "name": "bench", "backend_id": backend.json()["id"], "model": "bench",
-                "max_tokens": 4096, "tool_ids": []})
-            agent.raise_for_status()
-            self.agent_id = agent.json()["id"]
+        self.agent_id = self.bench_agent("bench", self.backend_port)
         client = signed_in(self.base, PASSWORD)
         self.cookie = f"sessionid={client.cookies['sessionid']}"
         client.close()
+
+    def bench_agent(self, name: str, port: int) -> int:
+        """A backend on a fast server at `port` and an agent on it (the API, as an
+        operator would): the agent's id."""
+        with httpx.Client(base_url=self.base, headers=self.api_headers, timeout=30) as api:
+            backend = api.post("/api/backends", json={
+                "name": name, "kind": "openai_compatible",
+                "base_url": f"http://127.0.0.1:{port}/v1"})
+            backend.raise_for_status()
+            agent = api.post("/api/agents", json={
+                "name": name, "backend_id": backend.json()["id"], "model": "bench",
+                "max_tokens": 8192, "tool_ids": []})
+            agent.raise_for_status()
+            return agent.json()["id"]
+
+    # -- relay cost ------------------------------------------------------------------------
+    RELAY = {  # label: (gap between tokens ms, tokens per stream, streams at once)
+        "one_token_per_frame": (20, 300, 8),  # slower than the 20 ms batch: a frame each
+        "batched": (0, 2000, 4),  # as fast as the backend writes: merged frames
+    }
+
+    def relay(self) -> None:
+        """Tanglaw's CPU per 1,000 relayed tokens on the WebSocket, long streams (so the
+        turn's own start and save are a small share): a stream slow enough that every
+        token is its own frame, and a fast one whose tokens are merged."""
+        out = {}
+        for label, (gap, tokens, streams) in self.RELAY.items():
+            port = free_port()
+            backend = self.spawn(f"fastserver-{label}", [
+                sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
+                "--ttft-ms", "0", "--tokens", str(tokens), "--gap-ms", str(gap)])
+            wait_http(f"http://127.0.0.1:{port}/health", backend, f"{label} backend")
+            agent_id = self.bench_agent(f"relay-{label}", port)
+
+            async def main(agent_id=agent_id, tokens=tokens, streams=streams):
+                sockets = [load.TanglawSocket(self.base, self.cookie, agent_id)
+                           for _ in range(streams)]
+                await asyncio.gather(*(s.turn(tokens) for s in sockets))  # warm-up
+                cpu0 = self.tanglaw.cpu_s()
+                samples = await asyncio.gather(*(s.turn(tokens) for s in sockets))
+                cpu = self.tanglaw.cpu_s() - cpu0
+                await asyncio.gather(*(s.close() for s in sockets))
+                return samples, cpu
+
+            samples, cpu = asyncio.run(main())
+            relayed = sum(s.tokens for s in samples)
+            out[label] = {"gap_ms": gap, "tokens_per_stream": tokens, "streams": streams,
+                          "tokens": relayed, "lost": sum(not s.ok for s in samples),
+                          "cpu_s": round(cpu, 3),
+                          "cpu_ms_per_1000_tokens": round(cpu * 1e6 / relayed, 1)
+                          if relayed else None}
+            print(f"relay {label}: {out[label]['cpu_ms_per_1000_tokens']} ms CPU per 1,000 "
+                  f"tokens", flush=True)
+            backend.stop()
+        self.results["relay"] = out
 
     # -- latency ---------------------------------------------------------------------
     def fast_target(self) -> dict:
@@ -560,9 +606,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp-gap-ms", type=float, default=100)
     parser.add_argument("--ramp-tokens", type=int, default=60)
     parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
-    parser.add_argument("--parts", nargs="+", default=["latency", "llamacpp", "streams",
-                                                       "persistence", "probing", "dashboards",
-                                                       "audit"])
+    parser.add_argument("--parts", nargs="+", default=[
+        "latency", "relay", "llamacpp", "streams", "persistence", "probing", "dashboards",
+        "audit"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS),
                         default=available_servers(),
@@ -589,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in args.parts:
             bench.capacity()
             bench.latency()
+        if "relay" in args.parts:
+            bench.relay()
         if bench.llama:
             bench.llamacpp()
         if "probing" in args.parts:

@@ -15,6 +15,8 @@ networks (``10.0.0.0/8``, ``192.168.1.20``). Empty: public addresses only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import importlib
 import ipaddress
@@ -152,6 +154,104 @@ class GuardedBackend:
         await self.inner.sleep(seconds)
 
 
+class AsyncioStream:
+    """An httpcore network stream on asyncio's own streams. httpcore's AnyIO stream
+    enters an anyio cancel scope on every read, which cost ~8 % of the web process's CPU
+    per relayed token (bench: docs/benchmarks.md); asyncio's transport reads the socket
+    itself and this only awaits its buffer."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 core: Any):
+        self._reader, self._writer, self._core = reader, writer, core
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            if timeout is None:
+                return await self._reader.read(max_bytes)
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError:
+            raise self._core.ReadTimeout("timed out reading") from None
+        except OSError as exc:
+            raise self._core.ReadError(str(exc) or type(exc).__name__) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        try:
+            self._writer.write(buffer)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            raise self._core.WriteTimeout("timed out writing") from None
+        except OSError as exc:
+            raise self._core.WriteError(str(exc) or type(exc).__name__) from exc
+
+    async def aclose(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await self._writer.wait_closed()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> AsyncioStream:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError:
+            await self.aclose()
+            raise self._core.ConnectTimeout("timed out in the TLS handshake") from None
+        except (OSError, ssl.SSLError) as exc:
+            await self.aclose()
+            raise self._core.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        transport = self._writer.transport
+        if info == "ssl_object":
+            return transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return transport.get_extra_info("peername")
+        if info == "socket":
+            return transport.get_extra_info("socket")
+        if info == "is_readable":
+            # an idle pooled connection is "readable" when the server closed it (or sent
+            # something unasked): the transport has read that into the stream already
+            return self._reader.at_eof() or transport.is_closing() or bool(
+                getattr(self._reader, "_buffer", b""))
+        return None
+
+
+class AsyncioBackend:
+    """httpcore's network backend interface on asyncio (plain TCP; TLS by start_tls)."""
+
+    def __init__(self, core: Any):
+        self._core = core
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Any = None) -> AsyncioStream:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(local_address, 0) if local_address else None)
+        except TimeoutError:
+            raise self._core.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+        except OSError as exc:
+            raise self._core.ConnectError(str(exc) or type(exc).__name__) from exc
+        sock = writer.transport.get_extra_info("socket")
+        for option in socket_options or []:
+            sock.setsockopt(*option)
+        return AsyncioStream(reader, writer, self._core)
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafeURL("Unix sockets are not allowed for outbound requests")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 # backends live on loopback and private networks: every address is allowed except the
 # link-local and metadata ones check_ip always refuses
 BACKENDS = Policy(("0.0.0.0/0", "::/0"))
@@ -189,5 +289,5 @@ def async_transport(policy: Policy, *, httpx2: bool = False, max_connections: in
         ssl_context=pool._ssl_context, max_connections=max_connections,
         max_keepalive_connections=min(max_connections, 20),
         keepalive_expiry=5.0,
-        network_backend=GuardedBackend(core.AnyIOBackend(), policy, core.ConnectError))
+        network_backend=GuardedBackend(AsyncioBackend(core), policy, core.ConnectError))
     return transport

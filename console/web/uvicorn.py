@@ -45,6 +45,9 @@ def serve(application: str, listen: Listen) -> int:
     config = uvicorn.Config(
         drain, host=listen.host, port=listen.port, loop="uvloop", http="httptools",
         ws="websockets-sansio", lifespan="off", proxy_headers=False, server_header=False,
+        # chat frames are a few dozen bytes: compressing each one cost ~5 % of the
+        # server's CPU per relayed token (bench: docs/benchmarks.md)
+        ws_per_message_deflate=False,
         log_config=log_config(), access_log=True,
         timeout_graceful_shutdown=STOP_TIMEOUT_S)
     # an inherited socket keeps its own family (IPv4 or IPv6)
