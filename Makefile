@@ -29,7 +29,8 @@ run: $(RUN_STAMP)
 	$(PY) manage.py serve
 
 ## make run-cluster: PostgreSQL + Redis (throwaway unless DATABASE_URL/REDIS_URL are set),
-## two Daphne workers behind nginx on PORT (default 8000), two monitors
+## two ASGI workers (TANGLAW_ASGI_SERVER, Daphne by default) behind nginx on PORT
+## (default 8000), two monitors
 run-cluster: $(RUN_STAMP) cluster-deps
 	$(PY) -m pip install -q -e '.[postgres,redis]'
 	$(PY) -m console.cluster
