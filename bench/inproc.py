@@ -169,10 +169,11 @@ def probing(quick: bool) -> dict:
 def probe_load(seconds: float) -> dict:
     """Probe 200 backends back to back for a while (the chat-beside-probing run)."""
     from monitoring.probes import probe_backends
-    from monitoring.worker import settle_heap
+    from monitoring.worker import settle_heap, yield_cpu
 
     backends = edge_backends(200)
-    settle_heap()  # as the monitor does before its first round
+    yield_cpu()  # as the monitor does before its first round
+    settle_heap()
     ticks = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -252,6 +252,9 @@ TANGLAW_STATUS_MAX_AGE_S = env_int("TANGLAW_STATUS_MAX_AGE_S", 15, minimum=1)
 # the monitor (manage.py monitor): intervals and how long each tier of samples is kept
 TANGLAW_PROBE_INTERVAL_S = env_int("TANGLAW_PROBE_INTERVAL_S", 30, minimum=1)
 TANGLAW_HOST_INTERVAL_S = env_int("TANGLAW_HOST_INTERVAL_S", 5, minimum=1)
+# the monitor's CPU niceness (0-19): at the edge it shares the cores with chat and the
+# engine, and its rounds can wait a few milliseconds where a token should not
+TANGLAW_MONITOR_NICE = env_int("TANGLAW_MONITOR_NICE", 10, minimum=0, maximum=19)
 TANGLAW_RAW_RETENTION_H = env_int("TANGLAW_RAW_RETENTION_H", 48, minimum=1)
 TANGLAW_MINUTE_RETENTION_D = env_int("TANGLAW_MINUTE_RETENTION_D", 30, minimum=1)
 TANGLAW_HOUR_RETENTION_D = env_int("TANGLAW_HOUR_RETENTION_D", 730, minimum=1)

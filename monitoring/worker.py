@@ -36,6 +36,15 @@ log = logging.getLogger("tanglaw.monitor")
 GPU_PROCESS_EVERY = 6  # rounds between per-process GPU memory reads
 
 
+def yield_cpu() -> int:
+    """Lower this process's CPU priority by TANGLAW_MONITOR_NICE (at most to 19): when
+    the cores are busy, chat turns and the engine run before a probing round. Returns
+    the niceness now."""
+    wanted = min(19, settings.TANGLAW_MONITOR_NICE)
+    current = os.nice(0)
+    return os.nice(wanted - current) if wanted > current else current
+
+
 def settle_heap() -> None:
     """Before the first round: load the HTTP stack and its TLS context (~100 ms of imports
     and CA bundle, else paid on the first round's loop), collect once, then leave what
@@ -250,6 +259,7 @@ class Monitor:
     def run_forever(self) -> None:
         log.info("monitor %s: probes every %ss, host every %ss", self.worker,
                  self.probe_interval, self.host_interval)
+        yield_cpu()
         settle_heap()
         last_round = next_round = next_host = 0.0
         runner = jobs.JobRunner(self.worker).start()

@@ -4,6 +4,9 @@ import os
 import tempfile
 
 os.environ.setdefault("TANGLAW_DATA_DIR", tempfile.mkdtemp(prefix="tanglaw-test-"))
+# monitors the tests start keep the test's own priority: on a busy CI machine a niced
+# monitor could be starved past a test's wait (yield_cpu is tested on its own)
+os.environ.setdefault("TANGLAW_MONITOR_NICE", "0")
 os.environ.setdefault(
     "TANGLAW_ENCRYPTION_KEYS", "Z2V0LXRoZS10ZXN0LWtleS1pbi1wbGFjZS0xMjM0NTY=")
 

@@ -100,10 +100,35 @@ def test_the_monitor_settles_its_heap_before_its_first_round(monkeypatch):
         def stop(self):
             events.append("jobs stopped")
 
+    monkeypatch.setattr(worker, "yield_cpu", lambda: events.append("niced"))
     monkeypatch.setattr(worker, "settle_heap", lambda: events.append("settled"))
     monkeypatch.setattr(worker.jobs, "JobRunner", Runner)
     monitor = worker.Monitor(gpu=GpuCollector(FakeNvml(driver=False)), worker="w1",
                              fixed_probe_interval=30)
     monitor.stopping = True  # no round: only what happens before and after them
     monitor.run_forever()
-    assert events == ["settled", "jobs started", "jobs stopped"]
+    assert events == ["niced", "settled", "jobs started", "jobs stopped"]
+
+
+def test_the_monitor_yields_the_cpu_to_chat_and_the_engine():
+    """TANGLAW_MONITOR_NICE (default 10) in a process of its own: never raised past 19,
+    never lowered (a process already nicer keeps its niceness), 0 leaves it alone."""
+    import os
+    import subprocess
+    import sys
+
+    def niceness(env_value, start=0):
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"}
+        env.pop("TANGLAW_MONITOR_NICE", None)
+        if env_value is not None:
+            env["TANGLAW_MONITOR_NICE"] = env_value
+        code = (f"import os; os.nice({start}); import django; django.setup(); "
+                "from monitoring.worker import yield_cpu; print(yield_cpu(), os.nice(0))")
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+        return done.stdout.split()
+
+    base = os.nice(0)
+    assert niceness(None) == [str(max(base, 10))] * 2
+    assert niceness("0") == [str(base)] * 2
+    assert niceness("5", start=12) == [str(min(19, base + 12))] * 2
