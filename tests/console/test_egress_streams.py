@@ -82,9 +82,9 @@ def test_a_streamed_body_is_read_as_it_comes():
     async def main():
         server, port = await serve(handler)
         transport = egress.async_transport(egress.BACKENDS, httpx2=True)
-        async with httpx2.AsyncClient(transport=transport) as client:
-            async with client.stream("GET", f"http://127.0.0.1:{port}/") as r:
-                lines = [line async for line in r.aiter_lines() if line]
+        async with (httpx2.AsyncClient(transport=transport) as client,
+                    client.stream("GET", f"http://127.0.0.1:{port}/") as r):
+            lines = [line async for line in r.aiter_lines() if line]
         server.close()
         return lines
 
