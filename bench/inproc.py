@@ -81,6 +81,14 @@ def persistence(quick: bool) -> dict:
     actor = Actor(user_id=user.pk, username=user.username, role="admin")
     turns = 10 if quick else 50
     out = {}
+    # the first turn of a process also builds the agent's blueprint (agents.blueprints)
+    # and reads the audit chain's head: not per-turn costs, so one turn runs uncounted
+    warm = actions.prepare_message(actor, user, agent.pk, "warm up", None)
+    actions.store_start(warm)
+    actions.persist_turn(actor, agent, warm.conversation, "warm up",
+                         TurnState(text="ok", finish_reason="stop", backend_id=backend.pk,
+                                   model="m"), timezone.now(), user_saved=True)
+    limits.release(warm.settings.slots)
     for label, tokens in (("short", 20), ("long", 2000)):
         reply = "".join(f"tok{i} " for i in range(tokens))
         counter = Statements()
