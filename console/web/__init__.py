@@ -20,9 +20,11 @@ when chosen, so the others need not be installed.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from console.redact import MASK, SECRET_NAME, redact_text
@@ -62,6 +64,15 @@ def redact_path(path: str) -> str:
             value = redact_text(value)
         pairs.append(f"{quote(key, safe='')}={quote(value, safe='*')}")
     return f"{redact_text(head)}?{'&'.join(pairs)}"
+
+
+def redacting(logging_config: dict[str, Any]) -> dict[str, Any]:
+    """A server's dictConfig logging with every handler behind RedactingAccessFilter."""
+    config: dict[str, Any] = copy.deepcopy(logging_config)
+    config["filters"] = {"redact": {"()": "console.web.RedactingAccessFilter"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    return config
 
 
 class RedactingAccessFilter(logging.Filter):

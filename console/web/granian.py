@@ -10,11 +10,10 @@ on SIGTERM, cancels the running applications and waits for them.
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any
 
-from console.web import STOP_TIMEOUT_S, Drain, Listen
+from console.web import STOP_TIMEOUT_S, Drain, Listen, redacting
 
 APP_VARIABLE = "TANGLAW_WEB_APPLICATION"  # the parent tells the worker what to import
 
@@ -47,11 +46,7 @@ def application() -> Drain:
 def log_config() -> dict[str, Any]:
     from granian.log import LOGGING_CONFIG
 
-    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": "console.web.RedactingAccessFilter"}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
-    return config
+    return redacting(LOGGING_CONFIG)
 
 
 def serve(application_path: str, listen: Listen) -> int:

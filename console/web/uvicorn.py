@@ -9,7 +9,6 @@ uvicorn close what is left.
 
 from __future__ import annotations
 
-import copy
 import socket
 from typing import Any
 
@@ -17,7 +16,7 @@ import uvicorn
 from django.utils.module_loading import import_string
 from uvicorn.config import LOGGING_CONFIG
 
-from console.web import STOP_TIMEOUT_S, Drain, Listen
+from console.web import STOP_TIMEOUT_S, Drain, Listen, redacting
 
 
 class Server(uvicorn.Server):
@@ -33,11 +32,7 @@ class Server(uvicorn.Server):
 
 
 def log_config() -> dict[str, Any]:
-    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": "console.web.RedactingAccessFilter"}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
-    return config
+    return redacting(LOGGING_CONFIG)
 
 
 def serve(application: str, listen: Listen) -> int:
