@@ -27,13 +27,15 @@ or the server stopping during the save never skip or repeat it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.utils import timezone
 
 from agents import actions, approvals
@@ -51,12 +53,23 @@ OnDone = Callable[[dict[str, Any]], Awaitable[None]]
 Admit = Callable[[], Any]  # sync: the user, re-checked, or an exception
 
 
+# A socket's turns reach the database through two long-lived threads (each keeping its
+# connection): not asgiref's one shared thread, which every socket's other work also
+# queues on, and not a thread per socket: hundreds of threads contending for the
+# interpreter lock starved the event loop relaying tokens (bench: at 750 streams turns
+# passed their first-token timeout; docs/benchmarks.md)
+DB_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tanglaw-turn-db")
+
+
 def db_hop(transport: str) -> Callable[[Callable[..., T]], Callable[..., Awaitable[T]]]:
-    """How a turn reaches the database: in the connection's (or request's) own thread.
-    A socket's hops also drop broken connections first, as Channels does (a socket
-    outlives any one request); an HTTP request's connection is looked after by
-    Django's request signals."""
-    return database_sync_to_async if transport == "websocket" else sync_to_async
+    """How a turn reaches the database. A socket's hops run on DB_THREADS and drop broken
+    connections first, as Channels does (a socket outlives any one request); an HTTP
+    request's run in the request's own thread, its connection looked after by Django's
+    request signals."""
+    if transport == "websocket":
+        return functools.partial(DatabaseSyncToAsync, thread_sensitive=False,
+                                 executor=DB_THREADS)
+    return sync_to_async
 
 
 async def outlast(work: Awaitable[T]) -> T:

@@ -12,7 +12,6 @@ import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import ThreadSensitiveContext
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
@@ -228,12 +227,6 @@ class RevocableMixin:
         await self.close(code=event["code"])
 
 
-def _close_connections() -> None:
-    from django.db import connections
-
-    connections.close_all()
-
-
 class GracefulMixin:
     """For consumers: when the server stops, Daphne cancels every application and waits
     for them all — but only until the first one ends *with* the cancellation. So each
@@ -241,21 +234,16 @@ class GracefulMixin:
     saving its partial reply) is waited for."""
 
     async def __call__(self, scope, receive, send):
-        # the connection's database work runs in a thread of its own, not queued with
-        # every other socket's on asgiref's one shared thread
-        async with ThreadSensitiveContext():
-            try:
-                await super().__call__(scope, receive, send)  # type: ignore[misc]
-            except asyncio.CancelledError:
-                await self.shutdown()
-            finally:
-                # however the consumer ended (a handler that raised, a shutdown that
-                # never reached disconnect), its socket slot goes back
-                give = getattr(self, "give_socket_slot", None)
-                if give is not None:
-                    await give()
-                # the thread ends with the connection: so do its database connections
-                await database_sync_to_async(_close_connections)()
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            await self.shutdown()
+        finally:
+            # however the consumer ended (a handler that raised, a shutdown that never
+            # reached disconnect), its socket slot goes back
+            give = getattr(self, "give_socket_slot", None)
+            if give is not None:
+                await give()
 
     async def shutdown(self) -> None:
         with contextlib.suppress(Exception):
