@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -35,12 +34,6 @@ POLL_S = 0.5  # how soon a decision made on another worker reaches the waiting t
 # approval id -> (loop, future) of the turn waiting in this process
 _waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[tuple[bool, str]]]] = {}
 _lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    by: str  # who approved, or "denied by …" (ToolCall.approved_by)
 
 
 def pending_for(user) -> Any:
@@ -75,7 +68,7 @@ def decide(actor: Actor, user, approval_id: int, allowed: bool) -> Approval:
                 raise Refused(f"the approval of {approval.tool_name} has expired")
             raise Refused(f"the call to {approval.tool_name} is "
                           f"{approval.get_status_display().lower()} already")
-        approval.refresh_from_db()
+        approval.status, approval.decided_at, approval.decided_by = status, now, actor.username
         audit.record(AuditAction.TOOL_APPROVAL_DECIDED, actor, target=approval.conversation,
                      after={"approval_id": approval.pk, "tool": approval.tool_name,
                             "decision": status, "transport": approval.transport})
@@ -90,13 +83,14 @@ def close(approval_id: int, status: str) -> None:
         status=status, decided_at=timezone.now())
 
 
-def _decision(approval: Approval) -> Decision:
+def _decision(approval: Approval) -> tuple[bool, str]:
+    """(allowed, by): who approved, or "denied by …" (ToolCall.approved_by)."""
     if approval.status == ApprovalStatus.APPROVED:
-        return Decision(True, approval.decided_by)
-    return Decision(False, f"denied by {approval.decided_by}")
+        return True, approval.decided_by
+    return False, f"denied by {approval.decided_by}"
 
 
-def _wake(approval_id: int, decision: Decision) -> None:
+def _wake(approval_id: int, decision: tuple[bool, str]) -> None:
     with _lock:
         waiting = _waiting.get(approval_id)
     if waiting is None:
@@ -105,7 +99,7 @@ def _wake(approval_id: int, decision: Decision) -> None:
 
     def settle() -> None:
         if not future.done():
-            future.set_result((decision.allowed, decision.by))
+            future.set_result(decision)
 
     with contextlib.suppress(RuntimeError):  # the loop has closed: the turn is gone
         loop.call_soon_threadsafe(settle)
@@ -137,7 +131,7 @@ async def wait(approval: Approval, db: Callable[[Callable[..., Any]], Callable[.
             if row is None:
                 return False, "the approval was removed"
             if row.status in (ApprovalStatus.APPROVED, ApprovalStatus.DENIED):
-                return _decision(row).allowed, _decision(row).by
+                return _decision(row)
             if row.status != ApprovalStatus.PENDING:
                 return False, f"the approval was {row.get_status_display().lower()}"
     finally:

@@ -99,7 +99,6 @@ class TurnSession:
         self.actor, self.user, self.prepared = actor, user, prepared
         self.agent, self.conversation = prepared.agent, prepared.conversation
         self.text, self.settings = prepared.text, prepared.settings
-        self.replaced_runs: list[int] | None = None
         self.transport = transport
         self._db = db_hop(transport)
         self.checkpoint_s = checkpoint_s
@@ -204,8 +203,6 @@ class TurnSession:
             finally:
                 announced.set()
             self.stored = True
-            if self.prepared.regeneration is not None:
-                self.replaced_runs = self.prepared.regeneration.replaced_runs
             await emit(self.started())
             if self.checkpoint_s:
                 saver = asyncio.create_task(self._checkpoints())
@@ -261,7 +258,9 @@ class TurnSession:
             await self._db(actions.persist_turn)(
                 self.actor, self.agent, self.conversation, self.text, self.state,
                 self.started_at, cancelled=self.cancelled, user_saved=True,
-                draft_id=self._draft_id, replaced_runs=self.replaced_runs)
+                draft_id=self._draft_id, replaced_runs=(
+                    self.prepared.regeneration.replaced_runs
+                    if self.prepared.regeneration is not None else None))
         else:
             self.state.incomplete, self.state.finish_reason = True, "error"
         if on_done is not None:
