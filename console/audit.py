@@ -115,43 +115,65 @@ def record(
     detail: str = "",
 ) -> AuditEvent:
     """Append one event. Secrets in before/after/detail are masked first."""
-    if action not in AuditAction.values:
-        raise ValueError(f"unknown audit action {action!r}")
-    if target is not None:
-        target_type = target_type or target._meta.label_lower
-        target_id = target_id or target.pk
+    return record_many([{"action": action, "actor": actor, "target": target,
+                         "target_type": target_type, "target_id": target_id,
+                         "before": before, "after": after, "outcome": outcome,
+                         "detail": detail}])[0]
+
+
+def record_many(events: Sequence[dict[str, Any]]) -> list[AuditEvent]:
+    """Append several events, in order, in one transaction: each a dict of `record`'s
+    arguments (action and actor required). Writers of many small events (the gateway's
+    one per request) append them in batches, off the request path."""
+    for item in events:
+        if item["action"] not in AuditAction.values:
+            raise ValueError(f"unknown audit action {item['action']!r}")
+    appended: list[AuditEvent] = []
+    if not events:
+        return appended
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_LOCK_ID])
         last = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
-        event = AuditEvent(
-            seq=(last.seq + 1) if last else 1,
-            ts=timezone.now(),
-            actor_id=actor.user_id,
-            actor=actor.username,
-            role=actor.role,
-            ip=actor.ip,
-            user_agent=actor.user_agent,
-            action=str(action),
-            target_type=target_type,
-            target_id=str(target_id or ""),
-            target_repr=_label(target),
-            before=_jsonable(before),
-            after=_jsonable(after),
-            outcome=str(outcome),
-            detail=redact(detail)[:2000],
-            correlation_id=actor.correlation_id,
-            prev_hash=last.hash if last else GENESIS,
-        )
-        event.hash = compute_hash(event)
-        event.save(force_insert=True)
-        # from the first event: a young chain rewritten whole is caught too
-        if event.seq == 1 or event.seq % settings.TANGLAW_AUDIT_CHECKPOINT_EVERY == 0:
-            _write_checkpoint(event)
-        seq, head = event.seq, event.hash
-        transaction.on_commit(lambda: _head_committed(seq, head))
-    return event
+        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        for item in events:
+            actor: Actor = item["actor"]
+            target = item.get("target")
+            target_type, target_id = item.get("target_type", ""), item.get("target_id", "")
+            if target is not None:
+                target_type = target_type or target._meta.label_lower
+                target_id = target_id or target.pk
+            seq += 1
+            event = AuditEvent(
+                seq=seq,
+                ts=timezone.now(),
+                actor_id=actor.user_id,
+                actor=actor.username,
+                role=actor.role,
+                ip=actor.ip,
+                user_agent=actor.user_agent,
+                action=str(item["action"]),
+                target_type=target_type,
+                target_id=str(target_id or ""),
+                target_repr=_label(target),
+                before=_jsonable(item.get("before")),
+                after=_jsonable(item.get("after")),
+                outcome=str(item.get("outcome", Outcome.SUCCESS)),
+                detail=redact(item.get("detail", ""))[:2000],
+                correlation_id=actor.correlation_id,
+                prev_hash=prev,
+            )
+            event.hash = compute_hash(event)
+            event.save(force_insert=True)
+            # from the first event: a young chain rewritten whole is caught too
+            if event.seq == 1 or event.seq % settings.TANGLAW_AUDIT_CHECKPOINT_EVERY == 0:
+                _write_checkpoint(event)
+            prev = event.hash
+            appended.append(event)
+        head_seq, head = seq, prev
+        transaction.on_commit(lambda: _head_committed(head_seq, head))
+    return appended
 
 
 def sign(seq: int, head: str, ts: str) -> str:

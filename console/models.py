@@ -27,13 +27,20 @@ class User(AbstractUser):
 
 class ApiTokenQuerySet(models.QuerySet):
     def active(self):
-        return self.filter(revoked_at__isnull=True, user__is_active=True)
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True, user__is_active=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
 
 class ApiToken(models.Model):
-    """A bearer token for scripts. Only its SHA-256 is stored; shown once at creation."""
+    """A bearer token for scripts and code-first agents (a gateway key). Only its SHA-256
+    is stored; shown once at creation. Empty scopes and models and null limits mean no
+    limit beyond the owner's role (a token from `create_api_token` is such a token)."""
 
     PREFIX = "tgl_"
+    SCOPES = {"api": "the console's JSON API (/api/)",
+              "inference": "models and agents through the gateway (/v1/)",
+              "telemetry:write": "send traces and metrics (OTLP)"}
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
@@ -42,6 +49,17 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # what the token may do (ApiToken.SCOPES); empty: everything its owner's role allows
+    scopes = models.JSONField(default=list, blank=True)
+    # model names it may use through the gateway, as shell patterns (`agent/*`,
+    # `llama/qwen*`, `default`); empty: every model and agent
+    allowed_models = models.JSONField(default=list, blank=True)
+    rpm = models.PositiveIntegerField(null=True, blank=True, help_text="requests per minute")
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    max_streams = models.PositiveIntegerField(
+        null=True, blank=True, help_text="requests in flight at once, streamed or not")
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -50,6 +68,20 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hint}…)"
+
+    def allows_scope(self, scope: str) -> bool:
+        return not self.scopes or scope in self.scopes
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    def limits(self) -> dict:
+        """What the audit log and the API show about the token's limits."""
+        return {"scopes": list(self.scopes), "models": list(self.allowed_models),
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "rpm": self.rpm, "tokens_per_day": self.tokens_per_day,
+                "tokens_per_month": self.tokens_per_month, "max_streams": self.max_streams}
 
     @staticmethod
     def digest_of(raw: str) -> str:

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "console",
     "agents",
     "monitoring",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -319,7 +320,7 @@ if TANGLAW_AUDIT_HEADS_SYSLOG:
 # WebSocket routes, by dotted path (console imports no app directly)
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",
                             "console.routing.websocket_urlpatterns"]
-TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls"]
+TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls", "gateway.urls"]
 # the sections of the whole-site configuration file, in the order they apply
 TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
                            "agents.config.AgentsSection",
