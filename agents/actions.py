@@ -462,6 +462,7 @@ class Prepared:
     settings: TurnSettings
     past: list[dict[str, Any]]
     regeneration: Regeneration | None = None
+    append_text: bool = True  # False: `past` already ends with what to answer (gateway)
 
 
 def prepare_message(actor: Actor, user, agent_id: int, text: str,
@@ -478,6 +479,40 @@ def prepare_message(actor: Actor, user, agent_id: int, text: str,
     conversation, settings, past = start_turn(actor, user, agent, text, conversation_id)
     settings.slots = _acquire(user, settings)
     return Prepared(agent, conversation, text, settings, past)
+
+
+def prepare_gateway(actor: Actor, user, agent_id: int, messages: list[dict[str, Any]],
+                    text: str, *, client_tools: list[dict[str, Any]],
+                    extra: dict[str, Any], first_extra: dict[str, Any],
+                    temperature: float | None = None,
+                    max_tokens: int | None = None) -> Prepared:
+    """A gateway call of an agent (gateway.agent_runs): the caller's messages are the
+    history (its system message comes after the agent's prompt), `text` its last
+    question, kept as a new conversation of the key's owner. The caller's tools are
+    returned to it when the model calls them; they may not share a name with the
+    agent's own. Raises Invalid or Refused."""
+    found = blueprints.blueprint(agent_id) if user.is_authenticated and user.is_active \
+        else None
+    if found is None:
+        raise Invalid({"model": ["No such agent."]})
+    agent = found.agent
+    if not agent.enabled:
+        raise Refused(f"the agent {agent.name} is disabled")
+    settings = blueprints.settings_for(found)
+    clash = sorted({t["function"]["name"] for t in client_tools} & set(settings.tools))
+    if clash:
+        raise Invalid({"tools": [f"{', '.join(clash)}: the agent has a tool of that name; "
+                                 f"rename yours"]})
+    settings.client_tools, settings.extra, settings.first_extra = (
+        client_tools, extra, first_extra)
+    if temperature is not None:
+        settings.temperature = temperature
+    if max_tokens is not None:
+        settings.max_tokens = min(max_tokens, settings.max_tokens)
+    conversation = Conversation(owner=user, agent=agent,
+                                title=("API: " + (text.strip() or agent.name))[:60])
+    settings.slots = _acquire(user, settings)
+    return Prepared(agent, conversation, text, settings, messages, append_text=False)
 
 
 def prepare_regenerate(actor: Actor, user, conversation_id: int) -> Prepared:

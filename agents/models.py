@@ -317,7 +317,8 @@ class Approval(models.Model):
     tool_name = models.CharField(max_length=64)
     arguments = models.JSONField(null=True, blank=True)
     transport = models.CharField(max_length=16, choices=[
-        ("websocket", "Playground"), ("sse", "Chat API stream"), ("api", "Chat API")])
+        ("websocket", "Playground"), ("sse", "Chat API stream"), ("api", "Chat API"),
+        ("gateway", "Gateway (/v1)")])
     status = models.CharField(max_length=16, choices=ApprovalStatus.choices,
                               default=ApprovalStatus.PENDING)
     requested_at = models.DateTimeField(default=timezone.now)

@@ -132,6 +132,21 @@ class TurnSession:
         return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s)
 
     @classmethod
+    async def gateway(cls, actor: Actor, user: Any, agent_id: int,
+                      messages: list[dict[str, Any]], text: str, *, admit: Admit | None = None,
+                      checkpoint_s: float | None = CHECKPOINT_S,
+                      **options: Any) -> TurnSession:
+        """A gateway caller's messages for an agent (actions.prepare_gateway)."""
+
+        def hop() -> tuple[Any, actions.Prepared]:
+            who = admit() if admit is not None else user
+            return who, actions.prepare_gateway(actor, who, agent_id, messages, text,
+                                                **options)
+
+        who, prepared = await db_hop("gateway")(hop)()
+        return cls(actor, who, prepared, transport="gateway", checkpoint_s=checkpoint_s)
+
+    @classmethod
     async def regenerate(cls, actor: Actor, user: Any, conversation_id: int, *,
                          transport: str, checkpoint_s: float | None = CHECKPOINT_S,
                          admit: Admit | None = None) -> TurnSession:
@@ -187,7 +202,8 @@ class TurnSession:
                 self.prepared))
             if not self._stopping:
                 self._runtime = asyncio.create_task(run_turn(
-                    self.settings, self.prepared.past, self.text, emit=forward,
+                    self.settings, self.prepared.past,
+                    self.text if self.prepared.append_text else None, emit=forward,
                     approve=self._approve, state=self.state))
             try:
                 await asyncio.wait([self._store])

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import ProtectedError
 
+from console import generation
 from console.actions import Invalid, Refused
 from console.actions import backends as backend_actions
 from console.actions import plans as plan_actions
@@ -207,6 +208,7 @@ class DeploymentSection:
             ModelRole.objects.all().delete()
             ModelRole.objects.bulk_create(ModelRole(backend=b, model=m, role=role, tasks=t)
                                           for b, m, role, t in wanted)
+            generation.bump()  # the gateway's role aliases (bulk_create sends no signal)
             changes.append({"action": "update", "kind": "model_roles",
                             "name": f"{len(wanted)} models"})
         return changes

@@ -15,6 +15,10 @@ from console.actions import Refused
 SLOT_TTL_S = 3600
 
 
+class Busy(Refused):
+    """A cap on generations in flight is reached: try again in a moment."""
+
+
 def _take(key: str, limit: int) -> bool:
     cache.add(key, 0, timeout=SLOT_TTL_S)
     try:
@@ -42,16 +46,22 @@ def acquire(user_id: int, backend_id: int | None) -> list[str]:
     limit was reached. Returns the keys to give back with `release`."""
     user_key = f"tanglaw:gen:user:{user_id}"
     if not _take(user_key, settings.TANGLAW_MAX_GENERATIONS_PER_USER):
-        raise Refused(f"you already have {settings.TANGLAW_MAX_GENERATIONS_PER_USER} replies "
+        raise Busy(f"you already have {settings.TANGLAW_MAX_GENERATIONS_PER_USER} replies "
                       f"being generated; wait for one to finish")
     if backend_id is None:
         return [user_key]
     backend_key = f"tanglaw:gen:backend:{backend_id}"
     if not _take(backend_key, settings.TANGLAW_MAX_GENERATIONS_PER_BACKEND):
         _give(user_key)
-        raise Refused(f"the backend is generating {settings.TANGLAW_MAX_GENERATIONS_PER_BACKEND}"
+        raise Busy(f"the backend is generating {settings.TANGLAW_MAX_GENERATIONS_PER_BACKEND}"
                       f" replies already; try again in a moment")
     return [user_key, backend_key]
+
+
+def take(key: str, limit: int) -> bool:
+    """One slot of a named cap (e.g. a gateway key's requests in flight); give it back
+    with `release([key])`."""
+    return _take(key, limit)
 
 
 def release(keys: list[str]) -> None:

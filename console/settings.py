@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from console import audit_heads, datadir, web
 from console.clientaddr import parse_networks
-from console.env import env_bool, env_int, env_list, env_ports, env_str
+from console.env import env_bool, env_float, env_int, env_list, env_ports, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = datadir.ensure_dir(Path(env_str("TANGLAW_DATA_DIR", str(BASE_DIR / "data"))).resolve())
@@ -286,6 +286,12 @@ FILE_UPLOAD_HANDLERS = [
 # rate limits (per user, shared through the cache) and caps on concurrent generations
 TANGLAW_API_RATE = env_str("TANGLAW_API_RATE", "600/m")
 TANGLAW_CHAT_RATE = env_str("TANGLAW_CHAT_RATE", "60/m")
+# the gateway's token budgets reset at midnight (and on the 1st) in this time zone
+TANGLAW_GATEWAY_BUDGET_TZ = env_str("TANGLAW_GATEWAY_BUDGET_TZ", TIME_ZONE)
+# gateway requests are written in batches this often (seconds; 0: each by its request)
+TANGLAW_GATEWAY_FLUSH_S = env_float("TANGLAW_GATEWAY_FLUSH_S", 1.0, minimum=0.0)
+# message text of pass-through requests in their audit events (agents have their own switch)
+TANGLAW_GATEWAY_LOG_CONTENT = env_bool("TANGLAW_GATEWAY_LOG_CONTENT", False)
 # open WebSockets per user (chat and job progress, every worker together)
 TANGLAW_MAX_SOCKETS_PER_USER = env_int("TANGLAW_MAX_SOCKETS_PER_USER", 16, minimum=1)
 TANGLAW_MAX_GENERATIONS_PER_USER = env_int("TANGLAW_MAX_GENERATIONS_PER_USER", 4, minimum=1)

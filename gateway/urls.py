@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from django.urls import path
+
+from gateway import views
+
+urlpatterns = [
+    path("v1/models", views.models, name="gateway_models"),
+    path("v1/models/<path:model>", views.models, name="gateway_model"),
+    path("v1/chat/completions", views.chat_completions, name="gateway_chat"),
+]

@@ -27,3 +27,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # the suite makes many API calls as the same few users: rate limits are tested on their own
 TANGLAW_API_RATE = "100000/m"
 TANGLAW_CHAT_RATE = "100000/m"
+# gateway records are written by the request that finished, not a background thread
+# (tests/gateway/test_usage.py runs the thread on its own)
+TANGLAW_GATEWAY_FLUSH_S = 0

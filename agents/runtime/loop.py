@@ -24,23 +24,34 @@ async def _noop(frame: dict[str, Any]) -> None:
     return None
 
 
-async def run_turn(settings: TurnSettings, history: list[dict[str, Any]], user_text: str,
-                   *, emit: Emit | None = None, approve: Approve | None = None,
+def _messages(settings: TurnSettings, history: list[dict[str, Any]],
+              user_text: str | None) -> list[dict[str, Any]]:
+    system = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt \
+        else []
+    asked = [] if user_text is None else [{"role": "user", "content": user_text}]
+    return system + history + asked
+
+
+async def run_turn(settings: TurnSettings, history: list[dict[str, Any]],
+                   user_text: str | None, *, emit: Emit | None = None,
+                   approve: Approve | None = None,
                    state: TurnState | None = None) -> TurnState:
-    """Run one user turn. Returns the state; `state` may be passed to read partials on cancel."""
+    """Run one user turn. Returns the state; `state` may be passed to read partials on
+    cancel. `user_text` None: `history` already ends with what to answer (a gateway
+    caller's messages, e.g. its own tool's result)."""
     state = state if state is not None else TurnState()
     emit = emit or _noop
     started = time.perf_counter()
-    messages = ([{"role": "system", "content": settings.system_prompt}]
-                if settings.system_prompt else []) + history + [
-        {"role": "user", "content": user_text}]
+    messages = _messages(settings, history, user_text)
     try:
         async with asyncio.timeout(settings.turn_timeout_s):
             if settings.router is not None:
-                settings = await route(settings.router, history, user_text, state, emit)
-                messages = ([{"role": "system", "content": settings.system_prompt}]
-                            if settings.system_prompt else []) + history + [
-                    {"role": "user", "content": user_text}]
+                question = user_text if user_text is not None else _last_user(history)
+                routed = await route(settings.router, history, question, state, emit)
+                routed.client_tools = settings.client_tools
+                routed.extra, routed.first_extra = settings.extra, settings.first_extra
+                settings = routed
+                messages = _messages(settings, history, user_text)
             await _loop(settings, messages, state, emit, approve, started)
     except TimeoutError:
         _fail(state, "turn_timeout", f"the turn took longer than {settings.turn_timeout_s:g}s")
@@ -51,6 +62,13 @@ async def run_turn(settings: TurnSettings, history: list[dict[str, Any]], user_t
     if state.error:
         await emit({"type": "error", "code": state.error_code, "message": state.error})
     return state
+
+
+def _last_user(history: list[dict[str, Any]]) -> str:
+    for message in reversed(history):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            return message["content"]
+    return ""
 
 
 def _fail(state: TurnState, code: str, message: str) -> None:
@@ -69,14 +87,16 @@ async def _loop(settings: TurnSettings, messages: list[dict[str, Any]], state: T
     seen_calls: set[str] = set()
     errors_by_name: dict[str, int] = {}
     consecutive_errors = 0
-    tools = [t.openai() for t in settings.tools.values()]
+    tools = [t.openai() for t in settings.tools.values()] + settings.client_tools
+    client_names = {t["function"]["name"] for t in settings.client_tools}
     for iteration in range(settings.max_tool_iterations + 1):
+        extra = {**settings.extra, **(settings.first_extra if iteration == 0 else {})}
         # pick the backend: the first that answers, while nothing reached the user
         while True:
             candidate = chosen or candidates[0]
             try:
                 step = await stream_step(candidate, settings, messages, tools, state, emit,
-                                         started)
+                                         started, extra)
                 if chosen is None:
                     state.attempts.append((candidate.backend_id, True))
                 break
@@ -102,6 +122,17 @@ async def _loop(settings: TurnSettings, messages: list[dict[str, Any]], state: T
             if finish == "length":
                 state.incomplete = False  # the model was cut by max_tokens, not by us
             state.messages.append({"role": "assistant", "content": content})
+            return
+        if client_names and any(c["name"] in client_names for c in calls):
+            # the caller's own tools: the turn ends here and the caller runs them
+            state.client_calls = [c for c in calls if c["name"] in client_names]
+            state.finish_reason = "tool_calls"
+            state.messages.append({"role": "assistant", "content": content or None,
+                                   "tool_calls": [
+                                       {"id": c["id"], "type": "function",
+                                        "function": {"name": c["name"],
+                                                     "arguments": c["arguments"]}}
+                                       for c in state.client_calls]})
             return
         if iteration >= settings.max_tool_iterations:
             raise TurnFailed("tool_iterations", f"stopped after {settings.max_tool_iterations} "

@@ -21,8 +21,8 @@ MAX_REPLY_CHARS = 1_000_000  # a reply (or one chunk) beyond this ends the turn,
 
 async def stream_step(candidate: Candidate, settings: TurnSettings,
                       messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                      state: TurnState, emit: Emit,
-                      started: float) -> tuple[str, list[ToolCall], str]:
+                      state: TurnState, emit: Emit, started: float,
+                      extra: dict[str, Any] | None = None) -> tuple[str, list[ToolCall], str]:
     """One streamed completion. Returns (content, tool calls, finish reason)."""
     client = candidate.adapter.chat_client()
     kwargs: dict[str, Any] = {"model": candidate.model, "messages": messages, "stream": True,
@@ -31,6 +31,8 @@ async def stream_step(candidate: Candidate, settings: TurnSettings,
                               "stream_options": {"include_usage": True}}
     if tools:
         kwargs["tools"] = tools
+    if extra:
+        kwargs.update(extra)
     content_parts: list[str] = []
     calls: dict[int, ToolCall] = {}
     finish = ""

@@ -88,6 +88,13 @@ class TurnSettings:
     router: RouterSettings | None = None
     unavailable: str = ""  # why no candidate may be used (e.g. circuit breakers open)
     slots: list[str] = field(default_factory=list)  # generation caps held (console.limits)
+    # a gateway caller's own tools (OpenAI tool dicts): a call to one ends the turn and is
+    # returned to the caller to run (finish_reason "tool_calls")
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    # the caller's sampling fields sent with every completion (top_p, stop, seed,
+    # response_format…), and what only the first completion gets (tool_choice)
+    extra: dict[str, Any] = field(default_factory=dict)
+    first_extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,6 +129,7 @@ class TurnState:
     attempts: list[tuple[int | None, bool]] = field(default_factory=list)  # breaker input
     messages: list[dict[str, Any]] = field(default_factory=list)  # assistant + tool messages
     committed: bool = False  # something reached the user: no more fallback
+    client_calls: list[ToolCall] = field(default_factory=list)  # for the caller to run
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('agents', '0007_approvals'),
-        ('console', '0012_apitoken_allowed_models_apitoken_expires_at_and_more'),
+        ('console', '0012_gateway_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

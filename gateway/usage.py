@@ -1,0 +1,162 @@
+"""Each finished gateway request becomes a Request row and an audit event, written in
+batches by one background thread per process (every FLUSH_S, or sooner when many are
+waiting), so a request's own path never waits for a commit. A crash loses at most the
+last FLUSH_S of records; they are flushed on a clean exit.
+
+With TANGLAW_GATEWAY_FLUSH_S = 0 (the tests) there is no thread: the request that
+finished writes its record itself, after its response was sent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from console import audit
+from console.audit import Actor
+from console.choices import AuditAction, Outcome
+from console.models import ApiToken
+from gateway import quota
+from gateway.models import Request
+
+log = logging.getLogger("tanglaw.gateway")
+MAX_BATCH = 500
+MAX_PENDING = 20_000  # when the database is away this long, the oldest records go
+
+_pending: list[dict[str, Any]] = []
+_lock = threading.Lock()
+_write_lock = threading.Lock()
+_wake = threading.Event()
+_thread: threading.Thread | None = None
+
+FIELDS = ("request_id", "ts", "token_id", "user_id", "endpoint", "model", "agent_id",
+          "backend_id", "upstream_model", "stream", "status", "error_code", "error",
+          "ttft_ms", "total_ms", "overhead_ms", "tokens_in", "tokens_out", "usage_reported",
+          "route")
+
+
+def flush_interval() -> float:
+    return float(settings.TANGLAW_GATEWAY_FLUSH_S)
+
+
+def record(row: dict[str, Any]) -> bool:
+    """Queue a finished request (plain values; `actor` an audit Actor, `content` only
+    where content is logged). Returns True when the caller should write it now
+    (no background thread: call `flush` off the event loop)."""
+    if row.get("token_id"):
+        quota.charge(row["token_id"], row.get("tokens_in", 0) + row.get("tokens_out", 0),
+                     row["ts"])
+    with _lock:
+        _pending.append(row)
+        if len(_pending) > MAX_PENDING:
+            del _pending[: len(_pending) - MAX_PENDING]
+        many = len(_pending) >= MAX_BATCH
+    if flush_interval() <= 0:
+        return True
+    _ensure_thread()
+    if many:
+        _wake.set()
+    return False
+
+
+def pending_tokens(token_id: int, since: datetime) -> int:
+    with _lock:
+        return sum(r.get("tokens_in", 0) + r.get("tokens_out", 0) for r in _pending
+                   if r.get("token_id") == token_id and r["ts"] >= since)
+
+
+def flush() -> int:
+    """Write every queued record now (sync). Returns how many were written."""
+    written = 0
+    with _write_lock:
+        while True:
+            with _lock:
+                batch = _pending[:MAX_BATCH]
+                del _pending[:MAX_BATCH]
+            if not batch:
+                return written
+            try:
+                _write(batch)
+            except Exception:
+                with _lock:  # keep them for the next try, in order
+                    _pending[:0] = batch
+                raise
+            written += len(batch)
+
+
+def _write(batch: list[dict[str, Any]]) -> None:
+    rows = [Request(**{f: r.get(f) for f in FIELDS if r.get(f) is not None}) for r in batch]
+    with transaction.atomic():
+        Request.objects.bulk_create(rows)
+        events = []
+        for r, row in zip(batch, rows, strict=True):
+            after = {"key": r.get("key_name", ""), "model": r["model"],
+                     "endpoint": r["endpoint"], "stream": r.get("stream", False),
+                     "status": r["status"], "backend_id": r.get("backend_id"),
+                     "agent_id": r.get("agent_id"), "upstream_model": r.get("upstream_model"),
+                     "tokens_in": r.get("tokens_in", 0), "tokens_out": r.get("tokens_out", 0),
+                     "ttft_ms": r.get("ttft_ms"), "total_ms": r.get("total_ms"),
+                     "overhead_ms": r.get("overhead_ms"), "request_id": r["request_id"]}
+            if r.get("route"):
+                after["route"] = r["route"]
+            if r.get("content"):
+                after["content"] = r["content"]
+            ok = r["status"] < 400
+            events.append({"action": AuditAction.GATEWAY_REQUEST, "actor": r["actor"],
+                           "target_type": "gateway.request", "target_id": row.pk or "",
+                           "after": after, "outcome": Outcome.SUCCESS if ok else (
+                               Outcome.DENIED if r["status"] in (401, 403, 429)
+                               else Outcome.FAILURE),
+                           "detail": r.get("error", "")})
+        audit.record_many(events)
+        used = {r["token_id"] for r in batch if r.get("token_id")}
+        if used:
+            ApiToken.objects.filter(pk__in=used).update(last_used_at=timezone.now())
+
+
+def _ensure_thread() -> None:
+    global _thread
+    if _thread is not None and _thread.is_alive():
+        return
+    with _lock:
+        if _thread is not None and _thread.is_alive():
+            return
+        _thread = threading.Thread(target=_run, name="tanglaw-gateway-usage", daemon=True)
+        _thread.start()
+
+
+def _run() -> None:
+    while True:
+        _wake.wait(flush_interval() or 1.0)
+        _wake.clear()
+        try:
+            flush()
+        except Exception:  # noqa: BLE001 - kept and retried at the next interval
+            log.exception("gateway usage records could not be written; retrying")
+        finally:
+            close_old_connections()
+
+
+def actor_for(key, request, request_id: str) -> Actor:
+    from console.clientaddr import client_ip
+
+    return Actor(user_id=key.user.pk, username=key.user.username,
+                 role=key.user.effective_role, ip=client_ip(request),
+                 user_agent=request.headers.get("User-Agent", "")[:300],
+                 correlation_id=request_id)
+
+
+@atexit.register
+def _at_exit() -> None:
+    if _pending:
+        try:
+            flush()
+        except Exception:  # noqa: BLE001 - the process is ending; say so
+            log.exception("gateway usage records were lost at exit")

@@ -1,0 +1,330 @@
+"""The gateway's HTTP endpoints under /v1/: models, chat completions, responses.
+
+Plain async views, outside django-ninja: this is the hot path. A request is
+authenticated from the per-process key cache, checked, admitted against its key's
+limits, and sent on — to a backend (gateway.relay) or to an agent run
+(gateway.agent_runs) — without a database query on the way when the caches are
+warm. Every answer carries `x-request-id` and `x-tanglaw-overhead-ms`; every request
+becomes a usage record and an audit event (gateway.usage), written after it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from gateway import agent_runs, keys, quota, relay, targets, usage
+from gateway.errors import GatewayError
+from gateway.keys import Key
+from gateway.wire import ChatRequest, body_of, chat_request
+
+MAX_ROUTE_HEADER = 1000
+
+
+@dataclass
+class Call:
+    """One request through the gateway, from its arrival to its record."""
+
+    request: Any
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    ts: Any = field(default_factory=timezone.now)
+    request_id: str = ""
+    key: Key | None = None
+    admission: quota.Admission | None = None
+    model: str = ""
+    stream: bool = False
+    recorded: bool = False
+
+    def __post_init__(self) -> None:
+        # the request's correlation id (console.middleware: a proxy's X-Request-ID or new)
+        self.request_id = getattr(self.request, "correlation_id", "") or uuid.uuid4().hex
+
+    def headers(self, response: HttpResponse, overhead_ms: float | None = None) -> HttpResponse:
+        response["x-request-id"] = self.request_id
+        if overhead_ms is not None:
+            response["x-tanglaw-overhead-ms"] = f"{overhead_ms:.2f}"
+        if self.admission is not None:
+            for name, value in self.admission.headers.items():
+                response[name] = value
+        return response
+
+    async def record(self, **values: Any) -> None:
+        """The request's usage row and audit event (once); the caller's slot freed."""
+        if self.recorded:
+            return
+        self.recorded = True
+        if self.admission is not None:
+            self.admission.release()
+        key = self.key
+        row = {"request_id": self.request_id, "ts": self.ts, "endpoint": self.endpoint,
+               "model": self.model[:200], "stream": self.stream,
+               "token_id": key.token_id if key else None,
+               "user_id": key.user.pk if key else None,
+               "key_name": key.name if key else "",
+               "actor": usage.actor_for(key, self.request, self.request_id) if key else
+               _anonymous(self.request, self.request_id), **values}
+        if row.get("error"):
+            row["error"] = str(row["error"])[:500]
+        if usage.record(row):
+            await sync_to_async(usage.flush, thread_sensitive=False)()
+
+    async def fail(self, exc: GatewayError) -> HttpResponse:
+        await self.record(status=exc.status, error_code=exc.code, error=exc.message,
+                          total_ms=_ms(self.started))
+        return self.headers(exc.response())
+
+
+def _anonymous(request, request_id: str):
+    from console.audit import Actor
+    from console.clientaddr import client_ip
+
+    return Actor(ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")[:300],
+                 correlation_id=request_id, username="(no valid key)")
+
+
+def _ms(since: float, until: float | None = None) -> float:
+    return ((until or time.perf_counter()) - since) * 1000
+
+
+async def authenticate(request, scope: str) -> Key:
+    raw = keys.bearer(request)
+    if not raw:
+        raise keys.refuse_missing()
+    key = keys.cached(raw)
+    if key is False:
+        key = await sync_to_async(keys.lookup, thread_sensitive=False)(raw)
+    if key is None or key is False:
+        raise keys.refuse_unknown()
+    if not key.allows_scope(scope):
+        raise GatewayError(403, f"this key lacks the `{scope}` scope", code="scope_missing")
+    return key
+
+
+async def admit(call: Call) -> None:
+    assert call.key is not None
+    if quota.needs_thread(call.key):
+        call.admission = await sync_to_async(quota.admit, thread_sensitive=False)(call.key)
+    else:
+        call.admission = quota.admit(call.key)
+
+
+async def table() -> targets.Table:
+    return targets.current_cached() or await sync_to_async(
+        targets.table, thread_sensitive=False)()
+
+
+def _read_body(request) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+        raise GatewayError(413, f"the request body is larger than {limit} MB "
+                                f"(TANGLAW_MAX_UPLOAD_MB)", code="request_too_large",
+                           param="body") from None
+
+
+def method_not_allowed(call: Call, allowed: str) -> HttpResponse:
+    response = GatewayError(405, f"use {allowed} on {call.request.path}",
+                            code="method_not_allowed").response()
+    response["Allow"] = allowed
+    return call.headers(response)
+
+
+# -- /v1/chat/completions ----------------------------------------------------------------
+
+@csrf_exempt
+async def chat_completions(request) -> HttpResponse:
+    call = Call(request, "chat.completions")
+    if request.method != "POST":
+        return method_not_allowed(call, "POST")
+    try:
+        call.key = await authenticate(request, "inference")
+        chat = chat_request(body_of(_read_body(request)))
+        call.model, call.stream = chat.model, chat.stream
+        target = await _target(call, chat.model)
+        await admit(call)
+        if isinstance(target, targets.AgentTarget):
+            return await _agent(call, chat, target)
+        return await _pass_through(call, chat, target)
+    except GatewayError as exc:
+        return await call.fail(exc)
+
+
+async def _target(call: Call, model: str):
+    key = call.key
+    assert key is not None
+    if not key.may("chat"):
+        raise GatewayError(403, f"the role of this key's owner ({key.user.effective_role}) "
+                                f"may not run models", code="permission_denied")
+    if not key.allows_model(model):
+        raise GatewayError(403, f"this key may not use {model!r}", code="model_not_allowed",
+                           param="model")
+    return (await table()).resolve(model)
+
+
+def _log_content() -> bool:
+    return bool(settings.TANGLAW_GATEWAY_LOG_CONTENT)
+
+
+async def _pass_through(call: Call, chat: ChatRequest,
+                        chain: list[targets.BackendTarget]) -> HttpResponse:
+    measure = relay.Measure(call.started)
+    passing = relay.Relay(chat, chain, measure, keep_text=_log_content())
+    try:
+        target, _, first = await passing.open()
+    except GatewayError as exc:
+        await call.record(status=exc.status, error_code=exc.code, error=exc.message,
+                          total_ms=_ms(call.started), route=measure.route or None,
+                          backend_id=measure.target.backend.pk if measure.target else None,
+                          upstream_model=measure.target.model if measure.target else "")
+        return call.headers(exc.response(_route_header(measure.route)))
+    opened = time.perf_counter()
+    # Tanglaw's own time: before the request went upstream, and from the backend's
+    # answer to handing it on
+    measure.overhead_ms = _ms(call.started, measure.sent)
+
+    async def finished() -> None:
+        ended = time.perf_counter()
+        content = None
+        if _log_content():
+            content = {"message": chat.last_user_text()[:4000],
+                       "reply": "".join(measure.text)[:4000]}
+        await call.record(
+            status=measure.status, error_code=measure.error_code, error=measure.error,
+            backend_id=target.backend.pk, upstream_model=target.model,
+            ttft_ms=_ms(call.started, measure.ttft) if measure.ttft else None,
+            total_ms=_ms(call.started, ended), overhead_ms=round(measure.overhead_ms, 3),
+            tokens_in=measure.tokens_in, tokens_out=measure.tokens_out,
+            usage_reported=measure.usage_reported, route=measure.route or None,
+            content=content)
+
+    if chat.stream:
+        response = relay.streaming(passing, first)
+        response.streaming_content = _then(response.streaming_content, finished)
+        measure.overhead_ms += _ms(opened)
+    else:
+        try:
+            body = await passing.whole()
+        except GatewayError as exc:
+            await finished()
+            return call.headers(exc.response())
+        read = time.perf_counter()
+        response = relay.whole(body)
+        measure.overhead_ms += _ms(read)
+        await finished()
+    response["x-tanglaw-backend"] = target.label[:200]
+    for name, value in _route_header(measure.route).items():
+        response[name] = value
+    return call.headers(response, measure.overhead_ms)
+
+
+async def _then(iterator, after):
+    try:
+        async for item in iterator:
+            yield item
+    finally:
+        await after()
+
+
+def _route_header(route: list[dict[str, Any]]) -> dict[str, str]:
+    if not route:
+        return {}
+    text = json.dumps(route, ensure_ascii=True, separators=(",", ":"))
+    return {"x-tanglaw-route": text[:MAX_ROUTE_HEADER]}
+
+
+async def _agent(call: Call, chat: ChatRequest, target: targets.AgentTarget) -> HttpResponse:
+    assert call.key is not None
+    actor = usage.actor_for(call.key, call.request, call.request_id)
+    agent_run = await agent_runs.start(actor, call.key.user, chat, target)
+    overhead = _ms(call.started)
+
+    async def finished() -> None:
+        state = agent_run.state
+        failed = bool(state.error) and not state.text and not state.client_calls
+        error = agent_run.error() if state.error else None
+        await call.record(
+            status=error.status if failed and error else 200,
+            error_code=state.error_code, error=state.error, agent_id=target.agent_id,
+            backend_id=state.backend_id, upstream_model=state.model,
+            ttft_ms=state.ttft_ms, total_ms=_ms(call.started), overhead_ms=round(overhead, 3),
+            tokens_in=state.tokens_in, tokens_out=state.tokens_out,
+            usage_reported=state.usage_reported, route=state.route or None)
+
+    if not chat.stream:
+        try:
+            data = await agent_runs.whole(agent_run)
+        except GatewayError as exc:
+            await finished()
+            return call.headers(exc.response(_route_header(agent_run.state.route)))
+        await finished()
+        response = agent_runs.json_response(data)
+    else:
+        task, frames = await agent_runs.run(agent_run)
+        seen = await agent_runs.first_frames(agent_run, frames)
+        last = seen[-1]
+        if last["type"] in ("error", "end") and not agent_run.state.text and \
+                not agent_run.state.client_calls and agent_run.state.error:
+            await task
+            await finished()
+            return call.headers(agent_run.error().response(
+                _route_header(agent_run.state.route)))
+        response = agent_runs.streaming(agent_run, task, frames, seen, chat.include_usage,
+                                        finished)
+    response["x-tanglaw-agent"] = target.name[:200]
+    for name, value in _route_header(agent_run.state.route).items():
+        response[name] = value
+    return call.headers(response, overhead)
+
+
+# -- /v1/models --------------------------------------------------------------------------
+
+@csrf_exempt
+async def models(request, model: str | None = None) -> HttpResponse:
+    call = Call(request, "models")
+    if request.method != "GET":
+        return method_not_allowed(call, "GET")
+    try:
+        key = await authenticate(request, "inference")
+    except GatewayError as exc:
+        return call.headers(exc.response())
+    listed = await model_list(key)
+    if model is not None:
+        found = next((m for m in listed if m["id"] == model), None)
+        if found is None:
+            return call.headers(targets.not_found(model).response())
+        return call.headers(HttpResponse(json.dumps(found), content_type="application/json"))
+    return call.headers(HttpResponse(json.dumps({"object": "list", "data": listed}),
+                                     content_type="application/json"))
+
+
+async def model_list(key: Key) -> list[dict[str, Any]]:
+    """What the key may use: agents, aliases, then every backend's models."""
+    if not key.may("chat"):
+        return []
+    current = await table()
+    created = int(time.time())
+    out: list[dict[str, Any]] = []
+    for slug in sorted(current.agents):
+        out.append({"id": targets.AGENT_PREFIX + slug, "object": "model", "created": created,
+                    "owned_by": "tanglaw-agent"})
+    for name in sorted(current.aliases):
+        out.append({"id": name, "object": "model", "created": created,
+                    "owned_by": "tanglaw-alias"})
+    listed = await targets.backend_models(current)
+    for backend_name in sorted(listed):
+        for model_id in listed[backend_name]:
+            out.append({"id": f"{backend_name}/{model_id}", "object": "model",
+                        "created": created, "owned_by": backend_name})
+    return [m for m in out if key.allows_model(m["id"])]
