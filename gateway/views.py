@@ -10,6 +10,7 @@ becomes a usage record and an audit event (gateway.usage), written after it ende
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -19,11 +20,12 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import agent_runs, keys, quota, relay, targets, usage
+from gateway import responses as responses_api
 from gateway.errors import GatewayError
 from gateway.keys import Key
 from gateway.wire import ChatRequest, body_of, chat_request
@@ -328,3 +330,176 @@ async def model_list(key: Key) -> list[dict[str, Any]]:
             out.append({"id": f"{backend_name}/{model_id}", "object": "model",
                         "created": created, "owned_by": backend_name})
     return [m for m in out if key.allows_model(m["id"])]
+
+
+# -- /v1/responses -----------------------------------------------------------------------
+
+@csrf_exempt
+async def responses(request) -> HttpResponse:
+    call = Call(request, "responses")
+    if request.method != "POST":
+        return method_not_allowed(call, "POST")
+    try:
+        call.key = await authenticate(request, "inference")
+        body = body_of(_read_body(request))
+        asked = responses_api.request(body, call.key.token_id)
+        call.model, call.stream = asked.chat.model, asked.chat.stream
+        target = await _target(call, asked.chat.model)
+        await admit(call)
+        writer = responses_api.Writer(asked)
+        if isinstance(target, targets.AgentTarget):
+            return await _responses_agent(call, writer, target)
+        return await _responses_pass_through(call, writer, target)
+    except GatewayError as exc:
+        return await call.fail(exc)
+
+
+def _sse(body) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _json(data: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(json.dumps(data, ensure_ascii=False), content_type="application/json")
+
+
+def _remember(call: Call, writer: responses_api.Writer) -> None:
+    if writer.answer.error is None and writer.req.store:
+        responses_api.remember(writer.id, call.key.token_id if call.key else None,
+                               writer.conversation())
+
+
+async def _responses_pass_through(call: Call, writer: responses_api.Writer,
+                                  chain: list[targets.BackendTarget]) -> HttpResponse:
+    chat = writer.req.chat
+    measure = relay.Measure(call.started)
+    passing = relay.Relay(chat, chain, measure, keep_text=False)
+    try:
+        target, _, first = await passing.open()
+    except GatewayError as exc:
+        await call.record(status=exc.status, error_code=exc.code, error=exc.message,
+                          total_ms=_ms(call.started), route=measure.route or None)
+        return call.headers(exc.response(_route_header(measure.route)))
+    measure.overhead_ms = _ms(call.started, measure.sent)
+
+    async def finished() -> None:
+        answer = writer.answer
+        error = answer.error
+        await call.record(
+            status=error.status if error else 200, error_code=error.code if error else "",
+            error=error.message if error else "", backend_id=target.backend.pk,
+            upstream_model=target.model,
+            ttft_ms=_ms(call.started, measure.ttft) if measure.ttft else None,
+            total_ms=_ms(call.started), overhead_ms=round(measure.overhead_ms, 3),
+            tokens_in=measure.tokens_in, tokens_out=measure.tokens_out,
+            usage_reported=measure.usage_reported, route=measure.route or None)
+
+    if not chat.stream:
+        try:
+            raw = await passing.whole()
+            responses_api.from_completion(json.loads(raw), writer.answer)
+        except GatewayError as exc:
+            writer.answer.error = exc
+        except (ValueError, KeyError, TypeError, AttributeError):
+            writer.answer.error = GatewayError(502, f"{target.label} answered something "
+                                                    f"that is not a chat completion",
+                                               code="upstream_error")
+        await finished()
+        if writer.answer.error is not None:
+            return call.headers(writer.answer.error.response())
+        _remember(call, writer)
+        return call.headers(_json(writer.response(writer.status())), measure.overhead_ms)
+
+    async def chunks():
+        yield first
+        assert passing.chunks is not None
+        async for data in passing.chunks:
+            if measure.ttft is None:
+                measure.ttft = time.perf_counter()
+            yield data
+
+    async def body():
+        ok = True
+        try:
+            source = responses_api.from_chunks(chunks(), measure.take_usage)
+            async for event in writer.events(source):
+                yield event
+            ok = writer.answer.error is None
+            _remember(call, writer)
+        except Exception as exc:  # noqa: BLE001 - the stream ends with a failed response
+            ok = False
+            writer.answer.error = GatewayError(502, f"the backend failed mid-answer: "
+                                                    f"{type(exc).__name__}", code="upstream_error")
+            yield writer.event("response.failed", response=writer.response("failed"))
+        finally:
+            await passing.close(ok)
+            await finished()
+
+    return call.headers(_sse(body()), measure.overhead_ms)
+
+
+async def _responses_agent(call: Call, writer: responses_api.Writer,
+                           target: targets.AgentTarget) -> HttpResponse:
+    assert call.key is not None
+    actor = usage.actor_for(call.key, call.request, call.request_id)
+    agent_run = await agent_runs.start(actor, call.key.user, writer.req.chat, target)
+    overhead = _ms(call.started)
+
+    async def finished() -> None:
+        state = agent_run.state
+        error = writer.answer.error
+        await call.record(
+            status=error.status if error else 200, error_code=state.error_code,
+            error=state.error, agent_id=target.agent_id, backend_id=state.backend_id,
+            upstream_model=state.model, ttft_ms=state.ttft_ms, total_ms=_ms(call.started),
+            overhead_ms=round(overhead, 3), tokens_in=state.tokens_in,
+            tokens_out=state.tokens_out, usage_reported=state.usage_reported,
+            route=state.route or None)
+
+    if not writer.req.chat.stream:
+        try:
+            responses_api.from_completion(await agent_runs.whole(agent_run), writer.answer)
+        except GatewayError as exc:
+            writer.answer.error = exc
+        await finished()
+        if writer.answer.error is not None:
+            return call.headers(writer.answer.error.response())
+        _remember(call, writer)
+        return call.headers(_json(writer.response(writer.status())), overhead)
+
+    task, frames = await agent_runs.run(agent_run)
+
+    async def source():
+        while True:
+            frame = await frames.get()
+            if frame is None:
+                break
+            if frame["type"] == "delta":
+                yield "text", frame["text"]
+            elif frame["type"] == "error":
+                yield "error", agent_run.error()
+        state = agent_run.state
+        if state.client_calls:
+            yield "calls", [dict(c) for c in state.client_calls]
+        yield "usage", agent_run.usage()
+        yield "finish", agent_run.finish_reason()
+
+    async def body():
+        try:
+            async for event in writer.events(source()):
+                yield event
+            _remember(call, writer)
+        except asyncio.CancelledError:
+            agent_run.session.stop()
+            raise
+        finally:
+            if not task.done():
+                agent_run.session.stop()
+                await asyncio.wait([task])
+            await finished()
+
+    response = _sse(body())
+    response["x-tanglaw-agent"] = target.name[:200]
+    return call.headers(response, overhead)
