@@ -244,6 +244,7 @@ class Relay:
             request = http.build_request("POST", url, content=upstream_body(self.chat, target),
                                          headers=_headers(target), timeout=timeout)
             self.m.sent = time.perf_counter()
+            self.m.target = target  # the last one tried is the one a failure is recorded on
             response = None
             try:
                 response = await http.send(request, stream=True)
@@ -254,14 +255,13 @@ class Relay:
                         first = await anext(self.chunks, b"")
                         if not first:
                             raise httpx.RemoteProtocolError("closed before its first byte")
-                    self.slot, self.response, self.m.target = slot, response, target
+                    self.slot, self.response = slot, response
                     return target, response, first
                 body = await response.aread()
                 if response.status_code < 500 and response.status_code != 429:
                     # the request itself was refused (unknown model, bad arguments): the
                     # caller's error, not the backend's; relayed as the backend said it
                     await _call(limits.release, [slot])
-                    self.m.target = target
                     raise _client_error(response.status_code, body, target)
                 last = GatewayError(429 if response.status_code == 429 else 502,
                                     _upstream_error(response.status_code, body, target),

@@ -1,6 +1,7 @@
-"""Traffic metrics from the agents' runs: each finished run becomes samples per backend,
-per model (``model:<backend id>:<model>``) and per agent (requests, errors, TTFT,
-latency, tokens/s, tokens in and out).
+"""Traffic metrics from the agents' runs and the gateway's pass-through requests: each
+finished run or request becomes samples per backend, per model
+(``model:<backend id>:<model>``) and per agent (requests, errors, TTFT, latency,
+tokens/s, tokens in and out). A gateway request that ran an agent is already a run.
 
 A cursor (the last run id read) makes this incremental and safe to repeat; the
 samples carry the time the run finished, so charts place them where they happened.
@@ -12,9 +13,11 @@ from datetime import timedelta
 
 from agents.choices import RunOutcome
 from agents.models import Run
+from gateway.models import Request
 from monitoring.models import Sample, State
 
 CURSOR = "runs_cursor"
+GATEWAY_CURSOR = "gateway_cursor"
 BATCH = 5000
 
 
@@ -36,15 +39,49 @@ def ingest_runs() -> int:
                   "tokens_out": float(run["tokens_out"] or 0)}
         if run["outcome"] == RunOutcome.CANCELLED:
             values["latency_ms"] = None  # a stopped reply says nothing about latency
-        model = (f"model:{run['backend_id']}:{run['model']}"[:64]
-                 if run["backend_id"] and run["model"] else None)
-        for scope in (f"backend:{run['backend_id']}" if run["backend_id"] else None,
-                      f"agent:{run['agent_id']}" if run["agent_id"] else None, model):
-            if scope is None:
-                continue
-            rows += [Sample(ts=ended, metric=m, scope=scope, value=v)
-                     for m, v in values.items() if v is not None]
+        rows += _samples(ended, values, run["backend_id"], run["agent_id"], run["model"])
     Sample.objects.bulk_create(rows, batch_size=1000)
     if runs:
         State.objects.update_or_create(key=CURSOR, defaults={"value": runs[-1]["pk"]})
     return len(runs)
+
+
+def _samples(ended, values: dict, backend_id, agent_id, model_name) -> list[Sample]:
+    model = (f"model:{backend_id}:{model_name}"[:64] if backend_id and model_name else None)
+    rows: list[Sample] = []
+    for scope in (f"backend:{backend_id}" if backend_id else None,
+                  f"agent:{agent_id}" if agent_id else None, model):
+        if scope is not None:
+            rows += [Sample(ts=ended, metric=m, scope=scope, value=v)
+                     for m, v in values.items() if v is not None]
+    return rows
+
+
+def ingest_gateway() -> int:
+    """The gateway's pass-through requests that reached a backend, as backend and model
+    traffic (incremental, like ingest_runs)."""
+    state = State.objects.filter(key=GATEWAY_CURSOR).first()
+    last = int(state.value) if state else 0
+    requests = list(Request.objects.filter(pk__gt=last).order_by("pk").values(
+        "pk", "backend_id", "agent_id", "upstream_model", "ts", "ttft_ms", "total_ms",
+        "tokens_in", "tokens_out", "status")[:BATCH])
+    rows: list[Sample] = []
+    for r in requests:
+        if r["agent_id"] is not None or r["backend_id"] is None:
+            continue  # an agent's run is counted from its Run; unrouted refusals nowhere
+        seconds = ((r["total_ms"] or 0) - (r["ttft_ms"] or 0)) / 1000
+        values = {"requests": 1.0, "errors": 1.0 if r["status"] >= 500 else 0.0,
+                  "ttft_ms": r["ttft_ms"], "latency_ms": r["total_ms"],
+                  "tokens_per_s": (round(r["tokens_out"] / seconds, 2)
+                                   if r["ttft_ms"] is not None and seconds > 0 and
+                                   r["tokens_out"] else None),
+                  "tokens_in": float(r["tokens_in"]), "tokens_out": float(r["tokens_out"])}
+        if r["status"] == 499:
+            values["latency_ms"] = None  # the client went away: says nothing about latency
+        ended = r["ts"] + timedelta(milliseconds=r["total_ms"] or 0)
+        rows += _samples(ended, values, r["backend_id"], None, r["upstream_model"])
+    Sample.objects.bulk_create(rows, batch_size=1000)
+    if requests:
+        State.objects.update_or_create(key=GATEWAY_CURSOR,
+                                       defaults={"value": requests[-1]["pk"]})
+    return len(requests)

@@ -171,7 +171,7 @@ class Monitor:
                                            defaults={"value": self.gpu.processes()})
 
     def traffic(self) -> int:
-        return traffic.ingest_runs()
+        return traffic.ingest_runs() + traffic.ingest_gateway()
 
     def rollup(self) -> dict[str, int]:
         return store.rollup()

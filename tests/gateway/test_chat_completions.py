@@ -322,3 +322,36 @@ def test_an_agent_runs_with_its_prompt_and_returns_the_callers_tool(operator_use
     assert [r.agent_id for r in runs] == [agent.pk, agent.pk]
     rows = list(Request.objects.order_by("pk"))
     assert [(r.agent_id, r.status) for r in rows] == [(agent.pk, 200), (agent.pk, 200)]
+
+
+def test_pass_through_traffic_feeds_the_backend_and_model_charts(operator_user, backend,
+                                                                  scripted):
+    from monitoring import traffic
+    from monitoring.models import Sample
+
+    scripted.add(text("a", "b", "c"), finish(), usage(11, 3))
+    scripted.add(("status", 500, {"error": {"message": "boom"}}))
+    raw = make_key(operator_user)
+
+    async def main():
+        client = sdk(raw)
+        stream = await client.chat.completions.create(
+            model="local/scripted-1", messages=[{"role": "user", "content": "hi"}],
+            stream=True)
+        [c async for c in stream]
+        try:
+            await client.chat.completions.create(
+                model="local/scripted-1", messages=[{"role": "user", "content": "hi"}])
+        except openai.APIStatusError as exc:
+            return exc
+
+    failed = run(main())
+    assert failed.status_code == 502 and "boom" in failed.body["message"]
+    assert traffic.ingest_gateway() == 2
+    assert traffic.ingest_gateway() == 0  # incremental
+    scope = f"backend:{backend.pk}"
+    values = {(s.metric, s.value) for s in Sample.objects.filter(scope=scope)}
+    assert ("requests", 1.0) in values and ("tokens_in", 11.0) in values
+    assert ("errors", 1.0) in values and ("errors", 0.0) in values
+    assert Sample.objects.filter(scope=f"model:{backend.pk}:scripted-1",
+                                 metric="requests").count() == 2
