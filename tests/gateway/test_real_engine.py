@@ -1,0 +1,119 @@
+"""The gateway in the real console (Daphne) in front of the real llama-server, driven by
+the openai SDK as its docs show: sync and async, streamed and not, chat and responses,
+an agent, typed errors, and the traffic on the audit log and the backend's charts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import openai
+import pytest
+
+from tests.support.console_server import ADMIN_PASSWORD, ROOT, ConsoleServer, signed_in
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, llama_server):
+    data = tmp_path_factory.mktemp("gateway") / "data"
+    server = ConsoleServer(data, TANGLAW_GATEWAY_FLUSH_S="0.2").start()
+    admin = signed_in(server.url, ADMIN_PASSWORD)
+    csrf = {"X-CSRFToken": admin.cookies["csrftoken"], "Referer": server.url}
+    made = admin.post("/api/backends", headers=csrf, json={
+        "name": "llama", "kind": "llamacpp", "base_url": llama_server.url})
+    assert made.status_code == 201, made.text
+    agent = admin.post("/api/agents", headers=csrf, json={
+        "name": "Edge Helper", "backend_id": made.json()["id"], "model": "tiny",
+        "system_prompt": "You help.", "max_tokens": 12, "tool_ids": []})
+    assert agent.status_code == 201, agent.text
+    key = subprocess.run(
+        [sys.executable, "manage.py", "create_api_token", "admin", "--name", "sdk"],
+        cwd=ROOT, env={**server.env}, capture_output=True, text=True, check=True)
+    server.key = key.stdout.strip().splitlines()[-1]
+    server.admin, server.backend_id = admin, made.json()["id"]
+    yield server
+    admin.close()
+    server.stop()
+
+
+def test_the_openai_sdk_sync_and_async_through_the_gateway(gateway):
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
+    ids = [m.id for m in client.models.list()]
+    assert "llama/tiny" in ids and "agent/edge-helper" in ids
+
+    whole = client.chat.completions.with_raw_response.create(
+        model="llama/tiny", messages=[{"role": "user", "content": "hello"}],
+        max_completion_tokens=8)
+    completion = whole.parse()
+    assert completion.choices[0].message.content and completion.usage.completion_tokens == 8
+    assert float(whole.headers["x-tanglaw-overhead-ms"]) < 1000
+
+    stream = client.chat.completions.create(
+        model="llama/tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8,
+        stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage.completion_tokens == 8
+
+    response = client.responses.create(model="llama/tiny", input="hi", max_output_tokens=8)
+    assert response.status in ("completed", "incomplete") and response.output_text
+    events = list(client.responses.create(model="llama/tiny", input="hi",
+                                          max_output_tokens=8, stream=True))
+    assert events[0].type == "response.created"
+    assert any(e.type == "response.output_text.delta" for e in events)
+    assert events[-1].response.usage.output_tokens == 8
+
+    async def asynchronous():
+        aclient = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=gateway.key,
+                                     max_retries=0)
+        answers = await asyncio.gather(*(aclient.chat.completions.create(
+            model="llama/tiny", messages=[{"role": "user", "content": f"q{i}"}],
+            max_tokens=6) for i in range(3)))
+        agent_stream = await aclient.chat.completions.create(
+            model="agent/edge-helper", messages=[{"role": "user", "content": "hi"}],
+            stream=True)
+        agent_chunks = [c async for c in agent_stream]
+        await aclient.close()
+        return answers, agent_chunks
+
+    answers, agent_chunks = asyncio.run(asynchronous())
+    assert all(a.usage.completion_tokens == 6 for a in answers)
+    assert "".join(c.choices[0].delta.content or "" for c in agent_chunks if c.choices)
+
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=gateway.url + "/v1", api_key="tgl_wrong",
+                      max_retries=0).models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="llama2/none", messages=[
+            {"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="llama/tiny", n=3, messages=[
+            {"role": "user", "content": "hi"}])
+
+    # the traffic is in the audit log (written in batches, within a moment)
+    deadline, events_seen = time.monotonic() + 10, []
+    while time.monotonic() < deadline:
+        page = gateway.admin.get("/api/audit", params={"action": "gateway.request",
+                                                       "limit": 100}).json()
+        events_seen = page["items"]
+        if len(events_seen) >= 10:
+            break
+        time.sleep(0.3)
+    statuses = sorted(e["after"]["status"] for e in events_seen)
+    assert statuses.count(200) >= 8 and 400 in statuses and 404 in statuses, statuses
+    assert all("tgl_" not in str(e) for e in events_seen)
+
+    # and, once the monitor has read it, on the backend's charts
+    env = {**gateway.env, "PATH": os.environ.get("PATH", "")}
+    subprocess.run([sys.executable, "manage.py", "monitor", "--once"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    series = gateway.admin.get("/api/metrics/series", params={
+        "metric": "requests", "backend": gateway.backend_id, "window": "1h"})
+    assert series.status_code == 200, series.text
+    counted = sum(v for _, v in series.json()["points"] if v)
+    assert counted >= 7, series.json()  # the pass-through requests (the agent's is a run)
