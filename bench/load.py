@@ -24,6 +24,7 @@ class Sample:
     total_ms: float = 0.0
     ok: bool = True  # every token, once, in order
     error: str = ""
+    overhead_ms: float | None = None  # the gateway's x-tanglaw-overhead-ms, when sent
 
 
 class Reader:
@@ -84,6 +85,7 @@ async def openai_stream(client: httpx.AsyncClient, url: str, headers: dict[str, 
         async with client.stream("POST", url, json=body, headers=headers) as response:
             if response.status_code != 200:
                 return reader.finish(f"HTTP {response.status_code}")
+            overhead = response.headers.get("x-tanglaw-overhead-ms")
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -92,7 +94,22 @@ async def openai_stream(client: httpx.AsyncClient, url: str, headers: dict[str, 
                     reader.feed(content)
     except httpx.HTTPError as exc:
         return reader.finish(type(exc).__name__)
-    return reader.finish()
+    sample = reader.finish()
+    sample.overhead_ms = float(overhead) if overhead else None
+    return sample
+
+
+async def openai_whole(client: httpx.AsyncClient, url: str, headers: dict[str, str],
+                       model: str) -> tuple[float, str]:
+    """One non-streamed chat completion: (latency ms, error or "")."""
+    started = time.perf_counter()
+    try:
+        response = await client.post(url, headers=headers, json={
+            "model": model, "messages": [{"role": "user", "content": "go"}]})
+        error = "" if response.status_code == 200 else f"HTTP {response.status_code}"
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    return (time.perf_counter() - started) * 1000, error
 
 
 async def tanglaw_sse(client: httpx.AsyncClient, url: str, headers: dict[str, str],

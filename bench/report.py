@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 NAMES = {"direct": "direct to the backend", "tanglaw_ws": "Tanglaw WebSocket",
-         "tanglaw_sse": "Tanglaw HTTP (SSE)", "litellm": "LiteLLM proxy"}
+         "tanglaw_sse": "Tanglaw HTTP (SSE)", "tanglaw_gateway": "Tanglaw gateway pass-through",
+         "litellm": "LiteLLM proxy"}
 
 
 def ms(value) -> str:
@@ -66,6 +67,7 @@ def goals(r: dict) -> list[tuple[str, bool | None, str]]:
                         at_most(cost, limit) and not entry["lost"],
                         f"{ms(cost)} ms ({entry['tokens']:,} tokens, {entry['streams']} "
                         f"streams, lost {entry['lost']})"))
+    out += gateway_goals(r, added, at_most)
     probing = r.get("probing") or {}
     if probing.get("loop_lag_ms"):
         lag = probing["loop_lag_ms"]["p99"]
@@ -95,6 +97,66 @@ def goals(r: dict) -> list[tuple[str, bool | None, str]]:
                     f"{dashboards['audit_events']:,} audit events", dashboards["met"],
                     f"slowest p95 {worst:.1f} ms"))
     return out
+
+
+def gateway_goals(r: dict, added, at_most) -> list[tuple[str, bool | None, str]]:
+    """Issue 14's: the gateway pass-through beside LiteLLM."""
+    out: list[tuple[str, bool | None, str]] = []
+    gw1 = added("1", "tanglaw_gateway")
+    if gw1:
+        out.append(("Gateway added TTFT p50 ≤ 2 ms at concurrency 1", at_most(gw1["p50"], 2),
+                    f"{ms(gw1['p50'])} ms"))
+    for c in ("1", "16", "64"):
+        gw, theirs = added(c, "tanglaw_gateway"), added(c, "litellm")
+        if gw and theirs and theirs.get("p50") is not None and gw.get("p50") is not None:
+            out.append((f"Gateway added TTFT p50 ≤ ⅓ of LiteLLM's at concurrency {c}",
+                        gw["p50"] <= theirs["p50"] / 3,
+                        f"{ms(gw['p50'])} ms vs LiteLLM {ms(theirs['p50'])} ms"))
+    g = r.get("gateway") or {}
+    for label, entry in (g.get("relay") or {}).items():
+        cost = entry["cpu_ms_per_1000_tokens"]
+        what = "one token per chunk" if label == "one_token_per_frame" else "a fast stream"
+        out.append((f"Gateway CPU per 1,000 relayed tokens ≤ 100 ms ({what})",
+                    at_most(cost, 100) and not entry["lost"],
+                    f"{ms(cost)} ms ({entry['tokens']:,} tokens, {entry['streams']} streams, "
+                    f"lost {entry['lost']})"))
+    best = (g.get("throughput") or {}).get("best_rps_within_100ms") or {}
+    if "tanglaw_gateway" in best:
+        ours, theirs = best["tanglaw_gateway"], best.get("litellm")
+        out.append(("Gateway non-streamed requests/s at ≤ 100 ms added p99 higher than "
+                    "LiteLLM's", None if theirs is None and ours is None else
+                    (ours or 0) > (theirs or 0),
+                    f"{ours if ours is not None else '–'} vs LiteLLM "
+                    f"{theirs if theirs is not None else '–'} requests/s"))
+    header = g.get("overhead_header") or {}
+    if header.get("difference_ms") is not None:
+        out.append(("x-tanglaw-overhead-ms within 1 ms of the client-side added TTFT",
+                    header["difference_ms"] <= 1,
+                    f"header p50 {ms(header['header_p50_ms'])} ms, client "
+                    f"{ms(header['client_added_ttft_p50_ms'])} ms "
+                    f"({header['requests']} pairs at concurrency 1)"))
+    return out
+
+
+def gateway_section(r: dict) -> list[str]:
+    g = (r.get("gateway") or {}).get("throughput")
+    if not g:
+        return []
+    paths = [p for p in ("direct", "tanglaw_gateway", "litellm")
+             if p in next(iter(g["levels"].values()))]
+    lines = ["### Gateway: non-streamed requests per second", "",
+             "An instant backend (8 tokens, no delay), non-streamed chat completions from "
+             "one client process; requests/s and p99 latency (ms) per concurrency. The goal "
+             "counts a level when its p99 is at most 100 ms above direct's and nothing "
+             "failed.", "",
+             "| concurrency | " + " | ".join(NAMES[p] for p in paths) + " |",
+             "|---|" + "---|" * len(paths)]
+    for c, row in g["levels"].items():
+        cells = [f"{row[p]['rps']:g}/s, p99 {ms(row[p]['p99'])}"
+                 + (f" ({row[p]['errors']} failed)" if row[p]["errors"] else "")
+                 for p in paths]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def ratio(default, other) -> str:
@@ -194,6 +256,7 @@ def render(r: dict, name: str) -> str:
                 f"{s['lost']} |")
         lines.append("")
     lines += servers_section(r)
+    lines += gateway_section(r)
     llama = r.get("llamacpp")
     if llama:
         lines += [f"### Beside a real engine: llama.cpp's llama-server (tiny random-weight "

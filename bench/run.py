@@ -55,8 +55,9 @@ from tests.support.llama_server import wait_until_up  # noqa: E402
 
 PASSWORD = "bench-passphrase-1234"
 MASTER_KEY = "sk-bench-" + "0" * 32
-PATHS = ("direct", "tanglaw_ws", "tanglaw_sse", "litellm")
+PATHS = ("direct", "tanglaw_ws", "tanglaw_sse", "tanglaw_gateway", "litellm")
 TANGLAW_PATHS = ("tanglaw_ws", "tanglaw_sse")
+GATEWAY = "tanglaw_gateway"  # /v1/chat/completions pass-through, on the default server
 LLAMA_TOKENS = 32
 
 
@@ -149,6 +150,7 @@ class Bench:
                 self.llama = None
 
         self.litellm_url = None
+        self.rps_port = free_port()  # the gateway throughput part's instant backend
         binary = Path(a.litellm)
         if binary.exists():
             lport = free_port()
@@ -159,7 +161,10 @@ class Bench:
                 "      api_key: none\n" + (
                     "  - model_name: tiny\n    litellm_params:\n      model: openai/tiny\n"
                     f"      api_base: {self.llama.url}/v1\n      api_key: none\n"
-                    if self.llama else "") + "litellm_settings:\n  telemetry: false\n")
+                    if self.llama else "") +
+                "  - model_name: rps\n    litellm_params:\n      model: openai/bench\n"
+                f"      api_base: http://127.0.0.1:{self.rps_port}/v1\n      api_key: none\n"
+                "litellm_settings:\n  telemetry: false\n")
             env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY,
                    "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
             self.litellm = self.spawn("litellm", [str(binary), "--config", str(config),
@@ -262,16 +267,140 @@ class Bench:
             backend.stop()
         self.results["relay"] = out
 
+    # -- the gateway -------------------------------------------------------------------------
+    def gateway(self) -> None:
+        """The gateway's pass-through beyond the latency table: its CPU per 1,000 relayed
+        tokens, non-streamed requests/s at ≤ 100 ms added p99 beside LiteLLM's, and
+        whether its x-tanglaw-overhead-ms agrees with what a client measures."""
+        out: dict = {"relay": {}}
+        for label, (gap, tokens, streams) in self.RELAY.items():
+            port = free_port()
+            backend = self.spawn(f"fastserver-gw-{label}", [
+                sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
+                "--ttft-ms", "0", "--tokens", str(tokens), "--gap-ms", str(gap)])
+            wait_http(f"http://127.0.0.1:{port}/health", backend, f"gateway {label} backend")
+            name = f"gw-{label}".replace("_", "-")
+            self.bench_agent(name, port)
+            url = self.base + "/v1/chat/completions"
+
+            async def streams_once(name=name, tokens=tokens, streams=streams, url=url):
+                async with httpx.AsyncClient(timeout=120) as client:
+                    return await asyncio.gather(*(load.openai_stream(
+                        client, url, self.api_headers, tokens, f"{name}/bench")
+                        for _ in range(streams)))
+
+            asyncio.run(streams_once())  # warm-up
+            cpu0 = self.tanglaw.cpu_s()
+            samples = asyncio.run(streams_once())
+            cpu = self.tanglaw.cpu_s() - cpu0
+            relayed = sum(x.tokens for x in samples)
+            out["relay"][label] = {
+                "gap_ms": gap, "tokens_per_stream": tokens, "streams": streams,
+                "tokens": relayed, "lost": sum(not x.ok for x in samples),
+                "cpu_s": round(cpu, 3),
+                "cpu_ms_per_1000_tokens": round(cpu * 1e6 / relayed, 1) if relayed else None}
+            print(f"gateway relay {label}: {out['relay'][label]['cpu_ms_per_1000_tokens']} ms "
+                  f"CPU per 1,000 tokens", flush=True)
+            backend.stop()
+        out["throughput"] = self.gateway_throughput()
+        out["overhead_header"] = self.overhead_agreement()
+        self.results["gateway"] = out
+
+    def gateway_throughput(self) -> dict:
+        """Non-streamed requests at rising concurrency against an instant backend: per
+        path the best requests/s whose p99 is ≤ 100 ms above direct's at that load."""
+        port = self.rps_port
+        backend = self.spawn("fastserver-rps", [
+            sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
+            "--ttft-ms", "0", "--tokens", "8", "--gap-ms", "0"])
+        wait_http(f"http://127.0.0.1:{port}/health", backend, "throughput backend")
+        self.bench_agent("rps", port)
+        targets = {"direct": (f"http://127.0.0.1:{port}/v1/chat/completions", {}, "bench"),
+                   GATEWAY: (self.base + "/v1/chat/completions", self.api_headers,
+                             "rps/bench")}
+        if self.litellm_url:
+            targets["litellm"] = (self.litellm_url, {"Authorization": f"Bearer {MASTER_KEY}"},
+                                  "rps")
+        levels = [1, 4, 16, 32, 64]
+        table: dict = {}
+        for c in levels:
+            for path, (url, headers, model) in targets.items():
+                async def main(url=url, headers=headers, model=model, c=c):
+                    limits = httpx.Limits(max_connections=c + 4)
+                    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+                        async def user():
+                            return [await load.openai_whole(client, url, headers, model)
+                                    for _ in range(max(8, 160 // c))]
+
+                        await user()  # warm-up
+                        started = time.perf_counter()
+                        groups = await asyncio.gather(*(user() for _ in range(c)))
+                        return groups, time.perf_counter() - started
+
+                groups, seconds = asyncio.run(main())
+                latencies = [ms_ for g in groups for ms_, err in g if not err]
+                errors = sum(1 for g in groups for _, err in g if err)
+                stats = summary(latencies)
+                table.setdefault(str(c), {})[path] = {
+                    "rps": round(len(latencies) / seconds, 1), "p50": stats["p50"],
+                    "p99": stats["p99"], "errors": errors}
+            row = table[str(c)]
+            for path in row:
+                if path != "direct" and row[path]["p99"] is not None:
+                    row[path]["added_p99"] = round(row[path]["p99"] - row["direct"]["p99"], 1)
+            print(f"throughput c={c}: " + ", ".join(f"{p} {v['rps']} rps p99 {v['p99']:.1f} ms"
+                                                    for p, v in row.items()), flush=True)
+        best = {}
+        for path in targets:
+            if path == "direct":
+                continue
+            ok = [table[str(c)][path]["rps"] for c in levels
+                  if table[str(c)][path].get("added_p99") is not None
+                  and table[str(c)][path]["added_p99"] <= 100
+                  and not table[str(c)][path]["errors"]]
+            best[path] = max(ok) if ok else None
+        backend.stop()
+        return {"levels": table, "best_rps_within_100ms": best}
+
+    def overhead_agreement(self) -> dict:
+        """Concurrency 1, direct and gateway alternating on the latency backend: the
+        median gateway-minus-direct TTFT beside the median header value."""
+        url = self.base + "/v1/chat/completions"
+        direct = f"{self.backend_url}/v1/chat/completions"
+        expected = self.args.tokens
+
+        async def main():
+            pairs = []
+            async with httpx.AsyncClient(timeout=60) as client:
+                for i in range(41):
+                    d = await load.openai_stream(client, direct, {}, expected)
+                    g = await load.openai_stream(client, url, self.api_headers, expected,
+                                                 "bench/bench")
+                    if i and d.tokens and g.tokens and g.overhead_ms is not None:
+                        pairs.append((g.ttft_ms - d.ttft_ms, g.overhead_ms))
+            return pairs
+
+        pairs = asyncio.run(main())
+        added = summary([a for a, _ in pairs])["p50"]
+        header = summary([h for _, h in pairs])["p50"]
+        return {"requests": len(pairs), "client_added_ttft_p50_ms": added,
+                "header_p50_ms": header,
+                "difference_ms": round(abs(added - header), 2)
+                if added is not None and header is not None else None}
+
     # -- latency ---------------------------------------------------------------------
     def fast_target(self) -> dict:
         return {"direct": f"{self.backend_url}/v1/chat/completions", "model": "bench",
                 "agent_id": self.agent_id, "sse": f"/api/agents/{self.agent_id}/chat/stream",
-                "expected": self.args.tokens, "plain": False, "max_tokens": None}
+                "expected": self.args.tokens, "plain": False, "max_tokens": None,
+                "gateway_model": "bench/bench"}
 
     def server_of(self, path: str) -> str | None:
         """The ASGI server a path goes through: `tanglaw_ws` is the default server's,
         `tanglaw_ws@uvicorn` uvicorn's; None for direct and LiteLLM."""
         kind, _, server = path.partition("@")
+        if kind == GATEWAY:
+            return self.default_server
         return (server or self.default_server) if kind in TANGLAW_PATHS else None
 
     async def one_path(self, path: str, concurrency: int, per_user: int,
@@ -299,6 +428,10 @@ class Bench:
                                 client, self.litellm_url,
                                 {"Authorization": f"Bearer {MASTER_KEY}"}, expected,
                                 t["model"], t["max_tokens"], plain))
+                        elif path == GATEWAY:
+                            out.append(await load.openai_stream(
+                                client, base + "/v1/chat/completions", self.api_headers,
+                                expected, t["gateway_model"], t["max_tokens"], plain))
                         elif path == "tanglaw_sse":
                             out.append(await load.tanglaw_sse(client, base + t["sse"],
                                                               self.api_headers, expected,
@@ -440,7 +573,8 @@ class Bench:
         self.llama_target = {
             "direct": f"{self.llama.url}/v1/chat/completions", "model": "tiny",
             "agent_id": agent.json()["id"], "sse": f"/api/agents/{agent.json()['id']}/chat/stream",
-            "expected": LLAMA_TOKENS, "plain": True, "max_tokens": LLAMA_TOKENS}
+            "expected": LLAMA_TOKENS, "plain": True, "max_tokens": LLAMA_TOKENS,
+            "gateway_model": "tiny-llama/tiny"}
 
     def llamacpp(self) -> None:
         """The same comparison against the real llama-server (tiny random-weight model,
@@ -607,8 +741,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp-tokens", type=int, default=60)
     parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
     parser.add_argument("--parts", nargs="+", default=[
-        "latency", "relay", "llamacpp", "streams", "persistence", "probing", "dashboards",
-        "audit"])
+        "latency", "relay", "gateway", "llamacpp", "streams", "persistence", "probing",
+        "dashboards", "audit"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS),
                         default=available_servers(),
@@ -637,6 +771,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.latency()
         if "relay" in args.parts:
             bench.relay()
+        if "gateway" in args.parts:
+            bench.gateway()
         if bench.llama:
             bench.llamacpp()
         if "probing" in args.parts:

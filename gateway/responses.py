@@ -333,9 +333,9 @@ class Writer:
         if self.text_open:
             part = {"type": "output_text", "text": self.answer.text, "annotations": [],
                     "logprobs": []}
-            yield self.event("response.output_text.done", item_id=self.message_id,
-                             output_index=0, content_index=0, text=self.answer.text,
-                             logprobs=[])
+            # no response.output_text.done: MAF (1.23) adds its full text to the stream's
+            # updates, so a client printing update.text would show the answer twice; the
+            # whole text is in content_part.done, output_item.done and response.completed
             yield self.event("response.content_part.done", item_id=self.message_id,
                              output_index=0, content_index=0, part=part)
             yield self.event("response.output_item.done", output_index=0,

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from gateway import views
 
@@ -7,4 +7,6 @@ urlpatterns = [
     path("v1/models/<path:model>", views.models, name="gateway_model"),
     path("v1/chat/completions", views.chat_completions, name="gateway_chat"),
     path("v1/responses", views.responses, name="gateway_responses"),
+    # MAF declarative agents: export and import (gateway.maf)
+    path("", include("gateway.maf_urls")),
 ]
