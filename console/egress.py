@@ -20,6 +20,7 @@ import contextlib
 import functools
 import importlib
 import ipaddress
+import select
 import socket
 import ssl
 from collections.abc import Iterable
@@ -217,9 +218,19 @@ class AsyncioStream:
             return transport.get_extra_info("socket")
         if info == "is_readable":
             # an idle pooled connection is "readable" when the server closed it (or sent
-            # something unasked): the transport has read that into the stream already
-            return self._reader.at_eof() or transport.is_closing() or bool(
-                getattr(self._reader, "_buffer", b""))
+            # something unasked): either the transport has read that into the stream
+            # already, or it still waits in the socket (the loop has not run since), which
+            # only a poll of the socket itself sees, as httpcore's own streams do
+            if self._reader.at_eof() or transport.is_closing() or getattr(
+                    self._reader, "_buffer", b""):
+                return True
+            sock = transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            try:
+                return bool(select.select([sock.fileno()], [], [], 0)[0])
+            except (OSError, ValueError):
+                return True
         return None
 
 

@@ -89,3 +89,48 @@ def test_a_streamed_body_is_read_as_it_comes():
         return lines
 
     assert asyncio.run(main()) == ["data: 0", "data: 1", "data: 2"]
+
+
+@pytest.mark.parametrize("lib", [httpx, httpx2], ids=["httpx", "httpx2"])
+def test_a_connection_closed_while_the_loop_was_busy_is_not_reused(lib):
+    """The server closes right after its answer, and the client's loop does not run
+    before the next request (a busy loop): the close is still in the socket, not yet
+    in asyncio's stream. Reusing the connection would fail the request (discovery saw
+    an engine vanish this way on a loaded machine)."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def serve_forever():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            # keep-alive promised, then closed at once (as HTTP/1.0-ish servers do)
+            conn.sendall(response(b"one", close=False))
+            conn.close()
+
+    threading.Thread(target=serve_forever, daemon=True).start()
+
+    async def main():
+        transport = egress.async_transport(egress.BACKENDS, httpx2=lib is httpx2)
+        async with lib.AsyncClient(transport=transport) as client:
+            first = await client.get(f"http://127.0.0.1:{port}/")
+            time.sleep(0.2)  # blocks the loop: the FIN stays in the socket
+            second = await client.get(f"http://127.0.0.1:{port}/")
+        return first.text, second.text
+
+    try:
+        assert asyncio.run(main()) == ("one", "one")
+    finally:
+        listener.close()
+    assert len(accepted) == 2
