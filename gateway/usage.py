@@ -50,7 +50,9 @@ def record(row: dict[str, Any]) -> bool:
     """Queue a finished request (plain values; `actor` an audit Actor, `content` only
     where content is logged). Returns True when the caller should write it now
     (no background thread: call `flush` off the event loop)."""
-    if row.get("token_id"):
+    if row.get("token_id") and not _shared_cache():
+        # in memory: count it now; a shared cache (Redis) is counted by the writer thread,
+        # never on the event loop
         quota.charge(row["token_id"], row.get("tokens_in", 0) + row.get("tokens_out", 0),
                      row["ts"])
     with _lock:
@@ -64,6 +66,10 @@ def record(row: dict[str, Any]) -> bool:
     if many:
         _wake.set()
     return False
+
+
+def _shared_cache() -> bool:
+    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
 
 
 def pending_tokens(token_id: int, since: datetime) -> int:
@@ -92,6 +98,12 @@ def flush() -> int:
 
 
 def _write(batch: list[dict[str, Any]]) -> None:
+    if _shared_cache():
+        for r in batch:
+            if r.get("token_id") and not r.get("charged"):
+                r["charged"] = True  # once, even when the write below is retried
+                quota.charge(r["token_id"], r.get("tokens_in", 0) + r.get("tokens_out", 0),
+                             r["ts"])
     rows = [Request(**{f: r.get(f) for f in FIELDS if r.get(f) is not None}) for r in batch]
     with transaction.atomic():
         Request.objects.bulk_create(rows)

@@ -105,13 +105,14 @@ def revoke_token(actor: Actor, token: ApiToken) -> None:
                      after={"name": token.name, "user": token.user.username})
 
 
-def user_for_token(raw: str):
-    """The active user a bearer token belongs to, or None."""
+def user_for_token(raw: str, scope: str = "api"):
+    """The active user a live (not revoked, not expired) bearer token belongs to, when the
+    token has `scope`; else None."""
     if not raw.startswith(ApiToken.PREFIX):
         return None
     token = (ApiToken.objects.active().select_related("user")
              .filter(digest=ApiToken.digest_of(raw)).first())
-    if token is None:
+    if token is None or not token.allows_scope(scope):
         return None
     now = timezone.now()
     if not token.last_used_at or (now - token.last_used_at).total_seconds() > 60:
