@@ -31,6 +31,14 @@ class ApiTokenQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True, user__is_active=True).filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
+    def for_user(self, user):
+        """Admins see every user's tokens (gateway.keys.manage); others their own."""
+        from console.permissions import has_perm
+
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        return self if has_perm(user, "gateway.keys.manage") else self.filter(user=user)
+
 
 class ApiToken(models.Model):
     """A bearer token for scripts and code-first agents (a gateway key). Only its SHA-256

@@ -35,7 +35,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "recommendations.apply": _OPERATE,
     "audit.view": _ALL,
     "audit.export": _ALL,
-    "tokens.own": _ALL,
+    "tokens.own": _ALL,  # your own API tokens and gateway keys: create, limit, revoke
+    "gateway.keys.manage": frozenset({Role.ADMIN}),  # other users' keys, and keys for them
+    "aliases.view": _ALL,
+    "aliases.change": _OPERATE,  # the gateway's model aliases (routing, like backends)
+    "usage.view": _ALL,  # gateway usage of your own keys
+    "usage.view_all": _OPERATE,  # everyone's gateway usage (per key, user, backend…)
     "users.manage": frozenset({Role.ADMIN}),
     # the whole site at once, deletes included: admins
     "config.apply": frozenset({Role.ADMIN}),

@@ -32,6 +32,17 @@ class Alias(models.Model):
                 "targets": list(self.targets)}
 
 
+class RequestQuerySet(models.QuerySet):
+    def for_user(self, user):
+        """Operators and admins see every request (usage.view_all); others the requests
+        made with their own keys."""
+        from console.permissions import has_perm
+
+        if not (user.is_authenticated and user.is_active):
+            return self.none()
+        return self if has_perm(user, "usage.view_all") else self.filter(user=user)
+
+
 class Request(models.Model):
     """One request through the gateway. Written in batches after the response ended
     (gateway.usage), never on the request's own path."""
@@ -60,6 +71,8 @@ class Request(models.Model):
     tokens_out = models.PositiveIntegerField(default=0)
     usage_reported = models.BooleanField(default=False)
     route = models.JSONField(null=True, blank=True, help_text="fallbacks tried, with reasons")
+
+    objects = RequestQuerySet.as_manager()
 
     class Meta:
         ordering = ["-ts"]

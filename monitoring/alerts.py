@@ -1,8 +1,9 @@
 """Alert rules evaluated over measured samples; the lifecycle; acknowledgement.
 
 A rule names a metric, a scope (every backend, one backend, every agent, one
-agent, the host, every GPU, one GPU), a comparator and threshold, the window
-its value is averaged over (0: the latest sample), how long it must hold
+agent, the host, every GPU, one GPU, every gateway key with a budget, one key), a
+comparator and threshold, the window its value is averaged over (0: the latest
+sample; a key's budget is always its count now), how long it must hold
 (`for_s`) and — for probe-driven rules — how many consecutive samples
 (`for_samples`). States: pending (holds, not long enough) → firing →
 acknowledged → resolved; each change is an AlertEvent row, and each firing or
@@ -11,8 +12,9 @@ resolution is queued for every channel (monitoring.notify).
 An alert also resolves, with the reason on its row, when its target goes: the
 backend or agent is deleted or disabled (`resolve_target`, called by those
 actions), a GPU stops reporting, the rule is disabled or no longer covers the
-scope. The evaluator sweeps for these too, so a change made another way (a bulk
-update, the admin) cannot leave an alert firing forever.
+scope, a gateway key is revoked or expires. The evaluator sweeps for these too,
+so a change made another way (a bulk update, the admin) cannot leave an alert
+firing forever.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from console import audit
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.choices import AuditAction
-from console.models import Backend
+from console.models import ApiToken, Backend
 from monitoring.choices import SEVERITY_RANK, AlertState, Comparator, Severity
 from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
 
@@ -41,7 +43,10 @@ log = logging.getLogger("tanglaw.alerts")
 OPS = {Comparator.GT: operator.gt, Comparator.GE: operator.ge,
        Comparator.LT: operator.lt, Comparator.LE: operator.le}
 OPEN = (AlertState.PENDING, AlertState.FIRING, AlertState.ACKNOWLEDGED)
-SCOPE_KINDS = ("backends", "agents", "host", "audit", "gpus")
+SCOPE_KINDS = ("backends", "agents", "host", "audit", "gpus", "keys")
+# a gateway key's token budget used, in percent: read from the key's count when the rule
+# is evaluated (gateway.budgets), not from samples; scope `keys` or `key:ID`
+BUDGET_METRICS = {"budget_day_pct": "day", "budget_month_pct": "month"}
 METRICS = {
     "backend_up": "backend up (1) or down (0), from the probes",
     "breaker_open": "the chat path's circuit breaker is open (1) or closed (0)",
@@ -55,6 +60,8 @@ METRICS = {
     "swap_percent": "host swap %", "disk_percent": "data disk %",
     "gpu_utilization_percent": "GPU utilisation %", "gpu_memory_percent": "GPU memory %",
     "gpu_temperature_c": "GPU temperature (°C)", "gpu_power_w": "GPU power (W)",
+    "budget_day_pct": "a gateway key's daily token budget used (%)",
+    "budget_month_pct": "a gateway key's monthly token budget used (%)",
 }
 
 # the defaults from the seed guide; created by migration 0002 and by `seed_rules`
@@ -85,8 +92,19 @@ DEFAULT_RULES: list[dict[str, Any]] = [
 TARGETS: dict[str, Any] = {"backend": Backend, "agent": Agent}  # scopes that name a row
 
 
+def _live_keys(rule: AlertRule):
+    """Keys a budget rule may cover: active (not revoked or expired, owner active), with
+    the rule's budget set."""
+    field = "tokens_per_day" if BUDGET_METRICS.get(rule.metric) == "day" else \
+        "tokens_per_month"
+    return ApiToken.objects.active().filter(**{f"{field}__isnull": False})
+
+
 def scopes_for(rule: AlertRule) -> list[str]:
-    """The scopes a rule covers now: enabled targets only, GPUs seen in the last hour."""
+    """The scopes a rule covers now: enabled targets only, GPUs seen in the last hour,
+    live keys with the rule's budget."""
+    if rule.scope == "keys":
+        return [f"key:{pk}" for pk in _live_keys(rule).values_list("pk", flat=True)]
     if rule.scope == "backends":
         return [f"backend:{pk}" for pk in Backend.objects.filter(enabled=True)
                 .values_list("pk", flat=True)]
@@ -103,6 +121,8 @@ def scopes_for(rule: AlertRule) -> list[str]:
         return [rule.scope] if alive else []
     if kind == "gpu":
         return [rule.scope] if gpus.filter(scope=rule.scope).exists() else []
+    if kind == "key" and ident.isdigit():
+        return [rule.scope] if _live_keys(rule).filter(pk=int(ident)).exists() else []
     return [rule.scope]
 
 
@@ -119,10 +139,30 @@ def why_gone(rule: AlertRule, scope: str) -> str:
             return f"{kind} {row[0]} is disabled"
     if kind == "gpu" and rule.scope in ("gpus", scope):
         return f"gpu {ident} no longer reports"
+    if kind == "key" and ident.isdigit():
+        token = ApiToken.objects.filter(pk=int(ident)).first()
+        if token is None:
+            return f"key {ident} was deleted"
+        if token.revoked_at is not None:
+            return f"key {token.name} was revoked"
+        if token.expired:
+            return f"key {token.name} expired"
+        return f"key {token.name} has no such budget any more"
     return f"the rule {rule.name} no longer covers {scope_label(scope)}"
 
 
+def budget_values(rule: AlertRule, scopes: list[str], now: datetime) -> dict[str, float | None]:
+    """A budget rule's value for each key scope, read for all of them at once."""
+    from gateway.budgets import percent_used  # monitoring reads the gateway, not back
+
+    ids = [int(s.partition(":")[2]) for s in scopes if s.partition(":")[2].isdigit()]
+    used = percent_used(ApiToken.objects.filter(pk__in=ids), BUDGET_METRICS[rule.metric], now)
+    return {f"key:{pk}": value for pk, value in used.items()}
+
+
 def value_of(rule: AlertRule, scope: str, now: datetime) -> float | None:
+    if rule.metric in BUDGET_METRICS:
+        return budget_values(rule, [scope], now).get(scope)
     samples = Sample.objects.filter(scope=scope)
     if rule.metric == "error_rate":
         since = now - timedelta(seconds=rule.window_s or 600)
@@ -185,6 +225,9 @@ def scope_label(scope: str) -> str:
     if kind == "agent" and ident.isdigit():
         name = Agent.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"agent {name or ident}"
+    if kind == "key" and ident.isdigit():
+        name = ApiToken.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
+        return f"key {name or ident}"
     return {"host": "this host"}.get(scope, scope.replace(":", " "))
 
 
@@ -245,16 +288,22 @@ def _evaluate_rule(rule: AlertRule, now: datetime, changes: dict[str, int]) -> N
     check = OPS[Comparator(rule.comparator)]
     scopes = scopes_for(rule)
     changes["resolved"] += _sweep(rule, set(scopes), now)
+    known = budget_values(rule, scopes, now) if rule.metric in BUDGET_METRICS else None
     for scope in scopes:
         try:
-            _evaluate_scope(rule, scope, check, now, changes)
+            _evaluate_scope(rule, scope, check, now, changes,
+                            known.get(scope) if known is not None else _UNKNOWN)
         except Exception:  # noqa: BLE001
             log.exception("evaluating alert rule %s for %s failed", rule.pk, scope)
 
 
+_UNKNOWN = object()  # the value is still to be read
+
+
 def _evaluate_scope(rule: AlertRule, scope: str, check, now: datetime,
-                    changes: dict[str, int]) -> None:
-    value = value_of(rule, scope, now)
+                    changes: dict[str, int], value: Any = _UNKNOWN) -> None:
+    if value is _UNKNOWN:
+        value = value_of(rule, scope, now)
     holds = value is not None and check(value, rule.threshold)
     if holds and rule.for_samples:
         holds = _holds_for_samples(rule, scope)
@@ -322,9 +371,18 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
         errors["metric"] = [f"One of: {', '.join(sorted(METRICS))}."]
     scope = str(out.get("scope") or "")
     kind, _, ident = scope.partition(":")
-    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "gpu") and ident.isdigit())):
-        errors["scope"] = ["backends, backend:ID, agents, agent:ID, host, audit, gpus or "
-                           "gpu:INDEX."]
+    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "gpu", "key")
+                                     and ident.isdigit() and len(ident) < 19)):
+        errors["scope"] = ["backends, backend:ID, agents, agent:ID, host, audit, gpus, "
+                           "gpu:INDEX, keys or key:ID."]
+    elif (out.get("metric") in BUDGET_METRICS) != (scope == "keys" or kind == "key"):
+        errors["scope"] = ["A key's budget (budget_day_pct, budget_month_pct) is measured on "
+                           "keys or key:ID, and only it is."]
+    elif kind == "key" and not ApiToken.objects.filter(pk=int(ident)).exists():
+        errors["scope"] = [f"No key {ident}."]
+    if out.get("metric") in BUDGET_METRICS and out.get("for_samples"):
+        errors["for_samples"] = ["A budget is read when the rule is evaluated, not sampled: "
+                                 "use for_s."]
     if out.get("comparator") not in Comparator.values:
         errors["comparator"] = [f"One of {', '.join(Comparator.values)}."]
     if out.get("severity") not in Severity.values:

@@ -118,7 +118,14 @@ def alert_list(request):
         "rules": AlertRule.objects.all(), "channels": Channel.objects.all(),
         "metrics": alerts.METRICS, "comparators": Comparator.choices,
         "severities": Severity.choices, "channel_kinds": ChannelKind.choices,
-        "errors": errors, "posted": request.POST if errors else None})
+        "errors": errors, "posted": request.POST if errors else _prefill(request)})
+
+
+def _prefill(request) -> dict[str, str] | None:
+    """A new rule's metric and scope from a link (a gateway key's "Alert" link)."""
+    wanted = {k: request.GET[k][:100] for k in ("name", "metric", "scope", "threshold",
+                                                "window_s") if k in request.GET}
+    return wanted or None
 
 
 @require("alerts.manage")
