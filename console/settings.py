@@ -327,6 +327,8 @@ if TANGLAW_AUDIT_HEADS_SYSLOG:
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",
                             "console.routing.websocket_urlpatterns"]
 TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls", "gateway.urls"]
+# path prefixes an app serves with its own ASGI app (console.asgi)
+TANGLAW_ASGI_MOUNTS = [("/v1/", "gateway.asgi.application")]
 # the sections of the whole-site configuration file, in the order they apply
 TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
                            "agents.config.AgentsSection",

@@ -1,12 +1,13 @@
 from django.urls import include, path
 
-from gateway import views
+from gateway import v1_urls
 
 urlpatterns = [
-    path("v1/models", views.models, name="gateway_models"),
-    path("v1/models/<path:model>", views.models, name="gateway_model"),
-    path("v1/chat/completions", views.chat_completions, name="gateway_chat"),
-    path("v1/responses", views.responses, name="gateway_responses"),
+    # /v1/ is served by gateway.asgi (no middleware); listed here too so reverse()
+    # and a plain Django test client find it
+    *v1_urls.urlpatterns,
     # MAF declarative agents: export and import (gateway.maf)
     path("", include("gateway.maf_urls")),
+    # keys, aliases and usage (gateway.pages)
+    path("", include("gateway.page_urls")),
 ]
