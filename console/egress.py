@@ -221,8 +221,8 @@ class AsyncioStream:
             # something unasked): either the transport has read that into the stream
             # already, or it still waits in the socket (the loop has not run since), which
             # only a poll of the socket itself sees, as httpcore's own streams do
-            if self._reader.at_eof() or transport.is_closing() or getattr(
-                    self._reader, "_buffer", b""):
+            if self._reader.at_eof() or transport.is_closing() or bool(getattr(
+                    self._reader, "_buffer", None)):
                 return True
             sock = transport.get_extra_info("socket")
             if sock is None:

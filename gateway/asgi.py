@@ -60,7 +60,8 @@ class GatewayHandler(ASGIHandler):
                                                          code="bad_request")), send)
             return
         incoming = request.headers.get("X-Request-ID", "")
-        request.correlation_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        request.correlation_id = (  # type: ignore[attr-defined]
+            incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex)
         try:
             request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it
         except DisallowedHost:

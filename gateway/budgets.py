@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -24,15 +23,8 @@ from console.models import ApiToken
 from gateway import quota, usage
 from gateway.models import Request
 
-
-def shared_cache() -> bool:
-    """Whether every process counts in the same cache (Redis), like quota.needs_thread."""
-    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
-
-
-def _rpm_key(token_id: int, minute: int) -> str:
-    # the limiter's per-minute counter (gateway.quota.admit); tests pin the two together
-    return f"tanglaw:gw:rpm:{token_id}:{minute}"
+shared_cache = quota.shared_cache
+_rpm_key = quota.rpm_key  # the limiter's per-minute counter (gateway.quota.admit)
 
 
 def used_many(token_ids: Iterable[int], kind: str, now: datetime | None = None, *,
@@ -44,7 +36,7 @@ def used_many(token_ids: Iterable[int], kind: str, now: datetime | None = None, 
     if not ids:
         return {}
     start, end = quota.period(kind, now)
-    names = {quota._tokens_key(pk, kind, start): pk for pk in ids}
+    names = {quota.tokens_key(pk, kind, start): pk for pk in ids}
     found = {} if fresh else {names[n]: int(v) for n, v in cache.get_many(names).items()}
     missing = [pk for pk in ids if pk not in found]
     if missing:
@@ -56,7 +48,7 @@ def used_many(token_ids: Iterable[int], kind: str, now: datetime | None = None, 
             total = (stored.get(pk) or 0) + usage.pending_tokens(pk, start)
             found[pk] = total
             if not fresh:
-                cache.add(quota._tokens_key(pk, kind, start), total, timeout=ttl)
+                cache.add(quota.tokens_key(pk, kind, start), total, timeout=ttl)
     return found
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -91,7 +92,7 @@ def lookup(raw: str) -> Key | None:
     return key
 
 
-def cached(raw: str) -> Key | None | bool:
+def cached(raw: str) -> Key | None | Literal[False]:
     """The key from this process's memory when that is still good; False when it must be
     read (then call `lookup` off the event loop)."""
     if not raw.startswith(ApiToken.PREFIX) or len(raw) > 200:

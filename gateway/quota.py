@@ -26,6 +26,12 @@ from gateway.errors import GatewayError
 from gateway.keys import Key
 
 
+def shared_cache() -> bool:
+    """Whether every process counts in one cache (Redis): then a cache call is network
+    I/O, kept off the event loop."""
+    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
+
+
 def zone() -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(settings.TANGLAW_GATEWAY_BUDGET_TZ)
 
@@ -42,7 +48,8 @@ def period(kind: str, now: datetime | None = None) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _tokens_key(token_id: int, kind: str, start: datetime) -> str:
+def tokens_key(token_id: int, kind: str, start: datetime) -> str:
+    """The cache key counting a key's tokens in the day or month starting at `start`."""
     return f"tanglaw:gw:tokens:{token_id}:{kind}:{start.date().isoformat()}"
 
 
@@ -50,7 +57,7 @@ def used_tokens(token_id: int, kind: str, now: datetime | None = None) -> int:
     """Tokens (in + out) the key used this day or month (sync; reads the database when
     the cache does not hold the count)."""
     start, end = period(kind, now)
-    name = _tokens_key(token_id, kind, start)
+    name = tokens_key(token_id, kind, start)
     value = cache.get(name)
     if value is not None:
         return int(value)
@@ -73,7 +80,12 @@ def charge(token_id: int, tokens: int, ts: datetime) -> None:
     for kind in ("day", "month"):
         start, _ = period(kind, ts)
         with contextlib.suppress(ValueError):
-            cache.incr(_tokens_key(token_id, kind, start), tokens)
+            cache.incr(tokens_key(token_id, kind, start), tokens)
+
+
+def rpm_key(token_id: int, minute: int) -> str:
+    """The cache key counting a key's requests in one minute (unix time // 60)."""
+    return f"tanglaw:gw:rpm:{token_id}:{minute}"
 
 
 def _reset(seconds: float) -> str:
@@ -106,8 +118,7 @@ def needs_thread(key: Key) -> bool:
     the caller runs `admit` off the event loop."""
     if not (key.rpm or key.tokens_per_day or key.tokens_per_month or key.max_streams):
         return False
-    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"] or bool(
-        key.tokens_per_day or key.tokens_per_month)
+    return shared_cache() or bool(key.tokens_per_day or key.tokens_per_month)
 
 
 def admit(key: Key, now: datetime | None = None) -> Admission:
@@ -116,8 +127,7 @@ def admit(key: Key, now: datetime | None = None) -> Admission:
     admission = Admission()
     now = now or timezone.now()
     if key.rpm:
-        minute = int(now.timestamp() // 60)
-        name = f"tanglaw:gw:rpm:{key.token_id}:{minute}"
+        name = rpm_key(key.token_id, int(now.timestamp() // 60))
         cache.add(name, 0, timeout=120)
         try:
             count = cache.incr(name)

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
 from console import breaker, egress, limits
+from gateway import quota
 from gateway.errors import GatewayError
 from gateway.targets import BackendTarget
 from gateway.wire import ChatRequest
@@ -161,13 +162,9 @@ def _headers(target: BackendTarget) -> dict[str, str]:
     return headers
 
 
-def _shared_cache() -> bool:
-    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
-
-
 async def _call(fn, *args):
     """A small synchronous step (cache, breaker): on the loop when it is in memory."""
-    if _shared_cache():
+    if quota.shared_cache():
         return await sync_to_async(fn, thread_sensitive=False)(*args)
     return fn(*args)
 

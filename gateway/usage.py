@@ -50,7 +50,7 @@ def record(row: dict[str, Any]) -> bool:
     """Queue a finished request (plain values; `actor` an audit Actor, `content` only
     where content is logged). Returns True when the caller should write it now
     (no background thread: call `flush` off the event loop)."""
-    if row.get("token_id") and not _shared_cache():
+    if row.get("token_id") and not quota.shared_cache():
         # in memory: count it now; a shared cache (Redis) is counted by the writer thread,
         # never on the event loop
         quota.charge(row["token_id"], row.get("tokens_in", 0) + row.get("tokens_out", 0),
@@ -66,10 +66,6 @@ def record(row: dict[str, Any]) -> bool:
     if many:
         _wake.set()
     return False
-
-
-def _shared_cache() -> bool:
-    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
 
 
 def pending_tokens(token_id: int, since: datetime) -> int:
@@ -98,7 +94,7 @@ def flush() -> int:
 
 
 def _write(batch: list[dict[str, Any]]) -> None:
-    if _shared_cache():
+    if quota.shared_cache():
         for r in batch:
             if r.get("token_id") and not r.get("charged"):
                 r["charged"] = True  # once, even when the write below is retried

@@ -20,7 +20,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -52,7 +52,8 @@ class Call:
         # the request's correlation id (console.middleware: a proxy's X-Request-ID or new)
         self.request_id = getattr(self.request, "correlation_id", "") or uuid.uuid4().hex
 
-    def headers(self, response: HttpResponse, overhead_ms: float | None = None) -> HttpResponse:
+    def headers(self, response: HttpResponseBase,
+                overhead_ms: float | None = None) -> HttpResponseBase:
         response["x-request-id"] = self.request_id
         if overhead_ms is not None:
             response["x-tanglaw-overhead-ms"] = f"{overhead_ms:.2f}"
@@ -81,7 +82,7 @@ class Call:
         if usage.record(row):
             await sync_to_async(usage.flush, thread_sensitive=False)()
 
-    async def fail(self, exc: GatewayError) -> HttpResponse:
+    async def fail(self, exc: GatewayError) -> HttpResponseBase:
         await self.record(status=exc.status, error_code=exc.code, error=exc.message,
                           total_ms=_ms(self.started))
         return self.headers(exc.response())
@@ -136,7 +137,7 @@ def _read_body(request) -> bytes:
                            param="body") from None
 
 
-def method_not_allowed(call: Call, allowed: str) -> HttpResponse:
+def method_not_allowed(call: Call, allowed: str) -> HttpResponseBase:
     response = GatewayError(405, f"use {allowed} on {call.request.path}",
                             code="method_not_allowed").response()
     response["Allow"] = allowed
@@ -146,7 +147,7 @@ def method_not_allowed(call: Call, allowed: str) -> HttpResponse:
 # -- /v1/chat/completions ----------------------------------------------------------------
 
 @csrf_exempt
-async def chat_completions(request) -> HttpResponse:
+async def chat_completions(request) -> HttpResponseBase:
     call = Call(request, "chat.completions")
     if request.method != "POST":
         return method_not_allowed(call, "POST")
@@ -180,7 +181,7 @@ def _log_content() -> bool:
 
 
 async def _pass_through(call: Call, chat: ChatRequest,
-                        chain: list[targets.BackendTarget]) -> HttpResponse:
+                        chain: list[targets.BackendTarget]) -> HttpResponseBase:
     measure = relay.Measure(call.started)
     passing = relay.Relay(chat, chain, measure, keep_text=_log_content())
     try:
@@ -211,6 +212,7 @@ async def _pass_through(call: Call, chat: ChatRequest,
             usage_reported=measure.usage_reported, route=measure.route or None,
             content=content)
 
+    response: HttpResponseBase
     if chat.stream:
         response = relay.streaming(passing, first)
         response.streaming_content = _then(response.streaming_content, finished)
@@ -246,7 +248,8 @@ def _route_header(route: list[dict[str, Any]]) -> dict[str, str]:
     return {"x-tanglaw-route": text[:MAX_ROUTE_HEADER]}
 
 
-async def _agent(call: Call, chat: ChatRequest, target: targets.AgentTarget) -> HttpResponse:
+async def _agent(call: Call, chat: ChatRequest,
+                 target: targets.AgentTarget) -> HttpResponseBase:
     assert call.key is not None
     actor = usage.actor_for(call.key, call.request, call.request_id)
     agent_run = await agent_runs.start(actor, call.key.user, chat, target)
@@ -264,6 +267,7 @@ async def _agent(call: Call, chat: ChatRequest, target: targets.AgentTarget) -> 
             tokens_in=state.tokens_in, tokens_out=state.tokens_out,
             usage_reported=state.usage_reported, route=state.route or None)
 
+    response: HttpResponseBase
     if not chat.stream:
         try:
             data = await agent_runs.whole(agent_run)
@@ -293,7 +297,7 @@ async def _agent(call: Call, chat: ChatRequest, target: targets.AgentTarget) -> 
 # -- /v1/models --------------------------------------------------------------------------
 
 @csrf_exempt
-async def models(request, model: str | None = None) -> HttpResponse:
+async def models(request, model: str | None = None) -> HttpResponseBase:
     call = Call(request, "models")
     if request.method != "GET":
         return method_not_allowed(call, "GET")
@@ -335,7 +339,7 @@ async def model_list(key: Key) -> list[dict[str, Any]]:
 # -- /v1/responses -----------------------------------------------------------------------
 
 @csrf_exempt
-async def responses(request) -> HttpResponse:
+async def responses(request) -> HttpResponseBase:
     call = Call(request, "responses")
     if request.method != "POST":
         return method_not_allowed(call, "POST")
@@ -372,7 +376,7 @@ def _remember(call: Call, writer: responses_api.Writer) -> None:
 
 
 async def _responses_pass_through(call: Call, writer: responses_api.Writer,
-                                  chain: list[targets.BackendTarget]) -> HttpResponse:
+                                  chain: list[targets.BackendTarget]) -> HttpResponseBase:
     chat = writer.req.chat
     measure = relay.Measure(call.started)
     passing = relay.Relay(chat, chain, measure, keep_text=False)
@@ -441,7 +445,7 @@ async def _responses_pass_through(call: Call, writer: responses_api.Writer,
 
 
 async def _responses_agent(call: Call, writer: responses_api.Writer,
-                           target: targets.AgentTarget) -> HttpResponse:
+                           target: targets.AgentTarget) -> HttpResponseBase:
     assert call.key is not None
     actor = usage.actor_for(call.key, call.request, call.request_id)
     agent_run = await agent_runs.start(actor, call.key.user, writer.req.chat, target)
