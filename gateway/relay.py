@@ -323,7 +323,8 @@ class Relay:
             self.m.status, self.m.error_code = 502, "upstream_error"
             self.m.error = f"the backend failed mid-answer: {type(exc).__name__}: {exc}"[:400]
             yield _error_event(self.m.error, self.m.error_code)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # the client went away (the handler cancels the response, which closes this)
             self.m.status, self.m.error_code = 499, "client_closed"
             self.m.error = "the client went away"
             raise

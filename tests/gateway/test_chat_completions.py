@@ -4,6 +4,7 @@ backend (streamed and not), agents, OpenAI-shaped errors and what is recorded.""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import openai
@@ -355,3 +356,50 @@ def test_pass_through_traffic_feeds_the_backend_and_model_charts(operator_user, 
     assert ("errors", 1.0) in values and ("errors", 0.0) in values
     assert Sample.objects.filter(scope=f"model:{backend.pk}:scripted-1",
                                  metric="requests").count() == 2
+
+
+def test_a_client_that_goes_away_mid_stream_closes_the_upstream(operator_user, backend,
+                                                                 scripted):
+    """Driven as raw ASGI: the client disconnects after the first tokens; the gateway
+    stops relaying, closes its upstream connection and records the request as 499."""
+    import asyncio
+
+    from console.asgi import application
+
+    scripted.add(text("one "), ("sleep", 0.3), text("two "), ("sleep", 0.3),
+                 text("three"), finish())
+    raw = make_key(operator_user)
+    body = json.dumps({"model": "local/scripted-1", "stream": True,
+                       "messages": [{"role": "user", "content": "count"}]}).encode()
+
+    async def main():
+        inbox: asyncio.Queue = asyncio.Queue()
+        sent: list[dict] = []
+        await inbox.put({"type": "http.request", "body": body, "more_body": False})
+
+        async def receive():
+            return await inbox.get()
+
+        async def send(message):
+            sent.append(message)
+            if message["type"] == "http.response.body" and b"one" in message.get("body", b""):
+                await inbox.put({"type": "http.disconnect"})
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
+                 "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"),
+                             (b"authorization", f"Bearer {raw}".encode())],
+                 "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+        await asyncio.wait_for(application(scope, receive, send), 10)
+        return sent
+
+    sent = run(main())
+    relayed = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b"one" in relayed and b"three" not in relayed
+    deadline = time.monotonic() + 5
+    while scripted.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scripted.disconnects == 1  # the upstream stream was closed, not read to its end
+    row = Request.objects.get()
+    assert (row.status, row.error_code) == (499, "client_closed")
