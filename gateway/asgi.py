@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 
 from django.conf import settings
@@ -44,6 +45,8 @@ class GatewayHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError("the gateway serves HTTP only")
+        # x-tanglaw-overhead-ms counts from here, before the body is read
+        scope = {**scope, "tanglaw.arrived": time.perf_counter()}
         try:
             body_file = await self.read_body(receive)
         except Exception:  # noqa: BLE001 - the client went away while sending

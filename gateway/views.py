@@ -49,8 +49,12 @@ class Call:
     recorded: bool = False
 
     def __post_init__(self) -> None:
-        # the request's correlation id (console.middleware: a proxy's X-Request-ID or new)
+        # the request's correlation id (gateway.asgi: a proxy's X-Request-ID or new)
         self.request_id = getattr(self.request, "correlation_id", "") or uuid.uuid4().hex
+        # Tanglaw's time counts from the handler's first sight of the request
+        arrived = getattr(self.request, "scope", {}).get("tanglaw.arrived")
+        if arrived is not None:
+            self.started = arrived
 
     def headers(self, response: HttpResponseBase,
                 overhead_ms: float | None = None) -> HttpResponseBase:

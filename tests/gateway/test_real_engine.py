@@ -108,6 +108,15 @@ def test_the_openai_sdk_sync_and_async_through_the_gateway(gateway):
     assert statuses.count(200) >= 8 and 400 in statuses and 404 in statuses, statuses
     assert all("tgl_" not in str(e) for e in events_seen)
 
+    # on the Usage page's API, per backend and per key
+    by_backend = gateway.admin.get("/api/gateway/usage", params={
+        "window": "24h", "group": "backend"}).json()
+    llama = next(g for g in by_backend["groups"] if g["key"] == str(gateway.backend_id))
+    assert llama["requests"] >= 9 and llama["tokens_out"] >= 8 * 5
+    assert llama["ttft_p50_ms"] is not None
+    page = gateway.admin.get("/gateway/usage/", params={"group": "backend"})
+    assert page.status_code == 200 and "llama" in page.text
+
     # and, once the monitor has read it, on the backend's charts
     env = {**gateway.env, "PATH": os.environ.get("PATH", "")}
     subprocess.run([sys.executable, "manage.py", "monitor", "--once"], cwd=ROOT, env=env,
