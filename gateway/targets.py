@@ -59,6 +59,7 @@ class Table:
     aliases: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     agents: dict[str, AgentTarget] = field(default_factory=dict)  # enabled, by slug
+    disabled: dict[str, str] = field(default_factory=dict)  # slug -> name
     by_length: list[str] = field(default_factory=list)  # backend names, longest first
 
     def target(self, backend_id: int, model: str) -> BackendTarget | None:
@@ -71,7 +72,12 @@ class Table:
         """The agent, or the backend targets in order; a 404 GatewayError naming the
         model when it means nothing here."""
         if name.startswith(AGENT_PREFIX):
-            agent = self.agents.get(name[len(AGENT_PREFIX):])
+            slug = name[len(AGENT_PREFIX):]
+            agent = self.agents.get(slug)
+            if agent is None and slug in self.disabled:
+                raise GatewayError(409, f"the agent {self.disabled[slug]} is disabled; an "
+                                        f"operator can enable it on its page",
+                                   code="agent_disabled", param="model")
             if agent is None:
                 raise not_found(name)
             return agent
@@ -114,9 +120,12 @@ def build() -> Table:
         table.aliases[alias.name] = [(int(t["backend"]), str(t["model"]))
                                      for t in alias.targets]
         table.descriptions[alias.name] = alias.description
-    for agent in Agent.objects.filter(enabled=True).only("pk", "name"):
+    for agent in Agent.objects.only("pk", "name", "enabled"):
         slug = agent_slug(agent.name)
-        table.agents.setdefault(slug, AgentTarget(agent.pk, agent.name, slug))
+        if agent.enabled:
+            table.agents.setdefault(slug, AgentTarget(agent.pk, agent.name, slug))
+        else:
+            table.disabled.setdefault(slug, agent.name)
     return table
 
 
