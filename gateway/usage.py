@@ -141,8 +141,11 @@ def _ensure_thread() -> None:
 
 
 def _run() -> None:
-    while True:
-        _wake.wait(flush_interval() or 1.0)
+    global _thread
+    # the thread ends when writing by the request is switched on (interval 0): records
+    # queued from then on are written by their requests
+    while flush_interval() > 0:
+        _wake.wait(flush_interval())
         _wake.clear()
         try:
             flush()
@@ -150,6 +153,7 @@ def _run() -> None:
             log.exception("gateway usage records could not be written; retrying")
         finally:
             close_old_connections()
+    _thread = None
 
 
 def actor_for(key, request, request_id: str) -> Actor:

@@ -124,3 +124,17 @@ def test_a_maf_agent_on_the_real_llama_server(gateway, llama_server):
                       tools=[tool(get_weather)], default_options={"max_tokens": 8})
         reply = asyncio.run(streamed(agent, "hello"))
         assert reply  # the random model writes text; the tool rides along unused
+    # both runs are on the Usage page's API and the audit log
+    deadline, row = time.monotonic() + 10, None
+    while time.monotonic() < deadline:
+        groups = gateway.admin.get("/api/gateway/usage", params={
+            "window": "24h", "group": "model"}).json()["groups"]
+        row = next((g for g in groups if g["key"] == "llama/tiny"), None)
+        if row and row["requests"] >= 2:
+            break
+        time.sleep(0.3)
+    assert row is not None and row["requests"] == 2 and row["tokens_out"] > 0, groups
+    events = gateway.admin.get("/api/audit", params={"action": "gateway.request",
+                                                     "limit": 200}).json()["items"]
+    assert {e["after"]["endpoint"] for e in events if e["after"]["model"] == "llama/tiny"} \
+        == {"chat.completions", "responses"}

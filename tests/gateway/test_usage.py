@@ -44,6 +44,11 @@ def test_records_are_written_by_the_background_thread_in_order(operator_user, se
     token.refresh_from_db()
     assert token.last_used_at is not None
     assert usage.flush() == 0  # nothing twice
+    settings.TANGLAW_GATEWAY_FLUSH_S = 0  # the thread ends (no thread outlives its test)
+    thread = usage._thread
+    if thread is not None:
+        thread.join(5)
+        assert not thread.is_alive()
 
 
 def test_a_failed_write_keeps_the_records_for_the_next_try(operator_user, monkeypatch):
