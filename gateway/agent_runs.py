@@ -25,7 +25,7 @@ from console.actions import Invalid, Refused
 from console.limits import Busy
 from gateway.errors import GatewayError
 from gateway.targets import AgentTarget
-from gateway.wire import ChatRequest
+from gateway.wire import ChatRequest, sse_response
 
 # the runtime's error codes, as HTTP statuses when nothing was sent yet
 STATUS = {"backend_unavailable": 503, "no_backend": 503, "not_saved": 503,
@@ -82,6 +82,13 @@ class AgentRun:
         code = self.state.error_code or "agent_error"
         return GatewayError(STATUS.get(code, 502), self.state.error or "the agent failed",
                             code=code)
+
+    async def settle(self, task: asyncio.Task) -> None:
+        """The turn stopped (if it still runs) and finalised: a client that went away
+        or a stream that ended early never leaves it running."""
+        if not task.done():
+            self.session.stop()
+            await asyncio.wait([task])
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         body = {"id": self.completion_id, "object": "chat.completion.chunk",
@@ -196,19 +203,11 @@ def streaming(agent_run: AgentRun, task: asyncio.Task, frames: asyncio.Queue,
                          "choices": [], "usage": agent_run.usage()}
                 yield b"data: " + json.dumps(usage).encode() + b"\n\n"
             yield b"data: [DONE]\n\n"
-        except asyncio.CancelledError:
-            agent_run.session.stop()
-            raise
         finally:
-            if not task.done():
-                agent_run.session.stop()
-                await asyncio.wait([task])
+            await agent_run.settle(task)
             await on_end()
 
-    response = StreamingHttpResponse(body(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return sse_response(body())
 
 
 def json_response(data: dict[str, Any]) -> HttpResponse:

@@ -28,7 +28,7 @@ from console import breaker, egress, limits
 from gateway import quota
 from gateway.errors import GatewayError
 from gateway.targets import BackendTarget
-from gateway.wire import ChatRequest
+from gateway.wire import ChatRequest, sse_response
 
 CONTENT = re.compile(rb'"(?:content|reasoning_content|reasoning)":\s*"(?!")')
 USAGE = re.compile(rb'"usage":\s*\{')
@@ -378,10 +378,7 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 def streaming(relay: Relay, first: bytes) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(relay.stream(first), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return sse_response(relay.stream(first))
 
 
 def whole(body: bytes, status: int = 200) -> HttpResponse:

@@ -10,7 +10,6 @@ becomes a usage record and an audit event (gateway.usage), written after it ende
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -28,7 +27,7 @@ from gateway import agent_runs, keys, quota, relay, targets, usage
 from gateway import responses as responses_api
 from gateway.errors import GatewayError
 from gateway.keys import Key
-from gateway.wire import ChatRequest, body_of, chat_request
+from gateway.wire import ChatRequest, body_of, chat_request, sse_response
 
 MAX_ROUTE_HEADER = 1000
 
@@ -362,13 +361,6 @@ async def responses(request) -> HttpResponseBase:
         return await call.fail(exc)
 
 
-def _sse(body) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
-
-
 def _json(data: dict[str, Any]) -> HttpResponse:
     return HttpResponse(json.dumps(data, ensure_ascii=False), content_type="application/json")
 
@@ -445,7 +437,7 @@ async def _responses_pass_through(call: Call, writer: responses_api.Writer,
             await passing.close(ok)
             await finished()
 
-    return call.headers(_sse(body()), measure.overhead_ms)
+    return call.headers(sse_response(body()), measure.overhead_ms)
 
 
 async def _responses_agent(call: Call, writer: responses_api.Writer,
@@ -499,15 +491,10 @@ async def _responses_agent(call: Call, writer: responses_api.Writer,
             async for event in writer.events(source()):
                 yield event
             _remember(call, writer)
-        except asyncio.CancelledError:
-            agent_run.session.stop()
-            raise
         finally:
-            if not task.done():
-                agent_run.session.stop()
-                await asyncio.wait([task])
+            await agent_run.settle(task)
             await finished()
 
-    response = _sse(body())
+    response = sse_response(body())
     response["x-tanglaw-agent"] = target.name[:200]
     return call.headers(response, overhead)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.http import StreamingHttpResponse
+
 from console.safeinput import UnsafeInput, loads_json
 from gateway.errors import GatewayError, invalid
 
@@ -168,3 +170,11 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
                                          '{"type": "json_object"} or {"type": "json_schema", …}')
     options = {name: body[name] for name in FORWARD if body.get(name) is not None}
     return ChatRequest(model, messages, stream, include_usage, options)
+
+
+def sse_response(body) -> StreamingHttpResponse:
+    """An event stream as OpenAI sends one: not cached, not buffered by a proxy."""
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -6,13 +6,11 @@ same against the real llama-server."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support.console_server import ADMIN_PASSWORD, ROOT, ConsoleServer, signed_in
+from tests.support.console_server import GatewayConsole
 from tests.support.scripted_openai import ScriptedOpenAI, finish, text, tool_whole, usage
 
 pytestmark = pytest.mark.slow
@@ -36,24 +34,14 @@ def scripted_backend():
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, scripted_backend):
     data = tmp_path_factory.mktemp("maf") / "data"
-    server = ConsoleServer(data, TANGLAW_GATEWAY_FLUSH_S="0.2").start()
-    admin = signed_in(server.url, ADMIN_PASSWORD)
-    csrf = {"X-CSRFToken": admin.cookies["csrftoken"], "Referer": server.url}
-    made = admin.post("/api/backends", headers=csrf, json={
-        "name": "local", "kind": "openai_compatible", "base_url": scripted_backend.url})
-    assert made.status_code == 201, made.text
-    agent = admin.post("/api/agents", headers=csrf, json={
-        "name": "Weather Desk", "backend_id": made.json()["id"], "model": "scripted-1",
-        "system_prompt": "You are the weather desk.", "tool_ids": []})
-    assert agent.status_code == 201, agent.text
-    key = subprocess.run(
-        [sys.executable, "manage.py", "create_api_token", "admin", "--name", "maf"],
-        cwd=ROOT, env={**server.env}, capture_output=True, text=True, check=True)
-    server.key = key.stdout.strip().splitlines()[-1]
-    server.admin, server.csrf = admin, csrf
-    yield server
-    admin.close()
-    server.stop()
+    server = GatewayConsole(data, TANGLAW_GATEWAY_FLUSH_S="0.2").start()
+    try:
+        yield server.prepare(
+            {"name": "local", "kind": "openai_compatible", "base_url": scripted_backend.url},
+            {"name": "Weather Desk", "model": "scripted-1",
+             "system_prompt": "You are the weather desk."})
+    finally:
+        server.stop()
 
 
 def maf_agent(client_class, base_url: str, key: str, model: str):

@@ -13,7 +13,7 @@ import time
 import openai
 import pytest
 
-from tests.support.console_server import ADMIN_PASSWORD, ROOT, ConsoleServer, signed_in
+from tests.support.console_server import ROOT, GatewayConsole
 
 pytestmark = pytest.mark.engine
 
@@ -21,24 +21,14 @@ pytestmark = pytest.mark.engine
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, llama_server):
     data = tmp_path_factory.mktemp("gateway") / "data"
-    server = ConsoleServer(data, TANGLAW_GATEWAY_FLUSH_S="0.2").start()
-    admin = signed_in(server.url, ADMIN_PASSWORD)
-    csrf = {"X-CSRFToken": admin.cookies["csrftoken"], "Referer": server.url}
-    made = admin.post("/api/backends", headers=csrf, json={
-        "name": "llama", "kind": "llamacpp", "base_url": llama_server.url})
-    assert made.status_code == 201, made.text
-    agent = admin.post("/api/agents", headers=csrf, json={
-        "name": "Edge Helper", "backend_id": made.json()["id"], "model": "tiny",
-        "system_prompt": "You help.", "max_tokens": 12, "tool_ids": []})
-    assert agent.status_code == 201, agent.text
-    key = subprocess.run(
-        [sys.executable, "manage.py", "create_api_token", "admin", "--name", "sdk"],
-        cwd=ROOT, env={**server.env}, capture_output=True, text=True, check=True)
-    server.key = key.stdout.strip().splitlines()[-1]
-    server.admin, server.backend_id = admin, made.json()["id"]
-    yield server
-    admin.close()
-    server.stop()
+    server = GatewayConsole(data, TANGLAW_GATEWAY_FLUSH_S="0.2").start()
+    try:
+        yield server.prepare(
+            {"name": "llama", "kind": "llamacpp", "base_url": llama_server.url},
+            {"name": "Edge Helper", "model": "tiny", "system_prompt": "You help.",
+             "max_tokens": 12})
+    finally:
+        server.stop()
 
 
 def test_the_openai_sdk_sync_and_async_through_the_gateway(gateway):

@@ -58,3 +58,34 @@ def signed_in(base: str, password: str, username: str = "admin") -> httpx.Client
         client.close()
         raise RuntimeError(f"sign-in as {username} refused: HTTP {answer.status_code}")
     return client
+
+
+class GatewayConsole(ConsoleServer):
+    """The real console with what a gateway test needs: the admin signed in (`admin`,
+    `csrf` headers), one backend and one agent made through the API, and a key from
+    `manage.py create_api_token` (`key`), as an operator would set it up."""
+
+    def prepare(self, backend: dict, agent: dict) -> GatewayConsole:
+        import subprocess
+
+        self.admin = signed_in(self.url, ADMIN_PASSWORD)
+        self.csrf = {"X-CSRFToken": self.admin.cookies["csrftoken"], "Referer": self.url}
+        made = self.admin.post("/api/backends", headers=self.csrf, json=backend)
+        if made.status_code != 201:
+            raise RuntimeError(f"backend not made: {made.text}")
+        self.backend_id = made.json()["id"]
+        created = self.admin.post("/api/agents", headers=self.csrf,
+                                  json={"backend_id": self.backend_id, "tool_ids": [], **agent})
+        if created.status_code != 201:
+            raise RuntimeError(f"agent not made: {created.text}")
+        key = subprocess.run(
+            [sys.executable, "manage.py", "create_api_token", "admin", "--name", "tests"],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, check=True)
+        self.key = key.stdout.strip().splitlines()[-1]
+        return self
+
+    def stop(self) -> None:
+        admin = getattr(self, "admin", None)
+        if admin is not None:
+            admin.close()
+        super().stop()
