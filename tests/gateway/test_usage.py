@@ -70,3 +70,23 @@ def test_a_failed_write_keeps_the_records_for_the_next_try(operator_user, monkey
     assert Request.objects.count() == 0
     assert usage.flush() == 1
     assert calls == [1, 1] and Request.objects.get().request_id == "r1"
+
+
+def test_the_request_rate_resets_with_the_next_minute(operator_user):
+    from datetime import timedelta
+
+    from gateway import keys, quota
+    from gateway.errors import GatewayError
+
+    raw = make_key(operator_user, rpm=2)
+    key = keys.lookup(raw)
+    assert key is not None
+    minute = timezone.now().replace(second=5, microsecond=0)
+    quota.admit(key, minute)
+    quota.admit(key, minute + timedelta(seconds=20))
+    with pytest.raises(GatewayError) as refused:
+        quota.admit(key, minute + timedelta(seconds=40))
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"] == "15"  # to the minute's end
+    admitted = quota.admit(key, minute + timedelta(seconds=60))  # the next minute
+    assert admitted.headers["x-ratelimit-remaining-requests"] == "1"
