@@ -607,3 +607,17 @@ def test_the_alerts_page_offers_a_rule_on_a_keys_budget(operator_client, operato
     text = page.content.decode()
     assert f'value="key:{key["id"]}"' in text and 'value="80"' in text
     assert '<option value="budget_day_pct" selected>' in text
+
+
+def test_the_api_tokens_page_points_to_gateway_keys_and_shows_expired_ones(operator_client,
+                                                                          operator_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.gateway.conftest import make_key
+
+    make_key(operator_user, "old one", expires_at=timezone.now() - timedelta(days=1))
+    page = operator_client.get("/account/tokens/").content.decode()
+    assert 'href="/gateway/keys/"' in page
+    assert "expired" in page and ">Revoke</button>" not in page
