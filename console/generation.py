@@ -23,7 +23,8 @@ from django.db import transaction
 KEY = "tanglaw:config-generation"
 
 
-def _shared() -> bool:
+def cache_is_shared() -> bool:
+    """Whether every process reads one cache (Redis), not its own local memory."""
     return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
 
 
@@ -33,7 +34,7 @@ def _path() -> Path:
 
 def current() -> object:
     """A value that differs after every bump (compare with ==)."""
-    if _shared():
+    if cache_is_shared():
         return cache.get(KEY)
     try:
         stat = os.stat(_path())
@@ -44,7 +45,7 @@ def current() -> object:
 
 def bump_now() -> None:
     token = uuid.uuid4().hex
-    if _shared():
+    if cache_is_shared():
         cache.set(KEY, token, None)
         return
     path = _path()

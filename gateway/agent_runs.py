@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 
 from agents.runtime import TurnState
 from agents.turns import TurnSession
@@ -209,6 +209,3 @@ def streaming(agent_run: AgentRun, task: asyncio.Task, frames: asyncio.Queue,
 
     return sse_response(body())
 
-
-def json_response(data: dict[str, Any]) -> HttpResponse:
-    return HttpResponse(json.dumps(data, ensure_ascii=False), content_type="application/json")

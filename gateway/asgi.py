@@ -20,8 +20,7 @@ import re
 import time
 import uuid
 
-from django.conf import settings
-from django.core.exceptions import DisallowedHost, RequestDataTooBig
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
 from django.urls import Resolver404, get_resolver
@@ -59,8 +58,9 @@ class GatewayHandler(ASGIHandler):
     async def serve(self, scope, receive, send, body_file) -> None:
         request, error = self.create_request(scope, body_file)
         if request is None:
-            await self.send_response(_error(GatewayError(400, "the request could not be read",
-                                                         code="bad_request")), send)
+            status = error.status_code if error is not None else 400
+            await self.send_response(_error(GatewayError(
+                status, "the request could not be read", code="bad_request")), send)
             return
         incoming = request.headers.get("X-Request-ID", "")
         request.correlation_id = (  # type: ignore[attr-defined]
@@ -100,11 +100,8 @@ class GatewayHandler(ASGIHandler):
                                             f"serves /v1/models, /v1/chat/completions and "
                                             f"/v1/responses", code="unknown_url"), request)
         try:
+            # a body over the limit is the views' 413 (gateway.views._read_body)
             response = await match.func(request, *match.args, **match.kwargs)
-        except RequestDataTooBig:
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
-            response = _error(GatewayError(413, f"the request body is larger than {limit} MB",
-                                           code="request_too_large"), request)
         except Exception:
             log.exception("the gateway failed on %s", request.path)
             response = _error(GatewayError(500, "the gateway failed on this request; the "

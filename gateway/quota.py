@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from console import limits
+from console import generation, limits
 from gateway.errors import GatewayError
 from gateway.keys import Key
 
@@ -29,7 +29,7 @@ from gateway.keys import Key
 def shared_cache() -> bool:
     """Whether every process counts in one cache (Redis): then a cache call is network
     I/O, kept off the event loop."""
-    return "LocMemCache" not in settings.CACHES["default"]["BACKEND"]
+    return generation.cache_is_shared()
 
 
 def zone() -> zoneinfo.ZoneInfo:

@@ -26,6 +26,8 @@ from typing import Any
 
 from django.core.cache import cache
 
+from agents.runtime.stream import _accumulate as accumulate
+from agents.runtime.types import ToolCall
 from gateway.errors import GatewayError, invalid
 from gateway.wire import ChatRequest, check_tool_choice, check_tools, model_of, text_of
 
@@ -374,7 +376,7 @@ def from_completion(data: dict[str, Any], answer: Answer) -> None:
 async def from_chunks(chunks: AsyncIterator[bytes], on_usage) -> AsyncIterator[tuple[str, Any]]:
     """A relayed SSE stream of chat.completion.chunk events as normalised events."""
     buffer = b""
-    calls: dict[int, dict[str, Any]] = {}
+    calls: dict[int, ToolCall] = {}
     async for data in chunks:
         buffer += data.replace(b"\r\n", b"\n")
         *events, buffer = buffer.split(b"\n\n")
@@ -402,12 +404,7 @@ async def from_chunks(chunks: AsyncIterator[bytes], on_usage) -> AsyncIterator[t
                 if delta.get("content"):
                     yield "text", str(delta["content"])
                 for fragment in delta.get("tool_calls") or []:
-                    index = fragment.get("index", len(calls))
-                    entry = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-                    entry["id"] = fragment.get("id") or entry["id"]
-                    function = fragment.get("function") or {}
-                    entry["name"] = entry["name"] or function.get("name") or ""
-                    entry["arguments"] += function.get("arguments") or ""
+                    accumulate(calls, fragment)  # by index, or whole calls, as the runtime
                 if choice.get("finish_reason"):
                     yield "finish", choice["finish_reason"]
     if calls:

@@ -157,12 +157,14 @@ def _run() -> None:
 
 
 def actor_for(key, request, request_id: str) -> Actor:
+    """Who made a gateway request: the key's owner, or nobody known (no valid key)."""
     from console.clientaddr import client_ip
 
-    return Actor(user_id=key.user.pk, username=key.user.username,
-                 role=key.user.effective_role, ip=client_ip(request),
-                 user_agent=request.headers.get("User-Agent", "")[:300],
-                 correlation_id=request_id)
+    who = ({"user_id": key.user.pk, "username": key.user.username,
+            "role": key.user.effective_role} if key is not None
+           else {"username": "(no valid key)"})
+    return Actor(ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")[:300],
+                 correlation_id=request_id, **who)
 
 
 @atexit.register

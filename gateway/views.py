@@ -27,7 +27,7 @@ from gateway import agent_runs, keys, quota, relay, targets, usage
 from gateway import responses as responses_api
 from gateway.errors import GatewayError
 from gateway.keys import Key
-from gateway.wire import ChatRequest, body_of, chat_request, sse_response
+from gateway.wire import ChatRequest, body_of, chat_request, json_response, sse_response
 
 MAX_ROUTE_HEADER = 1000
 
@@ -78,8 +78,7 @@ class Call:
                "token_id": key.token_id if key else None,
                "user_id": key.user.pk if key else None,
                "key_name": key.name if key else "",
-               "actor": usage.actor_for(key, self.request, self.request_id) if key else
-               _anonymous(self.request, self.request_id), **values}
+               "actor": usage.actor_for(key, self.request, self.request_id), **values}
         if row.get("error"):
             row["error"] = str(row["error"])[:500]
         if usage.record(row):
@@ -89,14 +88,6 @@ class Call:
         await self.record(status=exc.status, error_code=exc.code, error=exc.message,
                           total_ms=_ms(self.started))
         return self.headers(exc.response())
-
-
-def _anonymous(request, request_id: str):
-    from console.audit import Actor
-    from console.clientaddr import client_ip
-
-    return Actor(ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")[:300],
-                 correlation_id=request_id, username="(no valid key)")
 
 
 def _ms(since: float, until: float | None = None) -> float:
@@ -278,7 +269,7 @@ async def _agent(call: Call, chat: ChatRequest,
             await finished()
             return call.headers(exc.response(_route_header(agent_run.state.route)))
         await finished()
-        response = agent_runs.json_response(data)
+        response = json_response(data)
     else:
         task, frames = await agent_runs.run(agent_run)
         seen = await agent_runs.first_frames(agent_run, frames)
@@ -361,10 +352,6 @@ async def responses(request) -> HttpResponseBase:
         return await call.fail(exc)
 
 
-def _json(data: dict[str, Any]) -> HttpResponse:
-    return HttpResponse(json.dumps(data, ensure_ascii=False), content_type="application/json")
-
-
 def _remember(call: Call, writer: responses_api.Writer) -> None:
     if writer.answer.error is None and writer.req.store:
         responses_api.remember(writer.id, call.key.token_id if call.key else None,
@@ -410,7 +397,7 @@ async def _responses_pass_through(call: Call, writer: responses_api.Writer,
         if writer.answer.error is not None:
             return call.headers(writer.answer.error.response())
         _remember(call, writer)
-        return call.headers(_json(writer.response(writer.status())), measure.overhead_ms)
+        return call.headers(json_response(writer.response(writer.status())), measure.overhead_ms)
 
     async def chunks():
         yield first
@@ -467,7 +454,7 @@ async def _responses_agent(call: Call, writer: responses_api.Writer,
         if writer.answer.error is not None:
             return call.headers(writer.answer.error.response())
         _remember(call, writer)
-        return call.headers(_json(writer.response(writer.status())), overhead)
+        return call.headers(json_response(writer.response(writer.status())), overhead)
 
     task, frames = await agent_runs.run(agent_run)
 

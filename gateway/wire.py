@@ -5,10 +5,11 @@ honoured: only the fields in FORWARD travel on."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from console.safeinput import UnsafeInput, loads_json
 from gateway.errors import GatewayError, invalid
@@ -170,6 +171,10 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
                                          '{"type": "json_object"} or {"type": "json_schema", …}')
     options = {name: body[name] for name in FORWARD if body.get(name) is not None}
     return ChatRequest(model, messages, stream, include_usage, options)
+
+
+def json_response(data: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(json.dumps(data, ensure_ascii=False), content_type="application/json")
 
 
 def sse_response(body) -> StreamingHttpResponse:
