@@ -26,7 +26,7 @@ from typing import Any
 
 from django.core.cache import cache
 
-from agents.runtime.stream import _accumulate as accumulate
+from agents.runtime.stream import accumulate
 from agents.runtime.types import ToolCall
 from gateway.errors import GatewayError, invalid
 from gateway.wire import ChatRequest, check_tool_choice, check_tools, model_of, text_of

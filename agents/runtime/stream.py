@@ -85,7 +85,7 @@ async def stream_step(candidate: Candidate, settings: TurnSettings,
                     await emit({"type": "delta", "text": text})
                 for fragment in fragments or []:
                     chunks_out += 1
-                    _accumulate(calls, fragment)
+                    accumulate(calls, fragment)
                 if finish_reason:
                     finish = finish_reason
         except TurnFailed:
@@ -127,7 +127,7 @@ def _closed(candidate: Candidate, state: TurnState, how: str) -> TurnFailed:
                                          f"{how} without a finish reason or [DONE]")
 
 
-def _accumulate(calls: dict[int, ToolCall], fragment: object) -> None:
+def accumulate(calls: dict[int, ToolCall], fragment: object) -> None:
     """Merge a tool-call delta: fragments by index (vLLM, llama.cpp) or whole calls (Ollama)."""
     if not isinstance(fragment, dict):
         raise ValueError("a tool-call fragment is not a JSON object")
