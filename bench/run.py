@@ -232,20 +232,44 @@ class Bench:
         "batched": (0, 2000, 4),  # as fast as the backend writes: merged frames
     }
 
+    def fast_backend(self, name: str, port: int, *, ttft_ms: float, tokens: int,
+                     gap_ms: float) -> Process:
+        """A fast scripted backend on `port`, started and answering."""
+        backend = self.spawn(name, [
+            sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
+            "--ttft-ms", str(ttft_ms), "--tokens", str(tokens), "--gap-ms", str(gap_ms)])
+        wait_http(f"http://127.0.0.1:{port}/health", backend, name)
+        return backend
+
+    def relay_costs(self, prefix: str, measure) -> dict:
+        """Tanglaw's CPU per 1,000 relayed tokens for each RELAY shape: `measure(name,
+        agent_id, tokens, streams)` runs the streams (after a warm-up) on a backend and
+        agent called `name` and returns (samples, CPU seconds of the measured part)."""
+        out = {}
+        for label, (gap, tokens, streams) in self.RELAY.items():
+            port = free_port()
+            name = f"{prefix}-{label}".replace("_", "-")
+            backend = self.fast_backend(f"fastserver-{name}", port, ttft_ms=0, tokens=tokens,
+                                        gap_ms=gap)
+            samples, cpu = measure(name, self.bench_agent(name, port), tokens, streams)
+            relayed = sum(s.tokens for s in samples)
+            out[label] = {"gap_ms": gap, "tokens_per_stream": tokens, "streams": streams,
+                          "tokens": relayed, "lost": sum(not s.ok for s in samples),
+                          "cpu_s": round(cpu, 3),
+                          "cpu_ms_per_1000_tokens": round(cpu * 1e6 / relayed, 1)
+                          if relayed else None}
+            print(f"{prefix} {label}: {out[label]['cpu_ms_per_1000_tokens']} ms CPU per "
+                  f"1,000 tokens", flush=True)
+            backend.stop()
+        return out
+
     def relay(self) -> None:
         """Tanglaw's CPU per 1,000 relayed tokens on the WebSocket, long streams (so the
         turn's own start and save are a small share): a stream slow enough that every
         token is its own frame, and a fast one whose tokens are merged."""
-        out = {}
-        for label, (gap, tokens, streams) in self.RELAY.items():
-            port = free_port()
-            backend = self.spawn(f"fastserver-{label}", [
-                sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
-                "--ttft-ms", "0", "--tokens", str(tokens), "--gap-ms", str(gap)])
-            wait_http(f"http://127.0.0.1:{port}/health", backend, f"{label} backend")
-            agent_id = self.bench_agent(f"relay-{label}", port)
 
-            async def main(agent_id=agent_id, tokens=tokens, streams=streams):
+        def measure(name, agent_id, tokens, streams):
+            async def main():
                 sockets = [load.TanglawSocket(self.base, self.cookie, agent_id)
                            for _ in range(streams)]
                 await asyncio.gather(*(s.turn(tokens) for s in sockets))  # warm-up
@@ -255,35 +279,19 @@ class Bench:
                 await asyncio.gather(*(s.close() for s in sockets))
                 return samples, cpu
 
-            samples, cpu = asyncio.run(main())
-            relayed = sum(s.tokens for s in samples)
-            out[label] = {"gap_ms": gap, "tokens_per_stream": tokens, "streams": streams,
-                          "tokens": relayed, "lost": sum(not s.ok for s in samples),
-                          "cpu_s": round(cpu, 3),
-                          "cpu_ms_per_1000_tokens": round(cpu * 1e6 / relayed, 1)
-                          if relayed else None}
-            print(f"relay {label}: {out[label]['cpu_ms_per_1000_tokens']} ms CPU per 1,000 "
-                  f"tokens", flush=True)
-            backend.stop()
-        self.results["relay"] = out
+            return asyncio.run(main())
+
+        self.results["relay"] = self.relay_costs("relay", measure)
 
     # -- the gateway -------------------------------------------------------------------------
     def gateway(self) -> None:
         """The gateway's pass-through beyond the latency table: its CPU per 1,000 relayed
         tokens, non-streamed requests/s at ≤ 100 ms added p99 beside LiteLLM's, and
         whether its x-tanglaw-overhead-ms agrees with what a client measures."""
-        out: dict = {"relay": {}}
-        for label, (gap, tokens, streams) in self.RELAY.items():
-            port = free_port()
-            backend = self.spawn(f"fastserver-gw-{label}", [
-                sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
-                "--ttft-ms", "0", "--tokens", str(tokens), "--gap-ms", str(gap)])
-            wait_http(f"http://127.0.0.1:{port}/health", backend, f"gateway {label} backend")
-            name = f"gw-{label}".replace("_", "-")
-            self.bench_agent(name, port)
-            url = self.base + "/v1/chat/completions"
+        url = self.base + "/v1/chat/completions"
 
-            async def streams_once(name=name, tokens=tokens, streams=streams, url=url):
+        def measure(name, agent_id, tokens, streams):
+            async def streams_once():
                 async with httpx.AsyncClient(timeout=120) as client:
                     return await asyncio.gather(*(load.openai_stream(
                         client, url, self.api_headers, tokens, f"{name}/bench")
@@ -292,16 +300,9 @@ class Bench:
             asyncio.run(streams_once())  # warm-up
             cpu0 = self.tanglaw.cpu_s()
             samples = asyncio.run(streams_once())
-            cpu = self.tanglaw.cpu_s() - cpu0
-            relayed = sum(x.tokens for x in samples)
-            out["relay"][label] = {
-                "gap_ms": gap, "tokens_per_stream": tokens, "streams": streams,
-                "tokens": relayed, "lost": sum(not x.ok for x in samples),
-                "cpu_s": round(cpu, 3),
-                "cpu_ms_per_1000_tokens": round(cpu * 1e6 / relayed, 1) if relayed else None}
-            print(f"gateway relay {label}: {out['relay'][label]['cpu_ms_per_1000_tokens']} ms "
-                  f"CPU per 1,000 tokens", flush=True)
-            backend.stop()
+            return samples, self.tanglaw.cpu_s() - cpu0
+
+        out: dict = {"relay": self.relay_costs("gateway-relay", measure)}
         out["throughput"] = self.gateway_throughput()
         out["overhead_header"] = self.overhead_agreement()
         self.results["gateway"] = out
@@ -310,10 +311,7 @@ class Bench:
         """Non-streamed requests at rising concurrency against an instant backend: per
         path the best requests/s whose p99 is ≤ 100 ms above direct's at that load."""
         port = self.rps_port
-        backend = self.spawn("fastserver-rps", [
-            sys.executable, str(ROOT / "bench" / "fastserver.py"), "--port", str(port),
-            "--ttft-ms", "0", "--tokens", "8", "--gap-ms", "0"])
-        wait_http(f"http://127.0.0.1:{port}/health", backend, "throughput backend")
+        backend = self.fast_backend("fastserver-rps", port, ttft_ms=0, tokens=8, gap_ms=0)
         self.bench_agent("rps", port)
         targets = {"direct": (f"http://127.0.0.1:{port}/v1/chat/completions", {}, "bench"),
                    GATEWAY: (self.base + "/v1/chat/completions", self.api_headers,
