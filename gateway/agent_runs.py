@@ -129,7 +129,7 @@ async def start(actor, user, chat: ChatRequest, target: AgentTarget) -> AgentRun
     return AgentRun(session, chat, target, int(time.time()))
 
 
-async def run(agent_run: AgentRun, on_first=None) -> tuple[asyncio.Task, asyncio.Queue]:
+async def run(agent_run: AgentRun) -> tuple[asyncio.Task, asyncio.Queue]:
     """Start the turn; its frames arrive on the queue, None after `done`."""
     frames: asyncio.Queue = asyncio.Queue()
 

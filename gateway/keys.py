@@ -70,26 +70,20 @@ def _read(digest: str) -> Key | None:
 
 def lookup(raw: str) -> Key | None:
     """The live key for a raw bearer value, or None (sync: may read the database)."""
-    if not raw.startswith(ApiToken.PREFIX) or len(raw) > 200:
-        return None
+    found = cached(raw)
+    if found is not False:
+        return found
+    gen = generation.current()
+    if gen is None:  # nothing bumped yet: start the generation so it can be compared
+        generation.bump_now()
+        gen = generation.current()
     digest = ApiToken.digest_of(raw)
-    now, gen = time.monotonic(), generation.current()
+    key = _read(digest)
     with _lock:
-        cached = _cache.get(digest)
-    if cached is not None and cached[0] == gen and gen is not None and now - cached[1] < TTL_S:
-        key = cached[2]
-    else:
-        if gen is None:
-            generation.bump_now()
-            gen = generation.current()
-        key = _read(digest)
-        with _lock:
-            if len(_cache) > 10_000:
-                _cache.clear()
-            _cache[digest] = (gen, now, key)
-    if key is not None and key.expires_at is not None and key.expires_at <= timezone.now():
-        return None
-    return key
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[digest] = (gen, time.monotonic(), key)
+    return _live(key)
 
 
 def cached(raw: str) -> Key | None | Literal[False]:
@@ -103,7 +97,11 @@ def cached(raw: str) -> Key | None | Literal[False]:
     gen = generation.current()
     if gen is None or entry[0] != gen:
         return False
-    key = entry[2]
+    return _live(entry[2])
+
+
+def _live(key: Key | None) -> Key | None:
+    """None for a key that expired since it was read."""
     if key is not None and key.expires_at is not None and key.expires_at <= timezone.now():
         return None
     return key
