@@ -398,7 +398,8 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
             total_ms=state.total_ms, tokens_in=state.tokens_in, tokens_out=state.tokens_out,
             tokens_per_s=state.tokens_per_s, usage_reported=state.usage_reported,
             finish_reason=state.finish_reason, outcome=outcome, error=state.error,
-            route=state.route or None)
+            route=state.route or None, trace_id=state.trace.trace_id if state.trace.enabled
+            else "")
         messages = state.messages or [{"role": "assistant", "content": state.text}]
         if state.incomplete and messages[-1].get("role") != "assistant":
             messages = [*messages, {"role": "assistant", "content": state.text}]
@@ -416,6 +417,8 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
                  "chars_in": len(text), "chars_out": len(state.text), **state.metrics(),
                  "outcome": outcome, "finish_reason": state.finish_reason,
                  "tool_calls": len(state.tool_calls)}
+        if run.trace_id:
+            after["trace_id"] = run.trace_id
         if replaced_runs is not None:
             after.update({"regenerated": True, "replaced_run_ids": replaced_runs})
         if agent.log_content:

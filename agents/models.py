@@ -242,6 +242,8 @@ class Run(models.Model):
     error = models.TextField(blank=True, default="")
     route = models.JSONField(null=True, blank=True,
                              help_text="fallback/route decisions with reasons")
+    trace_id = models.CharField(max_length=32, blank=True, default="",
+                                help_text="the turn's trace (traces.Trace.trace_id)")
 
     class Meta:
         ordering = ["-started_at"]

@@ -44,6 +44,8 @@ from agents.runtime import Emit, TurnState, run_turn
 from agents.runtime import tools as runtime_tools
 from console import limits
 from console.audit import Actor
+from traces import store as trace_store
+from traces.recorder import Recorder
 
 CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
 
@@ -95,15 +97,19 @@ class TurnSession:
     """One question (or a regenerate of the last one) and its answer."""
 
     def __init__(self, actor: Actor, user: Any, prepared: actions.Prepared, *,
-                 transport: str, checkpoint_s: float | None = CHECKPOINT_S):
+                 transport: str, checkpoint_s: float | None = CHECKPOINT_S,
+                 traceparent: str | None = None, request_id: str = ""):
         self.actor, self.user, self.prepared = actor, user, prepared
         self.agent, self.conversation = prepared.agent, prepared.conversation
         self.text, self.settings = prepared.text, prepared.settings
         self.transport = transport
         self._db = db_hop(transport)
         self.checkpoint_s = checkpoint_s
-        self.state = TurnState()
         self.turn_id = uuid.uuid4().hex
+        # the turn's spans: a child of the caller's span when it sent a traceparent
+        self.trace = Recorder(traceparent, content=self.agent.log_content)
+        self.state = TurnState(trace=self.trace)
+        self.request_id = request_id
         self.started_at = timezone.now()
         self.cancelled = False
         self.stored = False  # the question (or the regenerate's replacement) is written
@@ -135,6 +141,7 @@ class TurnSession:
     async def gateway(cls, actor: Actor, user: Any, agent_id: int,
                       messages: list[dict[str, Any]], text: str, *, admit: Admit | None = None,
                       checkpoint_s: float | None = CHECKPOINT_S,
+                      traceparent: str | None = None, request_id: str = "",
                       **options: Any) -> TurnSession:
         """A gateway caller's messages for an agent (actions.prepare_gateway)."""
 
@@ -144,7 +151,8 @@ class TurnSession:
                                                 **options)
 
         who, prepared = await db_hop("gateway")(hop)()
-        return cls(actor, who, prepared, transport="gateway", checkpoint_s=checkpoint_s)
+        return cls(actor, who, prepared, transport="gateway", checkpoint_s=checkpoint_s,
+                   traceparent=traceparent, request_id=request_id)
 
     @classmethod
     async def regenerate(cls, actor: Actor, user: Any, conversation_id: int, *,
@@ -186,6 +194,7 @@ class TurnSession:
             raise RuntimeError("a turn runs once")
         announced = asyncio.Event()
         saver: asyncio.Task | None = None
+        self.trace.enter(f"invoke_agent {self.agent.name}", **self._root_attributes())
 
         async def forward(frame: dict[str, Any]) -> None:
             # the runtime's frames wait for turn_started, which waits for the first write
@@ -279,8 +288,39 @@ class TurnSession:
                     if self.prepared.regeneration is not None else None))
         else:
             self.state.incomplete, self.state.finish_reason = True, "error"
+        await self._record_trace()
         if on_done is not None:
             await on_done(self.done())
+
+    def _root_attributes(self) -> dict[str, Any]:
+        return {"gen_ai__operation__name": "invoke_agent", "gen_ai__agent__name": self.agent.name,
+                "gen_ai__agent__id": str(self.agent.pk),
+                "gen_ai__conversation__id": str(self.conversation.pk),
+                "gen_ai__provider__name": "tanglaw", "tanglaw__agent__id": self.agent.pk,
+                "tanglaw__conversation__id": self.conversation.pk,
+                "tanglaw__turn__id": self.turn_id, "tanglaw__transport": self.transport,
+                "tanglaw__request__id": self.request_id or None,
+                "enduser__id": getattr(self.user, "username", None)}
+
+    async def _record_trace(self) -> None:
+        """The turn's spans to traces.store; a failure to queue them never fails the turn."""
+        state, root = self.state, self.trace.spans[0] if self.trace.spans else None
+        try:
+            if root is not None:
+                root.set(gen_ai__usage__input_tokens=state.tokens_in,
+                         gen_ai__usage__output_tokens=state.tokens_out,
+                         gen_ai__request__model=state.model or None,
+                         gen_ai__response__finish_reasons=[state.finish_reason or "stop"],
+                         tanglaw__ttft_ms=state.metrics()["ttft_ms"],
+                         tanglaw__incomplete=state.incomplete or None,
+                         tanglaw__stopped=self.cancelled or None)
+                if state.error and not self.cancelled:
+                    root.fail(state.error_code or "error", state.error)
+                self.trace.leave(root)
+            if trace_store.add(self.trace.rows()):
+                await self._db(trace_store.flush)()
+        except Exception:  # noqa: BLE001 - the trace is a record of the turn, not the turn
+            log.exception("the spans of a turn could not be recorded")
 
     async def _checkpoints(self) -> None:
         assert self.checkpoint_s is not None

@@ -68,6 +68,9 @@ class ApiToken(models.Model):
     tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
     max_streams = models.PositiveIntegerField(
         null=True, blank=True, help_text="requests in flight at once, streamed or not")
+    # prompts, replies and tool arguments in the spans this key sends (when the sender
+    # put them there, e.g. MAF's enable_sensitive_data); otherwise only metadata is kept
+    log_content = models.BooleanField(default=False)
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -89,7 +92,8 @@ class ApiToken(models.Model):
         return {"scopes": list(self.scopes), "models": list(self.allowed_models),
                 "expires_at": self.expires_at.isoformat() if self.expires_at else None,
                 "rpm": self.rpm, "tokens_per_day": self.tokens_per_day,
-                "tokens_per_month": self.tokens_per_month, "max_streams": self.max_streams}
+                "tokens_per_month": self.tokens_per_month, "max_streams": self.max_streams,
+                "log_content": self.log_content}
 
     @staticmethod
     def digest_of(raw: str) -> str:

@@ -41,6 +41,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "aliases.change": _OPERATE,  # the gateway's model aliases (routing, like backends)
     "usage.view": _ALL,  # gateway usage of your own keys
     "usage.view_all": _OPERATE,  # everyone's gateway usage (per key, user, backend…)
+    "traces.view": _ALL,  # traces and their spans (content only where it was kept)
+    "telemetry.send": _OPERATE,  # a key's spans into /v1/traces (code-first agents)
     "users.manage": frozenset({Role.ADMIN}),
     # the whole site at once, deletes included: admins
     "config.apply": frozenset({Role.ADMIN}),

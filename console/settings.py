@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "agents",
     "monitoring",
     "gateway",
+    "traces",
 ]
 
 MIDDLEWARE = [
@@ -292,6 +293,15 @@ TANGLAW_GATEWAY_BUDGET_TZ = env_str("TANGLAW_GATEWAY_BUDGET_TZ", TIME_ZONE)
 TANGLAW_GATEWAY_FLUSH_S = env_float("TANGLAW_GATEWAY_FLUSH_S", 1.0, minimum=0.0)
 # message text of pass-through requests in their audit events (agents have their own switch)
 TANGLAW_GATEWAY_LOG_CONTENT = env_bool("TANGLAW_GATEWAY_LOG_CONTENT", False)
+# traces (traces/): spans are written in batches this often (seconds; 0: by their sender)
+TANGLAW_TRACE_FLUSH_S = env_float("TANGLAW_TRACE_FLUSH_S", 1.0, minimum=0.0)
+# traces are kept this many days, and the oldest go once all of them pass this many spans
+TANGLAW_TRACE_RETENTION_DAYS = env_float("TANGLAW_TRACE_RETENTION_DAYS", 14.0, minimum=0.01)
+TANGLAW_TRACE_MAX_SPANS = env_int("TANGLAW_TRACE_MAX_SPANS", 1_000_000, minimum=1000)
+# OTLP/HTTP receiver (/v1/traces, /v1/metrics): the largest body, compressed or inflated,
+# and the spans per second one key may send to one worker (a burst of twice that passes)
+TANGLAW_OTLP_MAX_MB = env_int("TANGLAW_OTLP_MAX_MB", 8, minimum=1)
+TANGLAW_OTLP_SPANS_PER_S = env_int("TANGLAW_OTLP_SPANS_PER_S", 5000, minimum=1)
 # open WebSockets per user (chat and job progress, every worker together)
 TANGLAW_MAX_SOCKETS_PER_USER = env_int("TANGLAW_MAX_SOCKETS_PER_USER", 16, minimum=1)
 TANGLAW_MAX_GENERATIONS_PER_USER = env_int("TANGLAW_MAX_GENERATIONS_PER_USER", 4, minimum=1)

@@ -97,7 +97,7 @@ def _limit(field: str, value: Any, errors: dict[str, list[str]]) -> int | None:
     return value
 
 
-KEY_FIELDS = ("name", "expires_at", "scopes", "allowed_models", *LIMITS)
+KEY_FIELDS = ("name", "expires_at", "scopes", "allowed_models", "log_content", *LIMITS)
 
 
 def _clean_key(data: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +118,11 @@ def _clean_key(data: dict[str, Any]) -> dict[str, Any]:
     for field in LIMITS:
         if field in data:
             out[field] = _limit(field, data[field], errors)
+    if "log_content" in data:
+        if isinstance(data["log_content"], bool):
+            out["log_content"] = data["log_content"]
+        else:
+            errors["log_content"] = ["true or false."]
     if errors:
         raise Invalid(errors)
     return out

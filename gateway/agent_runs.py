@@ -109,8 +109,10 @@ class AgentRun:
                 "usage": self.usage()}
 
 
-async def start(actor, user, chat: ChatRequest, target: AgentTarget) -> AgentRun:
-    """The turn checked and prepared (one database hop); raises GatewayError."""
+async def start(actor, user, chat: ChatRequest, target: AgentTarget,
+                trace: dict[str, str] | None = None) -> AgentRun:
+    """The turn checked and prepared (one database hop); raises GatewayError. `trace`:
+    the request's traceparent and id, so the turn's spans join its trace."""
     options = chat.options
     first_extra = {}
     if chat.tools and options.get("tool_choice") not in (None, "auto"):
@@ -123,7 +125,7 @@ async def start(actor, user, chat: ChatRequest, target: AgentTarget) -> AgentRun
             client_tools=chat.tools,
             extra={k: options[k] for k in SAMPLING if k in options},
             first_extra=first_extra, temperature=options.get("temperature"),
-            max_tokens=chat.max_tokens)
+            max_tokens=chat.max_tokens, **(trace or {}))
     except (Invalid, Refused) as exc:
         raise refusal(exc) from None
     return AgentRun(session, chat, target, int(time.time()))

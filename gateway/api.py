@@ -55,6 +55,7 @@ class KeyOut(Schema):
     tokens_per_day: int | None
     tokens_per_month: int | None
     max_streams: int | None
+    log_content: bool
     status: KeyStatusOut
 
 
@@ -72,6 +73,7 @@ class KeyIn(Schema):
     tokens_per_day: int | None = None
     tokens_per_month: int | None = None
     max_streams: int | None = None
+    log_content: bool = False  # keep prompts and replies in the spans this key sends
 
 
 class KeyPatch(Schema):
@@ -83,6 +85,7 @@ class KeyPatch(Schema):
     tokens_per_day: int | None = None
     tokens_per_month: int | None = None
     max_streams: int | None = None
+    log_content: bool | None = None
 
 
 def key_state(token: ApiToken) -> str:
@@ -99,7 +102,7 @@ def key_out(token: ApiToken, status: budgets.Status) -> dict[str, Any]:
             "scopes": list(token.scopes), "allowed_models": list(token.allowed_models),
             "rpm": token.rpm, "tokens_per_day": token.tokens_per_day,
             "tokens_per_month": token.tokens_per_month, "max_streams": token.max_streams,
-            "status": status.as_dict()}
+            "log_content": token.log_content, "status": status.as_dict()}
 
 
 def _key(request, pk: int) -> ApiToken:

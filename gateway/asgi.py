@@ -97,8 +97,9 @@ class GatewayHandler(ASGIHandler):
             match = get_resolver(self.urlconf).resolve(request.path_info)
         except Resolver404:
             return _error(GatewayError(404, f"no such endpoint: {request.path}; the gateway "
-                                            f"serves /v1/models, /v1/chat/completions and "
-                                            f"/v1/responses", code="unknown_url"), request)
+                                            f"serves /v1/models, /v1/chat/completions, "
+                                            f"/v1/responses, /v1/traces and /v1/metrics",
+                                       code="unknown_url"), request)
         try:
             # a body over the limit is the views' 413 (gateway.views._read_body)
             response = await match.func(request, *match.args, **match.kwargs)

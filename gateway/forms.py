@@ -40,6 +40,10 @@ class KeyForm(forms.Form):
                                           max_value=LIMITS["tokens_per_month"])
     max_streams = forms.IntegerField(required=False, min_value=1,
                                      max_value=LIMITS["max_streams"])
+    log_content = forms.BooleanField(
+        required=False, label="Keep prompts and replies in traces",
+        help_text="Spans this key sends keep their content (when the sender put it there, "
+                  "e.g. MAF's enable_sensitive_data). Off: only timings, models and tokens.")
 
     def __init__(self, *args, owners=None, token: ApiToken | None = None, **kwargs):
         if token is not None:
@@ -65,7 +69,7 @@ class KeyForm(forms.Form):
             "name": c["name"], "scopes": list(c["scopes"]),
             "allowed_models": [p for line in c["allowed_models"].splitlines()
                                for p in line.split(",") if p.strip()],
-            "expires_at": end_of(c["valid_until"]),
+            "expires_at": end_of(c["valid_until"]), "log_content": c["log_content"],
             **{f: c[f] for f in LIMIT_LABELS}}
         if "owner" in self.fields and c.get("owner") is not None:
             data["owner"] = c["owner"]
@@ -96,7 +100,7 @@ def initial_for(token: ApiToken) -> dict[str, Any]:
         valid_until = (timezone.localtime(token.expires_at) - timedelta(microseconds=1)).date()
     return {"name": token.name, "valid_until": valid_until, "scopes": list(token.scopes),
             "allowed_models": "\n".join(token.allowed_models),
-            **{f: getattr(token, f) for f in LIMIT_LABELS}}
+            "log_content": token.log_content, **{f: getattr(token, f) for f in LIMIT_LABELS}}
 
 
 class AliasForm(forms.Form):

@@ -43,6 +43,7 @@ class Key:
     tokens_per_day: int | None
     tokens_per_month: int | None
     max_streams: int | None
+    log_content: bool = False
 
     def may(self, perm: str) -> bool:
         return has_perm(self.user, perm)
@@ -65,7 +66,8 @@ def _read(digest: str) -> Key | None:
         return None
     return Key(token.pk, token.name, token.hint, token.user, tuple(token.scopes or ()),
                tuple(token.allowed_models or ()), token.expires_at, token.rpm,
-               token.tokens_per_day, token.tokens_per_month, token.max_streams)
+               token.tokens_per_day, token.tokens_per_month, token.max_streams,
+               token.log_content)
 
 
 def lookup(raw: str) -> Key | None:

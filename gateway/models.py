@@ -71,6 +71,8 @@ class Request(models.Model):
     tokens_out = models.PositiveIntegerField(default=0)
     usage_reported = models.BooleanField(default=False)
     route = models.JSONField(null=True, blank=True, help_text="fallbacks tried, with reasons")
+    trace_id = models.CharField(max_length=32, blank=True, default="",
+                                help_text="the request's trace (traces.Trace.trace_id)")
 
     objects = RequestQuerySet.as_manager()
 

@@ -29,6 +29,8 @@ from gateway import quota
 from gateway.errors import GatewayError
 from gateway.targets import BackendTarget
 from gateway.wire import ChatRequest, sse_response
+from traces.choices import SpanKind
+from traces.recorder import OFF, Recorder, SpanRecord
 
 CONTENT = re.compile(rb'"(?:content|reasoning_content|reasoning)":\s*"(?!")')
 USAGE = re.compile(rb'"usage":\s*\{')
@@ -218,9 +220,11 @@ class Relay:
     """One pass-through request: pick a target, send, relay; `finish` runs once."""
 
     def __init__(self, chat: ChatRequest, targets: list[BackendTarget], measure: Measure,
-                 *, keep_text: bool):
+                 *, keep_text: bool, trace: Recorder = OFF):
         self.chat, self.targets, self.m = chat, targets, measure
         self.keep_text = keep_text
+        self.trace = trace
+        self.span: SpanRecord | None = None  # the attempt that answers, as a span
         self.slot: str | None = None
         self.response: httpx.Response | None = None
         self.chunks: AsyncIterator[bytes] | None = None
@@ -238,8 +242,17 @@ class Relay:
             url = f"{adapter.base_url}{adapter.api_prefix}/chat/completions"
             timeout = httpx.Timeout(adapter.endpoint.read_timeout_s,
                                     connect=adapter.endpoint.connect_timeout_s)
+            span = self.trace.start(
+                f"chat {target.model}", SpanKind.CLIENT, gen_ai__operation__name="chat",
+                gen_ai__request__model=target.model, gen_ai__provider__name=adapter.kind,
+                server__address=adapter.base_url, tanglaw__backend=target.label,
+                tanglaw__backend__id=target.backend.pk,
+                tanglaw__fallback=True if self.m.route else None)
+            headers = _headers(target)
+            if self.trace.enabled:  # the backend's own spans (vLLM's) join the trace
+                headers["traceparent"] = self.trace.traceparent(span)
             request = http.build_request("POST", url, content=upstream_body(self.chat, target),
-                                         headers=_headers(target), timeout=timeout)
+                                         headers=headers, timeout=timeout)
             self.m.sent = time.perf_counter()
             self.m.target = target  # the last one tried is the one a failure is recorded on
             response = None
@@ -252,7 +265,7 @@ class Relay:
                         first = await anext(self.chunks, b"")
                         if not first:
                             raise httpx.RemoteProtocolError("closed before its first byte")
-                    self.slot, self.response = slot, response
+                    self.slot, self.response, self.span = slot, response, span
                     return target, response, first
                 body = await response.aread()
                 if response.status_code < 500 and response.status_code != 429:
@@ -265,6 +278,7 @@ class Relay:
                                     code="upstream_error")
             except GatewayError as exc:
                 if exc.code != "upstream_error":
+                    span.fail(exc.code, exc.message)
                     raise
                 last = exc
             except httpx.TimeoutException:
@@ -279,6 +293,8 @@ class Relay:
                 await response.aclose()
             await _call(limits.release, [slot])
             await _note_result(target, False)
+            span.fail(last.code, last.message)
+            self.trace.end(span)
             self.m.route.append({"failed": target.label, "reason": last.message})
         if last is None:
             reasons = "; ".join(r["reason"] for r in self.m.route) or "no backend"

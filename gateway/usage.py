@@ -1,7 +1,6 @@
 """Each finished gateway request becomes a Request row and an audit event, written in
-batches by one background thread per process (every FLUSH_S, or sooner when many are
-waiting), so a request's own path never waits for a commit. A crash loses at most the
-last FLUSH_S of records; they are flushed on a clean exit.
+batches by one background thread per process (console.batch: every FLUSH_S, or sooner
+when many are waiting), so a request's own path never waits for a commit.
 
 With TANGLAW_GATEWAY_FLUSH_S = 0 (the tests) there is no thread: the request that
 finished writes its record itself, after its response was sent.
@@ -9,37 +8,25 @@ finished writes its record itself, after its response was sent.
 
 from __future__ import annotations
 
-import atexit
-import logging
-import threading
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from console import audit
 from console.audit import Actor
+from console.batch import Batcher
 from console.choices import AuditAction, Outcome
 from console.models import ApiToken
 from gateway import quota
 from gateway.models import Request
 
-log = logging.getLogger("tanglaw.gateway")
-MAX_BATCH = 500
-MAX_PENDING = 20_000  # when the database is away this long, the oldest records go
-
-_pending: list[dict[str, Any]] = []
-_lock = threading.Lock()
-_write_lock = threading.Lock()
-_wake = threading.Event()
-_thread: threading.Thread | None = None
-
 FIELDS = ("request_id", "ts", "token_id", "user_id", "endpoint", "model", "agent_id",
           "backend_id", "upstream_model", "stream", "status", "error_code", "error",
           "ttft_ms", "total_ms", "overhead_ms", "tokens_in", "tokens_out", "usage_reported",
-          "route")
+          "route", "trace_id")
 
 
 def flush_interval() -> float:
@@ -55,42 +42,18 @@ def record(row: dict[str, Any]) -> bool:
         # never on the event loop
         quota.charge(row["token_id"], row.get("tokens_in", 0) + row.get("tokens_out", 0),
                      row["ts"])
-    with _lock:
-        _pending.append(row)
-        if len(_pending) > MAX_PENDING:
-            del _pending[: len(_pending) - MAX_PENDING]
-        many = len(_pending) >= MAX_BATCH
-    if flush_interval() <= 0:
-        return True
-    _ensure_thread()
-    if many:
-        _wake.set()
-    return False
+    return writer.add([row])
 
 
 def pending_tokens(token_id: int, since: datetime) -> int:
-    with _lock:
-        return sum(r.get("tokens_in", 0) + r.get("tokens_out", 0) for r in _pending
+    with writer.lock:
+        return sum(r.get("tokens_in", 0) + r.get("tokens_out", 0) for r in writer.pending
                    if r.get("token_id") == token_id and r["ts"] >= since)
 
 
 def flush() -> int:
     """Write every queued record now (sync). Returns how many were written."""
-    written = 0
-    with _write_lock:
-        while True:
-            with _lock:
-                batch = _pending[:MAX_BATCH]
-                del _pending[:MAX_BATCH]
-            if not batch:
-                return written
-            try:
-                _write(batch)
-            except Exception:
-                with _lock:  # keep them for the next try, in order
-                    _pending[:0] = batch
-                raise
-            written += len(batch)
+    return writer.flush()
 
 
 def _write(batch: list[dict[str, Any]]) -> None:
@@ -114,6 +77,8 @@ def _write(batch: list[dict[str, Any]]) -> None:
                      "overhead_ms": r.get("overhead_ms"), "request_id": r["request_id"]}
             if r.get("route"):
                 after["route"] = r["route"]
+            if r.get("trace_id"):
+                after["trace_id"] = r["trace_id"]
             if r.get("content"):
                 after["content"] = r["content"]
             ok = r["status"] < 400
@@ -129,33 +94,6 @@ def _write(batch: list[dict[str, Any]]) -> None:
             ApiToken.objects.filter(pk__in=used).update(last_used_at=timezone.now())
 
 
-def _ensure_thread() -> None:
-    global _thread
-    if _thread is not None and _thread.is_alive():
-        return
-    with _lock:
-        if _thread is not None and _thread.is_alive():
-            return
-        _thread = threading.Thread(target=_run, name="tanglaw-gateway-usage", daemon=True)
-        _thread.start()
-
-
-def _run() -> None:
-    global _thread
-    # the thread ends when writing by the request is switched on (interval 0): records
-    # queued from then on are written by their requests
-    while flush_interval() > 0:
-        _wake.wait(flush_interval())
-        _wake.clear()
-        try:
-            flush()
-        except Exception:  # noqa: BLE001 - kept and retried at the next interval
-            log.exception("gateway usage records could not be written; retrying")
-        finally:
-            close_old_connections()
-    _thread = None
-
-
 def actor_for(key, request, request_id: str) -> Actor:
     """Who made a gateway request: the key's owner, or nobody known (no valid key)."""
     from console.clientaddr import client_ip
@@ -167,10 +105,5 @@ def actor_for(key, request, request_id: str) -> Actor:
                  correlation_id=request_id, **who)
 
 
-@atexit.register
-def _at_exit() -> None:
-    if _pending:
-        try:
-            flush()
-        except Exception:  # noqa: BLE001 - the process is ending; say so
-            log.exception("gateway usage records were lost at exit")
+# `_write` looked up at each call, so a test can stand in for it
+writer = Batcher("gateway-usage", lambda batch: _write(batch), flush_interval)

@@ -28,6 +28,9 @@ from gateway import responses as responses_api
 from gateway.errors import GatewayError
 from gateway.keys import Key
 from gateway.wire import ChatRequest, body_of, chat_request, json_response, sse_response
+from traces import store as trace_store
+from traces.choices import SpanKind
+from traces.recorder import Recorder, SpanRecord
 
 MAX_ROUTE_HEADER = 1000
 
@@ -46,8 +49,12 @@ class Call:
     model: str = ""
     stream: bool = False
     recorded: bool = False
+    trace: Recorder = field(init=False)
+    root: SpanRecord | None = None  # the request's span, once it named a model
 
     def __post_init__(self) -> None:
+        # a caller's traceparent: Tanglaw's spans of this request join the caller's trace
+        self.trace = Recorder(self.request.headers.get("traceparent"), content=_log_content())
         # the request's correlation id (gateway.asgi: a proxy's X-Request-ID or new)
         self.request_id = getattr(self.request, "correlation_id", "") or uuid.uuid4().hex
         # Tanglaw's time counts from the handler's first sight of the request
@@ -58,6 +65,8 @@ class Call:
     def headers(self, response: HttpResponseBase,
                 overhead_ms: float | None = None) -> HttpResponseBase:
         response["x-request-id"] = self.request_id
+        if self.root is not None:
+            response["x-tanglaw-trace-id"] = self.trace.trace_id
         if overhead_ms is not None:
             response["x-tanglaw-overhead-ms"] = f"{overhead_ms:.2f}"
         if self.admission is not None:
@@ -81,8 +90,52 @@ class Call:
                "actor": usage.actor_for(key, self.request, self.request_id), **values}
         if row.get("error"):
             row["error"] = str(row["error"])[:500]
+        if self.root is not None:
+            row["trace_id"] = self.trace.trace_id
+            self._end_trace(values)
         if usage.record(row):
             await sync_to_async(usage.flush, thread_sensitive=False)()
+        if self.root is not None and trace_store.add(self.trace.rows()):
+            await sync_to_async(trace_store.flush, thread_sensitive=False)()
+
+    def trace_context(self) -> dict[str, str]:
+        """What an agent's turn needs to join this request's trace."""
+        return {"traceparent": self.trace.traceparent(self.root) if self.root else "",
+                "request_id": self.request_id}
+
+    def open_trace(self) -> None:
+        """The request's span (once it named a model): every step of it nests under it."""
+        self.root = self.trace.enter(
+            f"chat {self.model}", SpanKind.SERVER, gen_ai__operation__name="chat",
+            gen_ai__request__model=self.model, tanglaw__request__id=self.request_id,
+            tanglaw__endpoint=self.endpoint, tanglaw__stream=self.stream,
+            tanglaw__key=self.key.name if self.key else None,
+            enduser__id=self.key.user.username if self.key else None)
+
+    def _end_trace(self, values: dict[str, Any]) -> None:
+        assert self.root is not None
+        status = values.get("status", 200)
+        self.root.set(http__response__status_code=status,
+                      gen_ai__response__model=values.get("upstream_model") or None,
+                      gen_ai__usage__input_tokens=values.get("tokens_in"),
+                      gen_ai__usage__output_tokens=values.get("tokens_out"),
+                      tanglaw__ttft_ms=values.get("ttft_ms"),
+                      tanglaw__overhead_ms=values.get("overhead_ms"),
+                      tanglaw__route=[r["reason"] for r in values.get("route") or []] or None)
+        if status >= 400:
+            self.root.fail(values.get("error_code") or str(status),
+                           str(values.get("error") or ""))
+        for span in self.trace.spans:
+            if span is not self.root and span.attributes.get("gen_ai.operation.name") == "chat" \
+                    and not span.end_ns:  # the attempt that answered
+                span.set(gen_ai__usage__input_tokens=values.get("tokens_in"),
+                         gen_ai__usage__output_tokens=values.get("tokens_out"),
+                         gen_ai__response__model=values.get("upstream_model") or None,
+                         tanglaw__ttft_ms=values.get("ttft_ms"))
+                if status >= 500:
+                    span.fail(values.get("error_code") or str(status),
+                              str(values.get("error") or ""))
+        self.trace.leave(self.root)
 
     async def fail(self, exc: GatewayError) -> HttpResponseBase:
         await self.record(status=exc.status, error_code=exc.code, error=exc.message,
@@ -149,6 +202,7 @@ async def chat_completions(request) -> HttpResponseBase:
         call.key = await authenticate(request, "inference")
         chat = chat_request(body_of(_read_body(request)))
         call.model, call.stream = chat.model, chat.stream
+        call.open_trace()
         target = await _target(call, chat.model)
         await admit(call)
         if isinstance(target, targets.AgentTarget):
@@ -177,7 +231,7 @@ def _log_content() -> bool:
 async def _pass_through(call: Call, chat: ChatRequest,
                         chain: list[targets.BackendTarget]) -> HttpResponseBase:
     measure = relay.Measure(call.started)
-    passing = relay.Relay(chat, chain, measure, keep_text=_log_content())
+    passing = relay.Relay(chat, chain, measure, keep_text=_log_content(), trace=call.trace)
     try:
         target, _, first = await passing.open()
     except GatewayError as exc:
@@ -246,7 +300,7 @@ async def _agent(call: Call, chat: ChatRequest,
                  target: targets.AgentTarget) -> HttpResponseBase:
     assert call.key is not None
     actor = usage.actor_for(call.key, call.request, call.request_id)
-    agent_run = await agent_runs.start(actor, call.key.user, chat, target)
+    agent_run = await agent_runs.start(actor, call.key.user, chat, target, call.trace_context())
     overhead = _ms(call.started)
 
     async def finished() -> None:
@@ -342,6 +396,7 @@ async def responses(request) -> HttpResponseBase:
         body = body_of(_read_body(request))
         asked = responses_api.request(body, call.key.token_id)
         call.model, call.stream = asked.chat.model, asked.chat.stream
+        call.open_trace()
         target = await _target(call, asked.chat.model)
         await admit(call)
         writer = responses_api.Writer(asked)
@@ -362,7 +417,7 @@ async def _responses_pass_through(call: Call, writer: responses_api.Writer,
                                   chain: list[targets.BackendTarget]) -> HttpResponseBase:
     chat = writer.req.chat
     measure = relay.Measure(call.started)
-    passing = relay.Relay(chat, chain, measure, keep_text=False)
+    passing = relay.Relay(chat, chain, measure, keep_text=False, trace=call.trace)
     try:
         target, _, first = await passing.open()
     except GatewayError as exc:
@@ -431,7 +486,8 @@ async def _responses_agent(call: Call, writer: responses_api.Writer,
                            target: targets.AgentTarget) -> HttpResponseBase:
     assert call.key is not None
     actor = usage.actor_for(call.key, call.request, call.request_id)
-    agent_run = await agent_runs.start(actor, call.key.user, writer.req.chat, target)
+    agent_run = await agent_runs.start(actor, call.key.user, writer.req.chat, target,
+                                       call.trace_context())
     overhead = _ms(call.started)
 
     async def finished() -> None:

@@ -37,6 +37,7 @@ from console.choices import AuditAction
 from console.models import ApiToken, Backend
 from monitoring.choices import SEVERITY_RANK, AlertState, Comparator, Severity
 from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
+from traces.models import ExternalAgent
 
 log = logging.getLogger("tanglaw.alerts")
 
@@ -62,6 +63,7 @@ METRICS = {
     "gpu_temperature_c": "GPU temperature (°C)", "gpu_power_w": "GPU power (W)",
     "budget_day_pct": "a gateway key's daily token budget used (%)",
     "budget_month_pct": "a gateway key's monthly token budget used (%)",
+    "tool_calls": "an agent's tool calls in the window (external agents, from traces)",
 }
 
 # the defaults from the seed guide; created by migration 0002 and by `seed_rules`
@@ -108,9 +110,10 @@ def scopes_for(rule: AlertRule) -> list[str]:
     if rule.scope == "backends":
         return [f"backend:{pk}" for pk in Backend.objects.filter(enabled=True)
                 .values_list("pk", flat=True)]
-    if rule.scope == "agents":
+    if rule.scope == "agents":  # Tanglaw's own and the external ones (traces)
         return [f"agent:{pk}" for pk in Agent.objects.filter(enabled=True)
-                .values_list("pk", flat=True)]
+                .values_list("pk", flat=True)] + [
+            f"xagent:{pk}" for pk in ExternalAgent.objects.values_list("pk", flat=True)]
     since = timezone.now() - timedelta(hours=1)
     gpus = Sample.objects.filter(metric="gpu_utilization_percent", ts__gte=since)
     if rule.scope == "gpus":
@@ -121,6 +124,8 @@ def scopes_for(rule: AlertRule) -> list[str]:
         return [rule.scope] if alive else []
     if kind == "gpu":
         return [rule.scope] if gpus.filter(scope=rule.scope).exists() else []
+    if kind == "xagent" and ident.isdigit():
+        return [rule.scope] if ExternalAgent.objects.filter(pk=int(ident)).exists() else []
     if kind == "key" and ident.isdigit():
         return [rule.scope] if _live_keys(rule).filter(pk=int(ident)).exists() else []
     return [rule.scope]
@@ -139,6 +144,8 @@ def why_gone(rule: AlertRule, scope: str) -> str:
             return f"{kind} {row[0]} is disabled"
     if kind == "gpu" and rule.scope in ("gpus", scope):
         return f"gpu {ident} no longer reports"
+    if kind == "xagent":
+        return f"external agent {ident} has not reported for the whole trace retention"
     if kind == "key" and ident.isdigit():
         token = ApiToken.objects.filter(pk=int(ident)).first()
         if token is None:
@@ -228,6 +235,9 @@ def scope_label(scope: str) -> str:
     if kind == "key" and ident.isdigit():
         name = ApiToken.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"key {name or ident}"
+    if kind == "xagent" and ident.isdigit():
+        name = ExternalAgent.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
+        return f"external agent {name or ident}"
     return {"host": "this host"}.get(scope, scope.replace(":", " "))
 
 
@@ -371,15 +381,17 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
         errors["metric"] = [f"One of: {', '.join(sorted(METRICS))}."]
     scope = str(out.get("scope") or "")
     kind, _, ident = scope.partition(":")
-    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "gpu", "key")
+    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "xagent", "gpu", "key")
                                      and ident.isdigit() and len(ident) < 19)):
-        errors["scope"] = ["backends, backend:ID, agents, agent:ID, host, audit, gpus, "
-                           "gpu:INDEX, keys or key:ID."]
+        errors["scope"] = ["backends, backend:ID, agents, agent:ID, xagent:ID (an external "
+                           "agent), host, audit, gpus, gpu:INDEX, keys or key:ID."]
     elif (out.get("metric") in BUDGET_METRICS) != (scope == "keys" or kind == "key"):
         errors["scope"] = ["A key's budget (budget_day_pct, budget_month_pct) is measured on "
                            "keys or key:ID, and only it is."]
     elif kind == "key" and not ApiToken.objects.filter(pk=int(ident)).exists():
         errors["scope"] = [f"No key {ident}."]
+    elif kind == "xagent" and not ExternalAgent.objects.filter(pk=int(ident)).exists():
+        errors["scope"] = [f"No external agent {ident}: it appears once it sent spans."]
     if out.get("metric") in BUDGET_METRICS and out.get("for_samples"):
         errors["for_samples"] = ["A budget is read when the rule is evaluated, not sampled: "
                                  "use for_s."]

@@ -21,6 +21,7 @@ from console.models import Backend, BackendStatusChange
 from monitoring import store
 from monitoring.choices import AlertState, RecState
 from monitoring.models import Alert, Heartbeat, Recommendation, Sample, State
+from traces.models import ExternalAgent
 
 HOST_METRICS = ("cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes",
                 "swap_percent", "disk_percent", "disk_free_bytes", "load_1m",
@@ -153,7 +154,9 @@ def performance(window_s: int) -> list[dict[str, Any]]:
     backends = list(Backend.objects.order_by("name"))
     up = uptime([b.pk for b in backends], timedelta(seconds=window_s))
     targets = [(f"backend:{b.pk}", b.name, up.get(b.pk)) for b in backends] + [
-        (f"agent:{a.pk}", a.name, None) for a in Agent.objects.order_by("name")]
+        (f"agent:{a.pk}", a.name, None) for a in Agent.objects.order_by("name")] + [
+        (f"xagent:{x.pk}", f"{x.name} (external)", None)
+        for x in ExternalAgent.objects.order_by("name")]
     for scope, name, uptime_pct in targets:
         latency = store.window_stats("latency_ms", scope, window_s)
         ttft = store.window_stats("ttft_ms", scope, window_s)

@@ -1,7 +1,9 @@
-"""Traffic metrics from the agents' runs and the gateway's pass-through requests: each
-finished run or request becomes samples per backend, per model
-(``model:<backend id>:<model>``) and per agent (requests, errors, TTFT, latency,
-tokens/s, tokens in and out). A gateway request that ran an agent is already a run.
+"""Traffic metrics from the agents' runs, the gateway's pass-through requests and the
+spans external agents send: each finished run or request becomes samples per backend,
+per model (``model:<backend id>:<model>``) and per agent (requests, errors, TTFT,
+latency, tokens/s, tokens in and out); an external agent's spans become samples of
+``xagent:<id>`` (the same, and tool calls). A gateway request that ran an agent is
+already a run.
 
 A cursor (the last run id read) makes this incremental and safe to repeat; the
 samples carry the time the run finished, so charts place them where they happened.
@@ -15,9 +17,15 @@ from agents.choices import RunOutcome
 from agents.models import Run
 from gateway.models import Request
 from monitoring.models import Sample, State
+from traces.models import ExternalAgent, Span, Trace
+from traces.store import MODEL_OPERATIONS, when
 
 CURSOR = "runs_cursor"
 GATEWAY_CURSOR = "gateway_cursor"
+SPANS_CURSOR = "spans_cursor"
+# where a span may say how long the model took to its first chunk (seconds or ms)
+TTFT_ATTRIBUTES = (("gen_ai.server.time_to_first_token", 1000.0),
+                   ("gen_ai.response.time_to_first_chunk", 1000.0), ("tanglaw.ttft_ms", 1.0))
 BATCH = 5000
 
 
@@ -85,3 +93,58 @@ def ingest_gateway() -> int:
         State.objects.update_or_create(key=GATEWAY_CURSOR,
                                        defaults={"value": requests[-1]["pk"]})
     return len(requests)
+
+
+def ingest_spans() -> int:
+    """External agents' spans as their traffic (incremental, like ingest_runs): an
+    `invoke_agent` span (or a model call at the root of an app without agent spans) is
+    a request — an error when it, or a step of its trace so far (a tool that raised),
+    failed —, a model call gives its time to first chunk when it states one, and an
+    `execute_tool` span a tool call."""
+    state = State.objects.filter(key=SPANS_CURSOR).first()
+    last = int(state.value) if state else 0
+    spans = list(Span.objects.filter(pk__gt=last).order_by("pk").values(
+        "pk", "trace_id", "parent_id", "operation", "agent", "service", "external", "status",
+        "end_ns", "duration_ms", "tokens_in", "tokens_out", "attributes")[:BATCH])
+    if not spans:
+        return 0
+    ours = [s for s in spans if s["external"] and s["operation"]]
+    traces = {t["trace_id"]: t for t in Trace.objects.filter(
+        trace_id__in={s["trace_id"] for s in ours}).values("trace_id", "agent", "error_count")}
+    names = {s["agent"] or traces.get(s["trace_id"], {}).get("agent") or
+             (s["service"] if not s["parent_id"] else "") for s in ours}
+    agents = dict(ExternalAgent.objects.filter(name__in=names - {""}).values_list("name", "pk"))
+    rows: list[Sample] = []
+    for s in ours:
+        trace = traces.get(s["trace_id"], {})
+        name = s["agent"] or trace.get("agent") or (s["service"] if not s["parent_id"] else "")
+        if name not in agents:
+            continue
+        scope, ended = f"xagent:{agents[name]}", when(s["end_ns"])
+        failed = s["status"] == "error"
+        values: dict[str, float | None] = {}
+        root_call = s["operation"] in MODEL_OPERATIONS and not s["parent_id"]
+        if s["operation"] == "invoke_agent" or root_call:
+            values = {"requests": 1.0,
+                      "errors": 1.0 if failed or trace.get("error_count") else 0.0,
+                      "latency_ms": s["duration_ms"],
+                      "tokens_in": float(s["tokens_in"] or 0),
+                      "tokens_out": float(s["tokens_out"] or 0)}
+        if s["operation"] in MODEL_OPERATIONS:
+            values["ttft_ms"] = _ttft(s["attributes"])
+        elif s["operation"] == "execute_tool":
+            values = {"tool_calls": 1.0, "tool_errors": 1.0 if failed else 0.0}
+        rows += [Sample(ts=ended, metric=m, scope=scope, value=v)
+                 for m, v in values.items() if v is not None]
+    Sample.objects.bulk_create(rows, batch_size=1000)
+    State.objects.update_or_create(key=SPANS_CURSOR, defaults={"value": spans[-1]["pk"]})
+    return len(ours)
+
+
+def _ttft(attributes: dict) -> float | None:
+    for name, scale in TTFT_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value) * scale
+    return None
+

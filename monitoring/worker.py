@@ -31,6 +31,7 @@ from monitoring.collectors.gpu import GpuCollector
 from monitoring.collectors.host import HostCollector
 from monitoring.models import Heartbeat, Lease, State
 from monitoring.probes import ProbeResult, active_probe, describe_error, probe_backends
+from traces import retention
 
 log = logging.getLogger("tanglaw.monitor")
 GPU_PROCESS_EVERY = 6  # rounds between per-process GPU memory reads
@@ -171,13 +172,13 @@ class Monitor:
                                            defaults={"value": self.gpu.processes()})
 
     def traffic(self) -> int:
-        return traffic.ingest_runs() + traffic.ingest_gateway()
+        return traffic.ingest_runs() + traffic.ingest_gateway() + traffic.ingest_spans()
 
     def rollup(self) -> dict[str, int]:
         return store.rollup()
 
     def prune(self) -> dict[str, int]:
-        return store.prune()
+        return {**store.prune(), **{f"trace_{k}": v for k, v in retention.prune().items()}}
 
     def evaluate(self) -> dict[str, int]:
         return alerts.evaluate()

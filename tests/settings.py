@@ -30,3 +30,4 @@ TANGLAW_CHAT_RATE = "100000/m"
 # gateway records are written by the request that finished, not a background thread
 # (tests/gateway/test_usage.py runs the thread on its own)
 TANGLAW_GATEWAY_FLUSH_S = 0
+TANGLAW_TRACE_FLUSH_S = 0

@@ -9,11 +9,13 @@ import json
 import time
 from typing import Any
 
+from agents.runtime import tracing
 from agents.runtime.errors import TurnFailed
 from agents.runtime.routing import route
 from agents.runtime.stream import stream_step
 from agents.runtime.tools import run_call
 from agents.runtime.types import Approve, Candidate, Emit, TurnSettings, TurnState
+from traces.choices import SpanKind
 
 # failures that count against a backend's circuit breaker (not tool or turn-limit errors)
 BACKEND_FAULTS = {"backend_error", "first_token_timeout", "idle_timeout", "upstream_closed"}
@@ -45,14 +47,25 @@ async def run_turn(settings: TurnSettings, history: list[dict[str, Any]],
     messages = _messages(settings, history, user_text)
     try:
         async with asyncio.timeout(settings.turn_timeout_s):
-            if settings.router is not None:
+            if settings.router is None:
+                await _loop(settings, messages, state, emit, approve, started)
+            else:
                 question = user_text if user_text is not None else _last_user(history)
-                routed = await route(settings.router, history, question, state, emit)
+                with state.trace.span("route") as span:
+                    routed = await route(settings.router, history, question, state, emit)
+                    span.set(tanglaw__route=[d["reason"] for d in state.route])
                 routed.client_tools = settings.client_tools
                 routed.extra, routed.first_extra = settings.extra, settings.first_extra
                 settings = routed
                 messages = _messages(settings, history, user_text)
-            await _loop(settings, messages, state, emit, approve, started)
+                chosen = next((d for d in state.route if d["type"] == "route"), {})
+                # the specialist's turn, inside the router's
+                with state.trace.span(f"invoke_agent {chosen.get('agent', '')}".strip(),
+                                      gen_ai__operation__name="invoke_agent",
+                                      gen_ai__agent__name=chosen.get("agent"),
+                                      gen_ai__agent__id=str(chosen.get("agent_id") or "")
+                                      or None, tanglaw__agent__id=chosen.get("agent_id")):
+                    await _loop(settings, messages, state, emit, approve, started)
     except TimeoutError:
         _fail(state, "turn_timeout", f"the turn took longer than {settings.turn_timeout_s:g}s")
     except TurnFailed as exc:
@@ -89,14 +102,25 @@ async def _loop(settings: TurnSettings, messages: list[dict[str, Any]], state: T
     consecutive_errors = 0
     tools = [t.openai() for t in settings.tools.values()] + settings.client_tools
     client_names = {t["function"]["name"] for t in settings.client_tools}
+    trace = state.trace
+    attempt = 0
     for iteration in range(settings.max_tool_iterations + 1):
         extra = {**settings.extra, **(settings.first_extra if iteration == 0 else {})}
         # pick the backend: the first that answers, while nothing reached the user
         while True:
             candidate = chosen or candidates[0]
+            attempt = attempt + 1 if chosen is None else attempt
             try:
-                step = await stream_step(candidate, settings, messages, tools, state, emit,
-                                         started, extra)
+                with trace.span(f"chat {candidate.model}", SpanKind.CLIENT) as span:
+                    if trace.enabled:
+                        tracing.chat_start(span, candidate, settings, tools, messages,
+                                           attempt, trace.content)
+                    before, began = (state.tokens_in, state.tokens_out), time.perf_counter()
+                    step = await stream_step(
+                        candidate, settings, messages, tools, state, emit, started, extra,
+                        {"traceparent": trace.traceparent(span)} if trace.enabled else None)
+                    if trace.enabled:
+                        tracing.chat_end(span, state, before, began, step, trace.content)
                 if chosen is None:
                     state.attempts.append((candidate.backend_id, True))
                 break

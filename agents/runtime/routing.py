@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 
 from agents.runtime.errors import TurnFailed, explain
 from agents.runtime.types import Emit, RouterSettings, Specialist, TurnSettings, TurnState
+from traces.choices import SpanKind
 
 ROUTE_TOOL = "choose_specialist"
 
@@ -101,8 +102,19 @@ async def route(router: RouterSettings, history: list[dict[str, Any]], user_text
                 "model": router.candidate.model, "messages": messages, "temperature": 0,
                 "max_tokens": 200, "tools": [_route_tool(names)],
                 "tool_choice": {"type": "function", "function": {"name": ROUTE_TOOL}}}
-            # not streamed, so the SDK's overloads (lost to **request) give a ChatCompletion
-            response: ChatCompletion = await client.chat.completions.create(**request)
+            with state.trace.span(f"chat {router.candidate.model}", SpanKind.CLIENT,
+                                  gen_ai__operation__name="chat",
+                                  gen_ai__request__model=router.candidate.model,
+                                  tanglaw__backend__id=router.candidate.backend_id,
+                                  tanglaw__router=True) as span:
+                if state.trace.enabled:
+                    request["extra_headers"] = {"traceparent": state.trace.traceparent(span)}
+                # not streamed, so the SDK's overloads (lost to **request) give a
+                # ChatCompletion
+                response: ChatCompletion = await client.chat.completions.create(**request)
+                if response.usage is not None:
+                    span.set(gen_ai__usage__input_tokens=response.usage.prompt_tokens,
+                             gen_ai__usage__output_tokens=response.usage.completion_tokens)
         choice, invalid = parse_choice(response.choices[0].message if response.choices
                                        else None, names)
     except TimeoutError:

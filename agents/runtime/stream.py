@@ -22,8 +22,10 @@ MAX_REPLY_CHARS = 1_000_000  # a reply (or one chunk) beyond this ends the turn,
 async def stream_step(candidate: Candidate, settings: TurnSettings,
                       messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                       state: TurnState, emit: Emit, started: float,
-                      extra: dict[str, Any] | None = None) -> tuple[str, list[ToolCall], str]:
-    """One streamed completion. Returns (content, tool calls, finish reason)."""
+                      extra: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[str, list[ToolCall], str]:
+    """One streamed completion. Returns (content, tool calls, finish reason). `headers`
+    go with the request (the trace's traceparent)."""
     client = candidate.adapter.chat_client()
     kwargs: dict[str, Any] = {"model": candidate.model, "messages": messages, "stream": True,
                               "temperature": settings.temperature,
@@ -33,6 +35,8 @@ async def stream_step(candidate: Candidate, settings: TurnSettings,
         kwargs["tools"] = tools
     if extra:
         kwargs.update(extra)
+    if headers:
+        kwargs["extra_headers"] = headers
     content_parts: list[str] = []
     calls: dict[int, ToolCall] = {}
     finish = ""
@@ -72,6 +76,7 @@ async def stream_step(candidate: Candidate, settings: TurnSettings,
                     usage = chunk_usage
                 if (text or fragments) and first:
                     first = False
+                    state.first_token_at = time.perf_counter()
                     if state.ttft_ms is None:
                         state.ttft_ms = (time.perf_counter() - started) * 1000
                 if text and len(state.text) + len(text) > MAX_REPLY_CHARS:

@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 
+from agents.runtime import tracing
 from agents.runtime.errors import TurnFailed
 from agents.runtime.types import Approve, Emit, ToolCall, ToolCallRecord, TurnSettings, TurnState
 from agents.tools import ToolError
@@ -24,7 +25,22 @@ async def run_call(call: ToolCall, settings: TurnSettings, state: TurnState, emi
                    approve: Approve | None, seen_calls: set[str],
                    errors_by_name: dict[str, int]) -> tuple[bool, Any]:
     """Validate, approve and execute one call. Returns (ok, output or error message);
-    the output is whatever the tool returned."""
+    the output is whatever the tool returned. Traced as `execute_tool <name>`."""
+    trace = state.trace
+    with trace.span(f"execute_tool {call['name']}") as span:
+        spec = settings.tools.get(call["name"])
+        if trace.enabled:
+            tracing.tool_start(span, dict(call), spec.kind if spec else None, trace.content)
+        ok, output = await _run_call(call, settings, state, emit, approve, seen_calls,
+                                     errors_by_name)
+        if trace.enabled:
+            tracing.tool_end(span, ok, output, trace.content)
+        return ok, output
+
+
+async def _run_call(call: ToolCall, settings: TurnSettings, state: TurnState, emit: Emit,
+                    approve: Approve | None, seen_calls: set[str],
+                    errors_by_name: dict[str, int]) -> tuple[bool, Any]:
     started = time.perf_counter()
     name, raw = call["name"], call["arguments"] or "{}"
     await emit({"type": "tool_call", "id": call["id"], "name": name, "arguments": raw})
@@ -69,7 +85,11 @@ async def run_call(call: ToolCall, settings: TurnSettings, state: TurnState, emi
             seen_calls.add(signature)
             allowed = True
             if spec.requires_approval:
-                allowed, approved_by = await _ask(call, arguments, emit, approve)
+                with state.trace.span(f"await_approval {name}") as waiting:
+                    allowed, approved_by = await _ask(call, arguments, emit, approve)
+                    waiting.set(tanglaw__approval__approved=allowed,
+                                tanglaw__approval__by=approved_by if allowed else None,
+                                tanglaw__approval__reason=None if allowed else approved_by)
             if not allowed:
                 reason, approved_by = approved_by, ""
                 ok, output = done(False, reason or "the operator did not approve this call")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from console.backends.base import Adapter
+from traces.recorder import OFF, Recorder
 
 # a frame for the client: {"type": "delta" | "tool_call" | "route" | ..., ...}
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -130,6 +131,8 @@ class TurnState:
     messages: list[dict[str, Any]] = field(default_factory=list)  # assistant + tool messages
     committed: bool = False  # something reached the user: no more fallback
     client_calls: list[ToolCall] = field(default_factory=list)  # for the caller to run
+    trace: Recorder = field(default=OFF, repr=False)  # the turn's spans (traces.recorder)
+    first_token_at: float | None = None  # perf_counter of the latest step's first token
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -45,7 +45,7 @@ def test_records_are_written_by_the_background_thread_in_order(operator_user, se
     assert token.last_used_at is not None
     assert usage.flush() == 0  # nothing twice
     settings.TANGLAW_GATEWAY_FLUSH_S = 0  # the thread ends (no thread outlives its test)
-    thread = usage._thread
+    thread = usage.writer.thread
     if thread is not None:
         thread.join(5)
         assert not thread.is_alive()
