@@ -295,9 +295,7 @@ class TurnSession:
     def _root_attributes(self) -> dict[str, Any]:
         return {"gen_ai__operation__name": "invoke_agent", "gen_ai__agent__name": self.agent.name,
                 "gen_ai__agent__id": str(self.agent.pk),
-                "gen_ai__conversation__id": str(self.conversation.pk),
                 "gen_ai__provider__name": "tanglaw", "tanglaw__agent__id": self.agent.pk,
-                "tanglaw__conversation__id": self.conversation.pk,
                 "tanglaw__turn__id": self.turn_id, "tanglaw__transport": self.transport,
                 "tanglaw__request__id": self.request_id or None,
                 "enduser__id": getattr(self.user, "username", None)}
@@ -307,7 +305,11 @@ class TurnSession:
         state, root = self.state, self.trace.spans[0] if self.trace.spans else None
         try:
             if root is not None:
-                root.set(gen_ai__usage__input_tokens=state.tokens_in,
+                # a new conversation has its id once the turn's first write is done
+                conversation = self.conversation.pk
+                root.set(gen_ai__conversation__id=str(conversation) if conversation else None,
+                         tanglaw__conversation__id=conversation,
+                         gen_ai__usage__input_tokens=state.tokens_in,
                          gen_ai__usage__output_tokens=state.tokens_out,
                          gen_ai__request__model=state.model or None,
                          gen_ai__response__finish_reasons=[state.finish_reason or "stop"],

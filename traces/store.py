@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from console.batch import Batcher
+from traces import export
 from traces.choices import SpanStatus
 from traces.models import ExternalAgent, Span, Trace
 
@@ -81,6 +82,7 @@ def _write(batch: list[dict[str, Any]]) -> None:
                                  ignore_conflicts=True)
         _merge_traces({t: list(s.values()) for t, s in by_trace.items() if s})
         _see_agents(fresh, now)
+    export.export(fresh)  # to a collector too, when OTEL_EXPORTER_OTLP_* names one
 
 
 def _span(row: dict[str, Any], now: datetime) -> Span:

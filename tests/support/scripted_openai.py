@@ -82,6 +82,7 @@ class ScriptedOpenAI(LoopbackServer):
         self.model = model
         self.scripts: list[list[Any]] = []
         self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, names lower-case
         self.disconnects = 0
         self.framing = "close"
 
@@ -117,6 +118,7 @@ class ScriptedOpenAI(LoopbackServer):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 fake.requests.append(json.loads(self.rfile.read(length) or b"{}"))
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 script = fake.scripts.pop(0) if fake.scripts else text("(no script)") + finish()
                 fake.play(self, script)
 
