@@ -1,6 +1,6 @@
 """The benchmark parts that run inside one Django process (called by bench/run.py).
 
-    python bench/inproc.py persistence|probing|dashboards|audit --out FILE [--quick]
+    python bench/inproc.py persistence|probing|dashboards|traces|audit --out FILE [--quick]
 
 Each uses the database named by the environment (SQLite in TANGLAW_DATA_DIR unless
 DATABASE_URL is set), migrates it first, and writes its numbers as JSON to --out.
@@ -293,6 +293,101 @@ def dashboards(quick: bool) -> dict:
     return out
 
 
+# -- trace pages ---------------------------------------------------------------------------
+def trace_pages(quick: bool) -> dict:
+    """The trace list (unfiltered and filtered, first and a later keyset page) and one
+    trace's view, server time through Django's test client, over 1,000,000 stored spans
+    (125,000 eight-span traces of three agents over 14 days; a tenth with an error)."""
+    from traces import queries
+    from traces.models import Span, Trace
+
+    scale = 10 if quick else 1
+    traces = 125_000 // scale
+    rng = random.Random(3)
+    now_ns = time.time_ns()
+    window_ns = 14 * 86400 * 10**9
+    agents = ["weather-bot", "support-desk", "nightly-eval"]
+    started = time.perf_counter()
+    trace_rows, span_rows = [], []
+
+    def flush():
+        Trace.objects.bulk_create(trace_rows, batch_size=5000)
+        Span.objects.bulk_create(span_rows, batch_size=5000)
+        trace_rows.clear()
+        span_rows.clear()
+
+    from traces.store import when
+
+    for n in range(traces):
+        trace_id = f"{rng.getrandbits(128):032x}"
+        start = now_ns - rng.randrange(window_ns)
+        agent = agents[n % 3]
+        failed = n % 10 == 0
+        ids = [f"{rng.getrandbits(64):016x}" for _ in range(8)]
+        duration = rng.randrange(200, 5000) * 10**6
+        for i in range(8):
+            s_start = start + i * duration // 10
+            operation = ("invoke_agent" if i == 0 else "execute_tool" if i % 3 == 0
+                         else "chat")
+            span_rows.append(Span(
+                trace_id=trace_id, span_id=ids[i], parent_id="" if i == 0 else ids[0],
+                name=f"{operation} {agent if i == 0 else 'qwen'}", kind="internal",
+                start_ns=s_start, end_ns=s_start + duration // 10, duration_ms=duration / 1e7,
+                status="error" if failed and i == 3 else "unset", service="bench-app",
+                operation=operation, agent=agent if i == 0 else "", model="qwen",
+                tokens_in=40, tokens_out=12, external=True,
+                attributes={"gen_ai.operation.name": operation, "gen_ai.request.model": "qwen",
+                            "gen_ai.usage.input_tokens": 40}, received_at=when(start)))
+        trace_rows.append(Trace(
+            trace_id=trace_id, started_at=when(start), ended_at=when(start + duration),
+            duration_ms=duration / 1e6, name=f"invoke_agent {agent}", has_root=True,
+            service="bench-app", agent=agent, external=True,
+            status="error" if failed else "unset", model="qwen", tokens_in=240,
+            tokens_out=72, span_count=8, error_count=1 if failed else 0))
+        if len(span_rows) >= 40_000:
+            flush()
+    flush()
+    generated_s = time.perf_counter() - started
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    client = Client(SERVER_NAME="localhost")
+    client.force_login(admin())
+    some = Trace.objects.order_by("-started_at")[traces // 2]
+    rows, cursor = queries.page(queries.filtered({}), "", 50)
+    for _ in range(20):  # twenty pages in
+        rows, cursor = queries.page(queries.filtered({}), cursor or "", 50)
+    pages = {
+        "list": "/traces/", "list_agent": "/traces/?agent=weather-bot",
+        "list_errors": "/traces/?status=error", "list_slow": "/traces/?min_ms=4500",
+        "list_since_1h": "/traces/?since=1h", "list_page_21": f"/traces/?cursor={cursor}",
+        "view": f"/traces/{some.trace_id}/",
+        "api_list": "/api/traces?agent=support-desk&status=error",
+        "api_view": f"/api/traces/{some.trace_id}",
+    }
+    out = {"spans": Span.objects.count(), "traces": Trace.objects.count(),
+           "generate_s": round(generated_s, 1), "pages": {}}
+    repeats = 10 if quick else 40
+    for name, url in pages.items():
+        times = []
+        for i in range(repeats + 3):
+            t0 = time.perf_counter()
+            response = client.get(url)
+            elapsed = (time.perf_counter() - t0) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"{url}: HTTP {response.status_code}")
+            if i >= 3:
+                times.append(elapsed)
+        out["pages"][name] = {"url": url, "p50_ms": round(pct(times, 50), 1),
+                              "p95_ms": round(pct(times, 95), 1),
+                              "max_ms": round(max(times), 1)}
+        print(f"traces {name}: p50 {out['pages'][name]['p50_ms']} ms, "
+              f"p95 {out['pages'][name]['p95_ms']} ms")
+    out["goal_p95_ms"] = 50
+    out["met"] = all(p["p95_ms"] <= 50 for p in out["pages"].values())
+    return out
+
+
 # -- audit throughput ----------------------------------------------------------------------
 def audit_throughput(quick: bool) -> dict:
     from django.db import close_old_connections
@@ -331,7 +426,7 @@ def audit_throughput(quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=["persistence", "probing", "probe-load", "dashboards",
-                                         "audit"])
+                                         "traces", "audit"])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=40)
@@ -345,6 +440,8 @@ def main() -> None:
         result = probe_load(args.seconds)
     elif args.part == "dashboards":
         result = dashboards(args.quick)
+    elif args.part == "traces":
+        result = trace_pages(args.quick)
     else:
         result = audit_throughput(args.quick)
     args.out.write_text(json.dumps(result, indent=1, default=str))

@@ -132,7 +132,9 @@ class Bench:
             # the benchmark is one user driving hundreds of chats: lift the per-user caps
             "TANGLAW_API_RATE": "1000000/m", "TANGLAW_CHAT_RATE": "1000000/m",
             "TANGLAW_MAX_GENERATIONS_PER_USER": "10000", "TANGLAW_MAX_SOCKETS_PER_USER": "100000",
-            "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "LOG_LEVEL": "WARNING"})
+            "TANGLAW_MAX_GENERATIONS_PER_BACKEND": "10000", "LOG_LEVEL": "WARNING",
+            # the traces part measures what the console takes, not the per-key rate
+            "TANGLAW_OTLP_SPANS_PER_S": "1000000"})
         self.tanglaw = self.start_tanglaw(self.default_server, self.port)
         self.setup_tanglaw()
         # the other servers: the same data directory (same users, sessions, agents), one
@@ -585,18 +587,23 @@ class Bench:
         self.results["llamacpp"] = {"tokens": LLAMA_TOKENS, "latency": table}
 
     # -- probing beside a chat -----------------------------------------------------------
+    def added_ttft(self, requests: int) -> dict:
+        """The WebSocket chat's added TTFT at concurrency 1 (p50, p99): Tanglaw minus
+        direct, interleaved."""
+        direct = asyncio.run(self.one_path("direct", 1, requests))
+        relayed = asyncio.run(self.one_path("tanglaw_ws", 1, requests))
+        d = summary([s.ttft_ms for s in direct])
+        r = summary([s.ttft_ms for s in relayed])
+        return {"added_ttft_p50_ms": r["p50"] - d["p50"],
+                "added_ttft_p99_ms": r["p99"] - d["p99"]}
+
     def probe_effect(self) -> dict:
         """Tanglaw's WebSocket TTFT at concurrency 1 with and without a process probing
         200 backends back to back (a monitor does one such round per interval)."""
         requests = max(8, self.args.requests // 4)
 
         def measure() -> dict:
-            direct = asyncio.run(self.one_path("direct", 1, requests))
-            relayed = asyncio.run(self.one_path("tanglaw_ws", 1, requests))
-            d = summary([s.ttft_ms for s in direct])
-            r = summary([s.ttft_ms for s in relayed])
-            return {"added_ttft_p50_ms": r["p50"] - d["p50"],
-                    "added_ttft_p99_ms": r["p99"] - d["p99"]}
+            return self.added_ttft(requests)
 
         quiet = measure()
         env = {**self.env, "TANGLAW_DATA_DIR": str(self.tmp / "data-probe-load"),
@@ -610,6 +617,56 @@ class Bench:
         prober.stop()
         print(f"chat beside probing: {quiet} -> {busy}", flush=True)
         return {"quiet": quiet, "probing": busy}
+
+    # -- traces ---------------------------------------------------------------------------
+    def stored_spans(self) -> int:
+        return int(self.manage("shell", "-c", "from traces.models import Span; "
+                                              "print(Span.objects.count())").strip())
+
+    def ingest(self, seconds: float, rate: float) -> dict:
+        """OTLP senders (bench/otlp_load.py, their own process) for `seconds`, then the time
+        until every accepted span is stored: spans stored per second, end to end."""
+        out_file = self.tmp / f"otlp-{rate:g}.json"
+        before, started = self.stored_spans(), time.monotonic()
+        sender = self.spawn("otlp-load", [
+            sys.executable, str(ROOT / "bench" / "otlp_load.py"), self.base,
+            self.api_headers["Authorization"].split()[1], "--seconds", str(seconds),
+            "--rate", str(rate), "--out", str(out_file)], cwd=ROOT)
+        return {"sender": sender, "out": out_file, "before": before, "started": started}
+
+    def ingested(self, run: dict) -> dict:
+        run["sender"].proc.wait(timeout=600)
+        sent = json.loads(run["out"].read_text())
+        stored, deadline = 0, time.monotonic() + 120
+        while time.monotonic() < deadline:  # the writer drains its queue
+            stored = self.stored_spans() - run["before"]
+            if stored >= sent["sent"]:
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - run["started"]
+        return {**sent, "stored": stored, "elapsed_s": round(elapsed, 1),
+                "stored_per_s": round(stored / elapsed)}
+
+    def traces(self) -> None:
+        """OTLP ingest on SQLite beside chat: spans/s sent at the goal's pace (2,000/s)
+        with the WebSocket chat's added TTFT measured before and while it runs, and the
+        most the console takes when the senders go as fast as they can."""
+        seconds = 10 if self.args.quick else 30
+        requests = max(8, self.args.requests // 4)
+        quiet = self.added_ttft(requests)
+        paced = self.ingest(seconds, 2000)
+        time.sleep(2)
+        busy = self.added_ttft(requests)
+        paced_result = self.ingested(paced)
+        flat_out = self.ingested(self.ingest(seconds, 0))
+        out = {"quiet": quiet, "ingesting": busy, "paced_2000": paced_result,
+               "flat_out": flat_out,
+               "ttft_p99_change_ms": round(busy["added_ttft_p99_ms"]
+                                           - quiet["added_ttft_p99_ms"], 2)}
+        print(f"traces: paced {paced_result['stored_per_s']} spans/s stored, flat out "
+              f"{flat_out['stored_per_s']} spans/s; chat added TTFT p99 {quiet} -> {busy}",
+              flush=True)
+        self.results["traces"] = {**self.results.get("traces", {}), "ingest": out}
 
     # -- concurrent streams --------------------------------------------------------------
     def streams(self) -> None:
@@ -739,8 +796,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp-tokens", type=int, default=60)
     parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
     parser.add_argument("--parts", nargs="+", default=[
-        "latency", "relay", "gateway", "llamacpp", "streams", "persistence", "probing",
-        "dashboards", "audit"])
+        "latency", "relay", "gateway", "traces", "llamacpp", "streams", "persistence",
+        "probing", "dashboards", "audit"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS),
                         default=available_servers(),
@@ -771,6 +828,9 @@ def main(argv: list[str] | None = None) -> int:
             bench.relay()
         if "gateway" in args.parts:
             bench.gateway()
+        if "traces" in args.parts:
+            bench.traces()
+            results["traces"]["pages"] = bench.inproc("traces")
         if bench.llama:
             bench.llamacpp()
         if "probing" in args.parts:
