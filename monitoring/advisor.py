@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from agents.models import Agent
 from console import audit, sizing
 from console.actions import Refused
 from console.audit import Actor
@@ -27,6 +28,7 @@ from console.models import Backend
 from monitoring import queries, store
 from monitoring.choices import RecState, Severity
 from monitoring.models import Recommendation, Sample, State
+from traces.models import ExternalAgent
 
 LATENCY_TARGET_MS = 3000
 IDLE_MINUTES = 30
@@ -161,13 +163,43 @@ def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
     return out
 
 
+def _agent_rules(now) -> list[dict[str, Any]]:
+    """Agents, Tanglaw's and external ones (traces), whose runs fail often: where to look
+    (their failing traces) and what usually helps."""
+    targets = [(f"agent:{pk}", name, False) for pk, name in
+               Agent.objects.filter(enabled=True).values_list("pk", "name")]
+    targets += [(f"xagent:{pk}", name, True) for pk, name in
+                ExternalAgent.objects.values_list("pk", "name")]
+    out = []
+    for scope, name, external in targets:
+        requests = store.window_stats("requests", scope, 900, now)["sum"] or 0
+        errors = store.window_stats("errors", scope, 900, now)["sum"] or 0
+        if requests < 10 or errors / requests <= 0.2:
+            continue
+        rate = errors / requests
+        tools = store.window_stats("tool_errors", scope, 900, now)["sum"] or 0
+        where = (f"{tools:.0f} of its tool calls raised: fix or guard that tool"
+                 if tools else "see which step fails: the model call, a tool or a deadline")
+        fix = ("" if external else " If its model is what fails, give it a fallback "
+               "backend or an escalation target.")
+        out.append({"rule": "agent_failing", "severity": Severity.WARNING,
+                    "title": f"{name} fails {rate:.0%} of its runs",
+                    "action": f"{errors:.0f} of {requests:.0f} runs of "
+                              f"{'the external agent ' if external else ''}{name} failed in "
+                              f"the last 15 minutes; {where}. Its failing traces show the "
+                              f"step: Traces, agent {name}, status error.{fix}",
+                    "scope": scope,
+                    "evidence": [_evidence("error_rate", rate, "15m", 0.2, scope)]})
+    return out
+
+
 def run(now=None) -> dict[str, int]:
     now = now or timezone.now()
     found: list[dict[str, Any]] = []
     for backend in Backend.objects.filter(enabled=True):
         for item in _backend_rules(backend, now):
             found.append({"scope": f"backend:{backend.pk}", **item})
-    for item in _host_rules(now) + _fit_rules(now):
+    for item in _host_rules(now) + _fit_rules(now) + _agent_rules(now):
         found.append({"scope": item.get("scope") or item["evidence"][0]["scope"], **item})
     keys = set()
     with transaction.atomic():

@@ -112,3 +112,18 @@ def test_retention_prunes_by_age_and_by_count(settings):
     assert Trace.objects.count() == 1 and Span.objects.count() == 4
     ExternalAgent.objects.update(last_seen=timezone.now() - timedelta(days=20))
     assert retention.prune()["external_agents"] == 1
+
+
+def test_an_external_agent_that_fails_often_gets_a_recommendation():
+    from monitoring import advisor
+    from monitoring.models import Recommendation
+
+    for n in range(10):
+        send(maf_turn(tool_error="boom" if n % 2 else ""))
+    traffic.ingest_spans()
+    advisor.run()
+    agent = ExternalAgent.objects.get()
+    rec = Recommendation.objects.get(rule="agent_failing")
+    assert rec.scope == f"xagent:{agent.pk}" and rec.title == "weather fails 50% of its runs"
+    assert "5 of its tool calls raised" in rec.action
+    assert rec.evidence[0]["metric"] == "error_rate"
