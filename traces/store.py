@@ -92,26 +92,27 @@ def _span(row: dict[str, Any], now: datetime) -> Span:
 
 
 def _merge_traces(spans_by_trace: dict[str, list[dict[str, Any]]]) -> None:
-    ids = list(spans_by_trace)
-    existing = {t.trace_id: t for t in Trace.objects.select_for_update().filter(
-        trace_id__in=ids)}
-    new, changed = [], []
-    for trace_id, rows in spans_by_trace.items():
-        trace = existing.get(trace_id)
-        if trace is None:
-            first = min(rows, key=lambda r: r["start_ns"])
-            trace = Trace(trace_id=trace_id, started_at=when(first["start_ns"]),
-                          ended_at=when(first["end_ns"]), name=first["name"])
-            new.append(trace)
-        else:
-            changed.append(trace)
-        _fold(trace, rows)
-    Trace.objects.bulk_create(new, batch_size=500, ignore_conflicts=True)
-    if changed:
-        Trace.objects.bulk_update(changed, [
-            "started_at", "ended_at", "duration_ms", "name", "has_root", "service", "agent",
-            "agent_id", "external", "status", "model", "tokens_in", "tokens_out",
-            "span_count", "error_count", "conversation_id", "request_id"], batch_size=500)
+    """Fold new spans into their traces' summaries. The traces are made first where
+    missing (a concurrent writer making the same one is ignored), then locked in one
+    order and updated, so two workers merging spans of one trace neither lose counts nor
+    deadlock (PostgreSQL; SQLite writes one transaction at a time anyway)."""
+    ids = sorted(spans_by_trace)
+    known = set(Trace.objects.filter(trace_id__in=ids).values_list("trace_id", flat=True))
+    missing = []
+    for trace_id in ids:
+        if trace_id not in known:
+            first = min(spans_by_trace[trace_id], key=lambda r: r["start_ns"])
+            missing.append(Trace(trace_id=trace_id, started_at=when(first["start_ns"]),
+                                 ended_at=when(first["end_ns"]), name=first["name"]))
+    Trace.objects.bulk_create(missing, batch_size=500, ignore_conflicts=True)
+    traces = list(Trace.objects.select_for_update().filter(trace_id__in=ids)
+                  .order_by("trace_id"))
+    for trace in traces:
+        _fold(trace, spans_by_trace[trace.trace_id])
+    Trace.objects.bulk_update(traces, [
+        "started_at", "ended_at", "duration_ms", "name", "has_root", "service", "agent",
+        "agent_id", "external", "status", "model", "tokens_in", "tokens_out", "span_count",
+        "error_count", "conversation_id", "request_id"], batch_size=500)
 
 
 def _fold(trace: Trace, rows: list[dict[str, Any]]) -> None:

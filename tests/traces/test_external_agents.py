@@ -127,3 +127,38 @@ def test_an_external_agent_that_fails_often_gets_a_recommendation():
     assert rec.scope == f"xagent:{agent.pk}" and rec.title == "weather fails 50% of its runs"
     assert "5 of its tool calls raised" in rec.action
     assert rec.evidence[0]["metric"] == "error_rate"
+
+
+def test_the_traces_api_is_in_the_openapi_document_and_the_admin_only_browses(admin_client):
+    paths = admin_client.get("/api/openapi.json").json()["paths"]
+    assert {"/api/traces", "/api/traces/{trace_id}", "/api/external-agents"} <= set(paths)
+    send(maf_turn())
+    trace = Trace.objects.get()
+    assert admin_client.get("/admin/traces/trace/").status_code == 200
+    page = admin_client.get(f"/admin/traces/trace/{trace.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert admin_client.get("/admin/traces/span/add/").status_code == 403
+
+
+def test_the_traces_api_filters_and_refuses_bad_filters(viewer_client):
+    send(maf_turn())
+    send(maf_turn(agent="other", tool_error="boom"))
+    items = viewer_client.get("/api/traces?agent=other").json()["items"]
+    assert [t["agent"] for t in items] == ["other"] and items[0]["status"] == "error"
+    assert len(viewer_client.get("/api/traces?status=error&external=true").json()["items"]) == 1
+    assert viewer_client.get("/api/traces?min_ms=1000").json()["items"] == []
+    for bad in ("status=broken", "min_ms=slow", "since=yesterday", "external=maybe",
+                "cursor=nope", "limit=0"):
+        answer = viewer_client.get(f"/api/traces?{bad}")
+        assert answer.status_code == 422, bad
+        assert bad.split("=")[0] in answer.json()["errors"], answer.json()
+    page = viewer_client.get("/api/traces?limit=1").json()
+    assert len(page["items"]) == 1 and page["next_cursor"]
+    rest = viewer_client.get(f"/api/traces?limit=1&cursor={page['next_cursor']}").json()
+    assert rest["items"][0]["trace_id"] != page["items"][0]["trace_id"]
+    assert rest["next_cursor"] is None
+    detail = viewer_client.get(f"/api/traces/{items[0]['trace_id']}").json()
+    assert [s["name"] for s in detail["spans"]][0] == "invoke_agent other"
+    tool = next(s for s in detail["spans"] if s["operation"] == "execute_tool")
+    assert tool["status"] == "error" and tool["parent_id"] == detail["spans"][0]["span_id"]
+    assert viewer_client.get("/api/traces/" + "f" * 32).status_code == 404
