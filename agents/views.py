@@ -22,6 +22,7 @@ from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.models import Backend
 from console.permissions import get_object_for_user, has_perm, require
+from traces.models import ExternalAgent
 
 
 @require("agents.view")
@@ -29,7 +30,10 @@ def agent_list(request):
     agents = Agent.objects.for_user(request.user).select_related("backend").prefetch_related(
         "tools")
     return render(request, "agents/agent_list.html", {
-        "agents": agents, "has_backends": Backend.objects.exists()})
+        "agents": agents, "has_backends": Backend.objects.exists(),
+        # agents Tanglaw does not run that report spans over OTLP
+        "external_agents": ExternalAgent.objects.order_by("-last_seen"),
+        "otlp_endpoint": request.build_absolute_uri("/v1/traces")})
 
 
 FALLBACK_ROWS = 3

@@ -23,7 +23,7 @@ from gateway import actions, budgets, stats, targets
 from gateway.actions import MAX_TARGETS
 from gateway.api import alias_rows, key_state, usage_report
 from gateway.forms import AliasForm, KeyForm, backend_choices, target_rows
-from gateway.models import Alias
+from gateway.models import Alias, Request
 
 
 def _owners(user):
@@ -219,4 +219,9 @@ def usage(request):
     }
     if request.htmx:
         return render(request, "gateway/partials/usage_body.html", context)
+    # one request looked up by the x-request-id its answer carried (a trace links here)
+    wanted = request.GET.get("request", "").strip()[:40]
+    context["request_id"] = wanted
+    context["found"] = list(Request.objects.for_user(request.user).filter(
+        request_id=wanted).select_related("token", "agent", "backend")[:20]) if wanted else []
     return render(request, "gateway/usage.html", context)

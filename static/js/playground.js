@@ -155,9 +155,14 @@ if (form) {
       renderMarkdown(target.body, target.raw ?? target.body.textContent);
       const m = f.metrics || {};
       const fmt = (v, unit) => (v === null || v === undefined ? "—" : `${Math.round(v)}${unit}`);
-      target.el.append(el("div", "timings",
+      const timings = target.el.appendChild(el("div", "timings",
         `TTFT ${fmt(m.ttft_ms, " ms")} · ${m.tokens_per_s ?? "—"} tok/s · total ${fmt(m.total_ms, " ms")}` +
         ` · ${m.tokens_in ?? "—"} in / ${m.tokens_out ?? "—"} out` + (f.incomplete ? " · incomplete" : "")));
+      if (/^[0-9a-f]{32}$/.test(f.trace_id || "")) {  // the turn's trace, when one was kept
+        const link = el("a", "", "Trace");
+        link.href = `/traces/${f.trace_id}/`;
+        timings.append(" · ", link);
+      }
       if (f.incomplete) target.el.classList.add("incomplete");
       if (version) target.el.querySelector(".who").append(" ", el("small", "muted version", `· ${version}`));
       version = null;
