@@ -175,7 +175,9 @@ class TurnSession:
 
     def done(self) -> dict[str, Any]:
         return {"type": "done", "conversation_id": self.conversation.pk,
-                "turn_id": self.turn_id, "finish_reason": self.state.finish_reason,
+                "turn_id": self.turn_id,
+                "trace_id": self.trace.trace_id if self.trace.enabled else None,
+                "finish_reason": self.state.finish_reason,
                 "incomplete": self.state.incomplete, "metrics": self.state.metrics()}
 
     # -- running -------------------------------------------------------------------------

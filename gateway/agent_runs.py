@@ -125,7 +125,8 @@ async def start(actor, user, chat: ChatRequest, target: AgentTarget,
             client_tools=chat.tools,
             extra={k: options[k] for k in SAMPLING if k in options},
             first_extra=first_extra, temperature=options.get("temperature"),
-            max_tokens=chat.max_tokens, **(trace or {}))
+            max_tokens=chat.max_tokens, traceparent=(trace or {}).get("traceparent"),
+            request_id=(trace or {}).get("request_id", ""))
     except (Invalid, Refused) as exc:
         raise refusal(exc) from None
     return AgentRun(session, chat, target, int(time.time()))

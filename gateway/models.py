@@ -87,6 +87,8 @@ class Request(models.Model):
             models.Index(fields=["user", "ts"], name="gateway_request_user_ts"),
             # monitoring: pass-through traffic per backend since a cursor
             models.Index(fields=["backend", "ts"], name="gateway_request_backend_ts"),
+            # usage page: find a request by its x-request-id (and its trace)
+            models.Index(fields=["request_id"], name="gateway_request_request_id"),
         ]
 
     def __str__(self) -> str:

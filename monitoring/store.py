@@ -30,7 +30,7 @@ MINUTE, HOUR = 60, 3600
 # histogram edges (upper bounds), shared by all metrics: log-spaced 1-2-5 steps
 EDGES = [0.0] + [m * 10 ** e for e in range(-2, 10) for m in (1, 2, 5)]
 # counters: a bucket's value is the sum (requests per minute), not the mean
-SUMMED = {"requests", "errors", "tokens_in", "tokens_out"}
+SUMMED = {"requests", "errors", "tokens_in", "tokens_out", "tool_calls", "tool_errors"}
 # derived from two summed series
 RATIOS = {"error_rate": ("errors", "requests")}
 WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}

@@ -12,6 +12,7 @@ samples carry the time the run finished, so charts place them where they happene
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from agents.choices import RunOutcome
 from agents.models import Run
@@ -109,7 +110,7 @@ def ingest_spans() -> int:
     if not spans:
         return 0
     ours = [s for s in spans if s["external"] and s["operation"]]
-    traces = {t["trace_id"]: t for t in Trace.objects.filter(
+    traces: dict[str, Any] = {t["trace_id"]: t for t in Trace.objects.filter(
         trace_id__in={s["trace_id"] for s in ours}).values("trace_id", "agent", "error_count")}
     names = {s["agent"] or traces.get(s["trace_id"], {}).get("agent") or
              (s["service"] if not s["parent_id"] else "") for s in ours}

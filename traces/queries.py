@@ -171,7 +171,8 @@ def tools_offered(span: Span) -> list[dict[str, Any]]:
     out = []
     for tool in value:
         if isinstance(tool, dict):
-            function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            inner = tool.get("function")
+            function: dict[str, Any] = inner if isinstance(inner, dict) else tool
             out.append({"name": str(function.get("name", "")),
                         "description": str(function.get("description", ""))[:300]})
     return out

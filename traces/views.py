@@ -227,7 +227,8 @@ def _content_hint(trace: Trace) -> str:
                 "spans, and have the sender record it (MAF: enable_sensitive_data).")
     if trace.agent_id:
         return "Content not kept: enable content logging on the agent."
-    return "Content not kept: enable content logging on the key."
+    return ("Content not kept: a pass-through request's text goes only to its audit event "
+            "(TANGLAW_GATEWAY_LOG_CONTENT).")
 
 
 @require("traces.view")

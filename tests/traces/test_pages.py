@@ -264,7 +264,8 @@ def test_tool_arguments_and_messages_show_only_where_they_were_kept(viewer_clien
     page = html(viewer_client.get(f"/traces/{bare}/"))
     assert "Arguments</h4>" not in page and "Input messages" not in page
     assert "<code>call_42</code>" in page
-    assert page.count("Content not kept: enable content logging on the key.") == 5
+    assert page.count("Content not kept: a pass-through request&#x27;s text goes only to its "
+                      "audit event") == 5
     full = html(viewer_client.get(f"/traces/{kept}/"))
     assert "Arguments</h4>" in full and "&quot;expression&quot;: &quot;2+2&quot;" in full
     assert "Result</h4>" in full and "&quot;value&quot;: 4" in full
