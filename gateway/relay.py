@@ -30,7 +30,7 @@ from gateway.errors import GatewayError
 from gateway.targets import BackendTarget
 from gateway.wire import ChatRequest, sse_response
 from traces.choices import SpanKind
-from traces.recorder import OFF, Recorder, SpanRecord
+from traces.recorder import OFF, Recorder, SpanRecord, server_of
 
 CONTENT = re.compile(rb'"(?:content|reasoning_content|reasoning)":\s*"(?!")')
 USAGE = re.compile(rb'"usage":\s*\{')
@@ -245,9 +245,10 @@ class Relay:
             span = self.trace.start(
                 f"chat {target.model}", SpanKind.CLIENT, gen_ai__operation__name="chat",
                 gen_ai__request__model=target.model, gen_ai__provider__name=adapter.kind,
-                server__address=adapter.base_url, tanglaw__backend=target.label,
+                tanglaw__backend=target.label,
                 tanglaw__backend__id=target.backend.pk,
                 tanglaw__fallback=True if self.m.route else None)
+            span.attributes.update(server_of(adapter.base_url))
             headers = _headers(target)
             if self.trace.enabled:  # the backend's own spans (vLLM's) join the trace
                 headers["traceparent"] = self.trace.traceparent(span)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from traces import content as content_rules
 from traces.choices import SpanKind, SpanStatus
@@ -39,6 +40,17 @@ def parse_traceparent(header: str | None) -> tuple[str, str] | None:
     if set(trace_id) == {"0"} or set(parent) == {"0"}:
         return None
     return trace_id, parent
+
+
+def server_of(base_url: str) -> dict[str, Any]:
+    """server.address and server.port of a backend's URL: the host only, never a path,
+    query or credentials the URL may hold."""
+    try:
+        url = urlsplit(base_url)
+        return {k: v for k, v in (("server.address", url.hostname), ("server.port", url.port))
+                if v is not None}
+    except (AttributeError, ValueError):
+        return {}
 
 
 @dataclass

@@ -8,23 +8,13 @@ import json
 from typing import Any
 
 from agents.runtime.types import Candidate, TurnSettings, TurnState
-from traces.recorder import SpanRecord
-
-
-def _server(candidate: Candidate) -> dict[str, Any]:
-    from urllib.parse import urlsplit
-
-    try:
-        url = urlsplit(candidate.adapter.base_url)
-        return {"server.address": url.hostname, "server.port": url.port}
-    except (AttributeError, ValueError):
-        return {}
+from traces.recorder import SpanRecord, server_of
 
 
 def chat_start(span: SpanRecord, candidate: Candidate, settings: TurnSettings,
                tools: list[dict[str, Any]], messages: list[dict[str, Any]], attempt: int,
                content: bool) -> None:
-    span.attributes.update({k: v for k, v in _server(candidate).items() if v is not None})
+    span.attributes.update(server_of(candidate.adapter.base_url))
     span.set(gen_ai__operation__name="chat", gen_ai__request__model=candidate.model,
              gen_ai__provider__name=getattr(candidate.adapter, "kind", None) or "openai",
              gen_ai__request__temperature=settings.temperature,

@@ -80,6 +80,8 @@ def test_a_turn_with_fallback_escalation_and_an_approved_tool_is_one_trace(
     first, spare, escalated = by_start[1], by_start[2], by_start[3]
     assert first.status == "error" and "cannot reach" in first.status_message
     assert first.attributes["error.type"] == "backend_error"
+    assert first.attributes["server.address"] == "127.0.0.1"  # the host, not the URL
+    assert isinstance(first.attributes["server.port"], int)
     assert spare.status == "error" and spare.attributes["tanglaw.fallback"] is True
     assert escalated.status == "unset" and escalated.attributes["tanglaw.escalation"] is True
     assert escalated.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
