@@ -89,7 +89,7 @@ def test_the_trace_list_and_a_turns_waterfall_on_a_laptop_and_a_phone(page, cons
     expect(tool.locator(".step-body")).to_contain_text("call_42")
     page.locator("li.step", has_text="lookup_customer_record").locator("summary").click()
     expect(page.locator("li.step", has_text="lookup_customer_record")).to_contain_text(
-        "content logging")
+        "Content not kept")
     assert no_sideways_scroll(page)
     shot(page, "trace-detail")
 

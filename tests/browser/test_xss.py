@@ -1,5 +1,7 @@
 """Hostile model output renders inert, streamed and reloaded: no script, dialog or remote load."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -48,9 +50,13 @@ def check_inert(page):
         .flatMap(e => [...e.attributes].map(a => a.name))
         .filter(n => n.startsWith('on') || n === 'style' || n === 'src')""")
     assert handlers == []
+    # links in what the model wrote; a turn's own "Trace" link (its timings) is the console's
     hrefs = page.evaluate("""() => [...document.querySelectorAll('#transcript a[href]')]
-        .map(a => a.getAttribute('href'))""")
+        .filter(a => !a.closest('.timings')).map(a => a.getAttribute('href'))""")
     assert all(h.startswith(("http://", "https://", "mailto:")) for h in hrefs), hrefs
+    ours = page.evaluate("""() => [...document.querySelectorAll('#transcript .timings a')]
+        .map(a => a.getAttribute('href'))""")
+    assert all(re.fullmatch(r"/traces/[0-9a-f]{32}/", h) for h in ours), ours
 
 
 def test_xss_corpus_is_inert(page, console, scripted, browser):
