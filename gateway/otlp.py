@@ -17,7 +17,6 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from google.protobuf import json_format
@@ -56,15 +55,16 @@ class _Bucket:
         self.levels: dict[int, tuple[float, float]] = {}
 
     def take(self, key_id: int, spans: int) -> float | None:
-        """None when the spans may pass now, else the seconds to wait."""
+        """None when the spans may pass now, else the seconds to wait. A batch larger
+        than the burst passes when the bucket is full, and the key then waits it off."""
         rate = float(settings.TANGLAW_OTLP_SPANS_PER_S)
         now = time.monotonic()
         with self.lock:
             level, then = self.levels.get(key_id, (rate * 2, now))
             level = min(rate * 2, level + (now - then) * rate)
-            if spans > level:
+            if spans > level and level < rate * 2:
                 self.levels[key_id] = (level, now)
-                return max(1.0, (spans - level) / rate)
+                return max(1.0, (min(spans, rate * 2) - level) / rate)
             self.levels[key_id] = (level - spans, now)
             return None
 
@@ -95,13 +95,11 @@ def _body(request) -> bytes:
                              f"(TANGLAW_OTLP_MAX_MB): send smaller batches")
     if declared.isdigit() and int(declared) > limit:
         raise too_big
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        raise too_big from None
+    # read here, not through request.body (whose limit is the console's upload size)
+    body = request.read(limit + 1)
     if len(body) > limit:
         raise too_big
-    return inflate(body, request.headers.get("Content-Encoding", ""), limit)
+    return body
 
 
 async def _receive(request, signal: str):
@@ -119,6 +117,18 @@ async def _receive(request, signal: str):
     return kind, _body(request), key
 
 
+def _decode(payload: bytes, kind: str, encoding: str, content: bool):
+    """Inflate, decode and (without the key's content switch) strip: the CPU-bound part,
+    in one go (a worker thread for a large body)."""
+    limit = settings.TANGLAW_OTLP_MAX_MB * 1024 * 1024
+    decoded = decode_traces(inflate(payload, encoding, limit), kind)
+    for span in decoded.spans:
+        span["external"] = True
+        if not content:
+            content_rules.strip(span)
+    return decoded
+
+
 def _kind_of(request) -> str:
     """The encoding to answer in: the request's, or protobuf when it named neither."""
     try:
@@ -131,8 +141,12 @@ def _kind_of(request) -> str:
 async def traces(request) -> HttpResponse:
     try:
         kind, payload, key = await _receive(request, "traces")
-        decoded = await sync_to_async(decode_traces, thread_sensitive=False)(payload, kind) \
-            if len(payload) > 256 * 1024 else decode_traces(payload, kind)
+        if store.backlog() > MAX_BACKLOG:
+            return _refuse(kind, 503, "the console is behind writing spans; retry later",
+                           {"Retry-After": "5"})
+        args = (payload, kind, request.headers.get("Content-Encoding", ""), key.log_content)
+        decoded = await sync_to_async(_decode, thread_sensitive=False)(*args) \
+            if len(payload) > 64 * 1024 else _decode(*args)
         if decoded.spans:
             wait = _bucket.take(key.token_id, len(decoded.spans))
             if wait is not None:
@@ -140,13 +154,6 @@ async def traces(request) -> HttpResponse:
                                           f"spans a second from this key "
                                           f"(TANGLAW_OTLP_SPANS_PER_S); retry later",
                                {"Retry-After": str(round(wait))})
-            if store.backlog() > MAX_BACKLOG:
-                return _refuse(kind, 503, "the console is behind writing spans; retry later",
-                               {"Retry-After": "5"})
-            for span in decoded.spans:
-                span["external"] = True
-                if not key.log_content:
-                    content_rules.strip(span)
             if store.add(decoded.spans):
                 await sync_to_async(store.flush, thread_sensitive=False)()
     except OtlpError as exc:
@@ -163,10 +170,13 @@ async def traces(request) -> HttpResponse:
 async def metrics(request) -> HttpResponse:
     """Metrics are checked and answered as OTLP asks, but not kept: Tanglaw computes the
     same GenAI figures (requests, durations, tokens) from the spans, per agent. The
-    partial success says so, which exporters log once and do not retry."""
+    partial success says so (rejected points are not retried by exporters)."""
     try:
         kind, payload, _ = await _receive(request, "metrics")
-        points = decode_metrics(payload, kind)
+        limit = settings.TANGLAW_OTLP_MAX_MB * 1024 * 1024
+        encoding = request.headers.get("Content-Encoding", "")
+        points = await sync_to_async(lambda: decode_metrics(
+            inflate(payload, encoding, limit), kind), thread_sensitive=False)()
     except OtlpError as exc:
         return _refuse(_kind_of(request), exc.status, exc.message,
                        {"Allow": "POST"} if exc.status == 405 else None)

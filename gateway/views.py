@@ -105,8 +105,10 @@ class Call:
 
     def open_trace(self) -> None:
         """The request's span (once it named a model): every step of it nests under it."""
+        # not a model call itself (no gen_ai.operation.name): its attempts are, and only
+        # they add to the trace's tokens
         self.root = self.trace.enter(
-            f"chat {self.model}", SpanKind.SERVER, gen_ai__operation__name="chat",
+            f"chat {self.model}", SpanKind.SERVER, tanglaw__operation="gateway",
             gen_ai__request__model=self.model, tanglaw__request__id=self.request_id,
             tanglaw__endpoint=self.endpoint, tanglaw__stream=self.stream,
             tanglaw__key=self.key.name if self.key else None,

@@ -14,19 +14,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from agents.choices import RunOutcome
 from agents.models import Run
 from gateway.models import Request
 from monitoring.models import Sample, State
+from traces.facts import MODEL_OPERATIONS, agent_named, ttft_ms
 from traces.models import ExternalAgent, Span, Trace
-from traces.store import MODEL_OPERATIONS, when
+from traces.store import when
 
 CURSOR = "runs_cursor"
 GATEWAY_CURSOR = "gateway_cursor"
 SPANS_CURSOR = "spans_cursor"
-# where a span may say how long the model took to its first chunk (seconds or ms)
-TTFT_ATTRIBUTES = (("gen_ai.server.time_to_first_token", 1000.0),
-                   ("gen_ai.response.time_to_first_chunk", 1000.0), ("tanglaw.ttft_ms", 1.0))
+HOLD_S = 120  # how long a step waits for the span that names its agent
 BATCH = 5000
 
 
@@ -96,56 +97,62 @@ def ingest_gateway() -> int:
     return len(requests)
 
 
-def ingest_spans() -> int:
+def ingest_spans(now=None) -> int:
     """External agents' spans as their traffic (incremental, like ingest_runs): an
     `invoke_agent` span (or a model call at the root of an app without agent spans) is
-    a request — an error when it, or a step of its trace so far (a tool that raised),
-    failed —, a model call gives its time to first chunk when it states one, and an
-    `execute_tool` span a tool call."""
+    a request — an error when it, or a step its sender reported in its trace so far (a
+    tool that raised), failed —, a model call gives its time to first chunk when it
+    states one, and an `execute_tool` span a tool call.
+
+    A step whose agent is not known yet (exporters send children before their parent)
+    holds the cursor for up to HOLD_S, so it is counted once its parent has arrived."""
+    now = now or timezone.now()
     state = State.objects.filter(key=SPANS_CURSOR).first()
     last = int(state.value) if state else 0
-    spans = list(Span.objects.filter(pk__gt=last).order_by("pk").values(
-        "pk", "trace_id", "parent_id", "operation", "agent", "service", "external", "status",
-        "end_ns", "duration_ms", "tokens_in", "tokens_out", "attributes")[:BATCH])
+    found = Span.objects.filter(pk__gt=last, external=True).exclude(operation="").order_by(
+        "pk").values("pk", "trace_id", "parent_id", "operation", "agent", "service", "status",
+                     "end_ns", "duration_ms", "tokens_in", "tokens_out", "attributes",
+                     "received_at")[:BATCH]
+    spans: list[dict[str, Any]] = [dict(s) for s in found]
     if not spans:
         return 0
-    ours = [s for s in spans if s["external"] and s["operation"]]
     traces: dict[str, Any] = {t["trace_id"]: t for t in Trace.objects.filter(
-        trace_id__in={s["trace_id"] for s in ours}).values("trace_id", "agent", "error_count")}
-    names = {s["agent"] or traces.get(s["trace_id"], {}).get("agent") or
-             (s["service"] if not s["parent_id"] else "") for s in ours}
-    agents = dict(ExternalAgent.objects.filter(name__in=names - {""}).values_list("name", "pk"))
+        trace_id__in={s["trace_id"] for s in spans}).values("trace_id", "agent",
+                                                            "external_errors")}
+    for s in spans:
+        s["named"] = agent_named(s["agent"] or traces.get(s["trace_id"], {}).get("agent", ""),
+                                 s["operation"], s["parent_id"], s["service"])
+    agents = dict(ExternalAgent.objects.filter(
+        name__in={s["named"] for s in spans} - {""}).values_list("name", "pk"))
     rows: list[Sample] = []
-    for s in ours:
-        trace = traces.get(s["trace_id"], {})
-        name = s["agent"] or trace.get("agent") or (s["service"] if not s["parent_id"] else "")
-        if name not in agents:
+    cursor = last
+    for s in spans:
+        if s["named"] not in agents:
+            if now - s["received_at"] < timedelta(seconds=HOLD_S):
+                break  # its parent may still come: this and what follows wait
+            cursor = s["pk"]
             continue
-        scope, ended = f"xagent:{agents[name]}", when(s["end_ns"])
-        failed = s["status"] == "error"
-        values: dict[str, float | None] = {}
-        root_call = s["operation"] in MODEL_OPERATIONS and not s["parent_id"]
-        if s["operation"] == "invoke_agent" or root_call:
-            values = {"requests": 1.0,
-                      "errors": 1.0 if failed or trace.get("error_count") else 0.0,
-                      "latency_ms": s["duration_ms"],
-                      "tokens_in": float(s["tokens_in"] or 0),
-                      "tokens_out": float(s["tokens_out"] or 0)}
-        if s["operation"] in MODEL_OPERATIONS:
-            values["ttft_ms"] = _ttft(s["attributes"])
-        elif s["operation"] == "execute_tool":
-            values = {"tool_calls": 1.0, "tool_errors": 1.0 if failed else 0.0}
-        rows += [Sample(ts=ended, metric=m, scope=scope, value=v)
-                 for m, v in values.items() if v is not None]
+        cursor = s["pk"]
+        rows += _span_samples(s, f"xagent:{agents[s['named']]}",
+                              traces.get(s["trace_id"], {}))
     Sample.objects.bulk_create(rows, batch_size=1000)
-    State.objects.update_or_create(key=SPANS_CURSOR, defaults={"value": spans[-1]["pk"]})
-    return len(ours)
+    if cursor != last:
+        State.objects.update_or_create(key=SPANS_CURSOR, defaults={"value": cursor})
+    return sum(1 for s in spans if s["pk"] <= cursor)
 
 
-def _ttft(attributes: dict) -> float | None:
-    for name, scale in TTFT_ATTRIBUTES:
-        value = attributes.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value) * scale
-    return None
-
+def _span_samples(s: dict[str, Any], scope: str, trace: dict[str, Any]) -> list[Sample]:
+    ended, values = when(s["end_ns"]), {}
+    root_call = s["operation"] in MODEL_OPERATIONS and not s["parent_id"]
+    if s["operation"] == "invoke_agent" or root_call:
+        values = {"requests": 1.0,
+                  "errors": 1.0 if s["status"] == "error" or trace.get("external_errors")
+                  else 0.0,
+                  "latency_ms": s["duration_ms"], "tokens_in": float(s["tokens_in"] or 0),
+                  "tokens_out": float(s["tokens_out"] or 0)}
+    if s["operation"] in MODEL_OPERATIONS:
+        values["ttft_ms"] = ttft_ms(s["attributes"])
+    elif s["operation"] == "execute_tool":
+        values = {"tool_calls": 1.0, "tool_errors": 1.0 if s["status"] == "error" else 0.0}
+    return [Sample(ts=ended, metric=m, scope=scope, value=v)
+            for m, v in values.items() if v is not None]

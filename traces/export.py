@@ -20,6 +20,7 @@ from typing import Any
 log = logging.getLogger("tanglaw.traces")
 _lock = threading.Lock()
 _processor: Any = None
+_resource_made: Any = None
 _checked = False
 
 
@@ -34,7 +35,7 @@ def configured() -> bool:
 
 def processor():
     """The batch processor, made once (None when export is off)."""
-    global _processor, _checked
+    global _processor, _resource_made, _checked
     if _checked:
         return _processor
     with _lock:
@@ -49,7 +50,7 @@ def processor():
             if protocol != "http/protobuf":
                 log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s: Tanglaw exports with "
                             "http/protobuf only", protocol)
-            _processor = BatchSpanProcessor(OTLPSpanExporter())
+            _processor, _resource_made = BatchSpanProcessor(OTLPSpanExporter()), _resource()
             log.info("traces: exporting Tanglaw's spans over OTLP/HTTP")
         _checked = True
     return _processor
@@ -64,6 +65,19 @@ def reset() -> None:
         _processor, _checked = None, False
 
 
+def _resource():
+    """Tanglaw's resource, made once: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
+    over Tanglaw's own service.name."""
+    from opentelemetry.sdk.resources import Resource
+
+    from traces.recorder import RESOURCE
+
+    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", "")
+    return Resource.create({k: v for k, v in RESOURCE.items()
+                            if not (named and k == "service.name")})
+
+
 def _value(value: Any) -> Any:
     if isinstance(value, str | bool | int | float):
         return value
@@ -73,9 +87,8 @@ def _value(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def readable(row: dict[str, Any]):
+def readable(row: dict[str, Any], resource):
     """A stored span dict as the SDK's ReadableSpan."""
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -88,7 +101,7 @@ def readable(row: dict[str, Any]):
               "ok": Status(StatusCode.OK)}.get(row.get("status", ""), Status(StatusCode.UNSET))
     return ReadableSpan(
         name=row["name"], context=context, parent=parent,
-        resource=Resource.create(row.get("resource") or {}),
+        resource=resource,
         attributes={k: _value(v) for k, v in (row.get("attributes") or {}).items()
                     if v is not None},
         events=[Event(e["name"], {k: _value(v) for k, v in e.get("attributes", {}).items()
@@ -108,6 +121,6 @@ def export(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if not row.get("external"):
             try:
-                sink.on_end(readable(row))
+                sink.on_end(readable(row, _resource_made))
             except (ValueError, TypeError):
                 log.warning("a span could not be exported: %s", row.get("name"))

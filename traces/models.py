@@ -26,6 +26,8 @@ class Trace(models.Model):
     service = models.CharField(max_length=200, default="")
     # gen_ai.agent.name (a Tanglaw agent's name for its own turns), else service.name
     agent = models.CharField(max_length=200, default="")
+    # whose name `agent` is: 0 none, 1 Tanglaw's, 3 an external step's, 4 an external root's
+    agent_rank = models.PositiveSmallIntegerField(default=0)
     agent_id = models.IntegerField(null=True, blank=True)  # a Tanglaw agent
     external = models.BooleanField(default=False)  # spans came from outside (OTLP)
     status = models.CharField(max_length=8, choices=SpanStatus.choices,
@@ -33,8 +35,12 @@ class Trace(models.Model):
     model = models.CharField(max_length=200, default="")
     tokens_in = models.IntegerField(default=0)
     tokens_out = models.IntegerField(default=0)
+    # model calls' usage from each side, {"own": [in, out], "external": [in, out]}: the
+    # tokens above are the caller's when it sent spans of its own (one call, counted once)
+    usage = models.JSONField(default=dict)
     span_count = models.IntegerField(default=0)
     error_count = models.IntegerField(default=0)
+    external_errors = models.IntegerField(default=0)  # failed spans a sender reported
     conversation_id = models.IntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=64, default="", blank=True)  # a gateway request
 

@@ -13,6 +13,7 @@ import base64
 import binascii
 import gzip
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,13 @@ MAX_EVENTS = 128
 MAX_LINKS = 32
 MAX_VALUE_CHARS = 32_000
 MAX_DEPTH = 8
+MAX_NS = 2**63 - 1  # a signed 64-bit column: later than the year 2262 is not a time
+
+
+def text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """A sender's string as a column or JSON can keep it (no NUL, which PostgreSQL
+    refuses), at most `limit` characters."""
+    return value[:limit].replace("\x00", "")
 
 
 class OtlpError(Exception):
@@ -96,16 +104,16 @@ def _parse(message: Message, payload: bytes, kind: str, what: str) -> None:
         return
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise OtlpError(400, f"the body is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise OtlpError(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise OtlpError(400, f"the body must be a JSON object (an OTLP {what})")
     _hex_ids_to_base64(document)
     try:
         # receivers must ignore unknown fields (OTLP's JSON encoding)
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
-        raise OtlpError(400, f"the JSON is not an OTLP {what}: {exc}") from None
+    except (json_format.ParseError, RecursionError) as exc:
+        raise OtlpError(400, f"the JSON is not an OTLP {what}: {str(exc)[:300]}") from None
 
 
 def _hex_ids_to_base64(document: dict[str, Any]) -> None:
@@ -138,7 +146,9 @@ def value_of(any_value: Any, depth: int = 0) -> Any:
     if which is None:
         return None
     if which == "string_value":
-        return any_value.string_value[:MAX_VALUE_CHARS]
+        return text(any_value.string_value)
+    if which == "double_value" and not math.isfinite(any_value.double_value):
+        return str(any_value.double_value)  # NaN and infinities are not JSON numbers
     if which == "bytes_value":
         return base64.b64encode(any_value.bytes_value[:MAX_VALUE_CHARS]).decode()
     if which == "array_value":
@@ -153,7 +163,7 @@ def value_of(any_value: Any, depth: int = 0) -> Any:
 
 
 def attributes_of(pairs: Any, depth: int = 0) -> dict[str, Any]:
-    return {kv.key[:200]: value_of(kv.value, depth) for kv in list(pairs)[:MAX_ATTRIBUTES]}
+    return {text(kv.key, 200): value_of(kv.value, depth) for kv in list(pairs)[:MAX_ATTRIBUTES]}
 
 
 def decode_traces(payload: bytes, kind: str) -> Decoded:
@@ -164,7 +174,7 @@ def decode_traces(payload: bytes, kind: str) -> Decoded:
         resource = attributes_of(resource_spans.resource.attributes)
         service = str(resource.get("service.name") or "")[:200]
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name[:200]
+            scope = text(scope_spans.scope.name, 200)
             for span in scope_spans.spans:
                 row = _span(span, out)
                 if row is not None:
@@ -188,19 +198,20 @@ def _span(span: Any, out: Decoded) -> dict[str, Any] | None:
         out.reject("a span's parentSpanId is not 8 bytes")
         return None
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if not start or end < start:
-        out.reject("a span's startTimeUnixNano is missing or after its endTimeUnixNano")
+    if not start or end < start or end > MAX_NS:
+        out.reject("a span's startTimeUnixNano is missing, after its endTimeUnixNano or "
+                   "out of range")
         return None
-    events = [{"name": e.name[:200], "time_ns": e.time_unix_nano,
+    events = [{"name": text(e.name, 200), "time_ns": min(e.time_unix_nano, MAX_NS),
                "attributes": attributes_of(e.attributes)} for e in span.events[:MAX_EVENTS]]
     links = [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
               "attributes": attributes_of(link.attributes)} for link in span.links[:MAX_LINKS]]
     return {"trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-            "parent_id": span.parent_span_id.hex(), "name": span.name[:200] or "(unnamed)",
+            "parent_id": span.parent_span_id.hex(), "name": text(span.name, 200) or "(unnamed)",
             "kind": KIND_BY_NUMBER.get(span.kind, KIND_BY_NUMBER[0]).value,
             "start_ns": start, "end_ns": end,
             "status": STATUS_BY_NUMBER.get(span.status.code, STATUS_BY_NUMBER[0]).value,
-            "status_message": span.status.message[:500],
+            "status_message": text(span.status.message, 500),
             "attributes": attributes_of(span.attributes), "events": events, "links": links}
 
 

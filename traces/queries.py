@@ -154,8 +154,12 @@ def tree(spans: list[Span]) -> list[Step]:
     return out
 
 
-def spans_of(trace: Trace) -> list[Span]:
-    return list(Span.objects.filter(trace_id=trace.trace_id))
+MAX_SPANS = 5000  # one page of a trace: a larger one shows its first spans by start
+
+
+def spans_of(trace: Trace, limit: int = MAX_SPANS) -> list[Span]:
+    return list(Span.objects.filter(trace_id=trace.trace_id).order_by("start_ns", "id")
+                [:limit])
 
 
 def tools_offered(span: Span) -> list[dict[str, Any]]:

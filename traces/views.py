@@ -22,8 +22,8 @@ from console.permissions import require
 from monitoring.store import WINDOWS
 from traces import queries
 from traces.choices import STATUS_COLOURS, SpanStatus
+from traces.facts import MODEL_OPERATIONS, ttft_ms
 from traces.models import ExternalAgent, Span, Trace
-from traces.store import MODEL_OPERATIONS
 
 PAGE_SIZE = 50
 RECENT = 20
@@ -41,8 +41,6 @@ SHOWN_APART = frozenset({"gen_ai.input.messages", "gen_ai.output.messages",
 MESSAGES = (("gen_ai.system_instructions", "System instructions"),
             ("gen_ai.input.messages", "Input messages"),
             ("gen_ai.output.messages", "Output messages"))
-TTFT = (("tanglaw.ttft_ms", 1.0), ("gen_ai.server.time_to_first_token", 1000.0),
-        ("gen_ai.response.time_to_first_chunk", 1000.0))
 CHARTS = (("requests", "count", "Requests per minute"), ("error_rate", "ratio", "Error rate"),
           ("latency_ms", "ms", "Run latency"), ("ttft_ms", "ms", "Time to first token"),
           ("tokens_in", "count", "Tokens in per minute"),
@@ -148,14 +146,6 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _ttft(attributes: dict[str, Any]) -> float | None:
-    for name, scale in TTFT:
-        value = attributes.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value) * scale
-    return None
-
-
 def _tool(span: Span) -> dict[str, Any] | None:
     a = span.attributes
     if span.operation != "execute_tool":
@@ -187,7 +177,7 @@ def _step(step: queries.Step, start_ns: int) -> dict[str, Any]:
         "span": span, "depth": min(step.depth, MAX_DEPTH), "label": step.label,
         # SVG attributes, not inline styles (the CSP forbids those)
         "offset": f"{step.offset_pct:.3f}", "width": f"{step.width_pct:.3f}",
-        "error": span.status == SpanStatus.ERROR, "ttft_ms": _ttft(a),
+        "error": span.status == SpanStatus.ERROR, "ttft_ms": ttft_ms(a),
         "start": duration((span.start_ns - start_ns) / 1e6),
         "duration": duration(span.duration_ms), "model_call": model_call,
         "attributes": [(k, text, "\n" in text) for k, text in (
@@ -249,6 +239,7 @@ def trace_detail(request, trace_id: str):
         "duration": duration(trace.duration_ms),
         "external_agent": external, "audit_url": _audit_url(trace),
         "content_hint": _content_hint(trace),
+        "shown_spans": len(spans) if len(spans) < trace.span_count else None,
         "conversation": trace.conversation_id if trace.conversation_id and
         Conversation.objects.for_user(request.user).filter(pk=trace.conversation_id).exists()
         else None,

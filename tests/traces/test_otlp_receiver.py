@@ -217,3 +217,19 @@ def test_metrics_are_checked_and_answered_as_not_kept(key):
     assert reply.partial_success.rejected_data_points == 1
     assert "/v1/traces" in reply.partial_success.error_message
     assert post(b"\x0a\xff", key=key, path="/v1/metrics").status_code == 400
+
+
+def test_a_body_of_a_few_megabytes_under_the_limit_is_taken(key):
+    spans = [span(os.urandom(16), "chat qwen", gen_ai__operation__name="chat",
+                  padding="x" * 300) for _ in range(9000)]
+    body = request(spans).SerializeToString()
+    assert 3 * 1024 * 1024 < len(body) < 8 * 1024 * 1024
+    answer = post(body, key=key)
+    assert answer.status_code == 200, answer.content[:200]
+    assert Span.objects.count() == 9000
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(key):
+    body = b'{"resourceSpans": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answer = post(body, {"Content-Type": "application/json"}, key)
+    assert answer.status_code == 400 and answer.json()["code"] == 3

@@ -145,6 +145,8 @@ def test_a_gateway_turn_joins_the_callers_trace(operator_user, agent, scripted):
     servers = [s for s in spans if s.kind == "server"]
     assert len(servers) == 2 and all(s.parent_id == caller_span for s in servers)
     assert not trace.has_root  # the caller's own span is its root: it was not sent here
+    # each model call once: not again on the request's own span
+    assert (trace.tokens_in, trace.tokens_out) == (20 + 3, 5 + 2)
     pass_through = [s for s in spans if s.parent_id == servers[0].span_id]
     assert [s.name for s in pass_through] == ["chat scripted-1"]
     assert pass_through[0].kind == "client"
