@@ -56,6 +56,26 @@ class Statements:
         return execute(sql, params, many, context)
 
 
+def timed_pages(client, pages: dict[str, str], repeats: int, label: str) -> dict:
+    """Server time of each page through the test client: p50, p95 and max over
+    `repeats` requests after three that warm caches and templates."""
+    out = {}
+    for name, url in pages.items():
+        times = []
+        for i in range(repeats + 3):
+            t0 = time.perf_counter()
+            response = client.get(url)
+            elapsed = (time.perf_counter() - t0) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"{url}: HTTP {response.status_code}")
+            if i >= 3:
+                times.append(elapsed)
+        out[name] = {"url": url, "p50_ms": round(pct(times, 50), 1),
+                     "p95_ms": round(pct(times, 95), 1), "max_ms": round(max(times), 1)}
+        print(f"{label} {name}: p50 {out[name]['p50_ms']} ms, p95 {out[name]['p95_ms']} ms")
+    return out
+
+
 def written_bytes() -> int:
     """Bytes this process handed to write() (database file and WAL included)."""
     with open("/proc/self/io") as io:
@@ -272,22 +292,7 @@ def dashboards(quick: bool) -> dict:
            "audit_events": AuditEvent.objects.count(),
            "generate_s": {"metrics": round(generated_metrics_s, 1),
                           "audit": round(generated_audit_s, 1)}, "pages": {}}
-    repeats = 10 if quick else 40
-    for name, url in pages.items():
-        times = []
-        for i in range(repeats + 3):
-            t0 = time.perf_counter()
-            response = client.get(url)
-            elapsed = (time.perf_counter() - t0) * 1000
-            if response.status_code != 200:
-                raise RuntimeError(f"{url}: HTTP {response.status_code}")
-            if i >= 3:  # the first requests warm caches and templates
-                times.append(elapsed)
-        out["pages"][name] = {"url": url, "p50_ms": round(pct(times, 50), 1),
-                              "p95_ms": round(pct(times, 95), 1),
-                              "max_ms": round(max(times), 1)}
-        print(f"dashboards {name}: p50 {out['pages'][name]['p50_ms']} ms, "
-              f"p95 {out['pages'][name]['p95_ms']} ms")
+    out["pages"] = timed_pages(client, pages, 10 if quick else 40, "dashboards")
     out["goal_p95_ms"] = 50
     out["met"] = all(p["p95_ms"] <= 50 for p in out["pages"].values())
     return out
@@ -367,22 +372,7 @@ def trace_pages(quick: bool) -> dict:
     }
     out = {"spans": Span.objects.count(), "traces": Trace.objects.count(),
            "generate_s": round(generated_s, 1), "pages": {}}
-    repeats = 10 if quick else 40
-    for name, url in pages.items():
-        times = []
-        for i in range(repeats + 3):
-            t0 = time.perf_counter()
-            response = client.get(url)
-            elapsed = (time.perf_counter() - t0) * 1000
-            if response.status_code != 200:
-                raise RuntimeError(f"{url}: HTTP {response.status_code}")
-            if i >= 3:
-                times.append(elapsed)
-        out["pages"][name] = {"url": url, "p50_ms": round(pct(times, 50), 1),
-                              "p95_ms": round(pct(times, 95), 1),
-                              "max_ms": round(max(times), 1)}
-        print(f"traces {name}: p50 {out['pages'][name]['p50_ms']} ms, "
-              f"p95 {out['pages'][name]['p95_ms']} ms")
+    out["pages"] = timed_pages(client, pages, 10 if quick else 40, "traces")
     out["goal_p95_ms"] = 50
     out["met"] = all(p["p95_ms"] <= 50 for p in out["pages"].values())
     return out

@@ -1,17 +1,12 @@
 """The audit log on real PostgreSQL: the trigger refuses changes, concurrent appends never fork."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from console.cluster import Postgres
+from tests.support.postgres_console import postgres_manage
 
 pytestmark = pytest.mark.postgres  # a real server: part of the slow suite
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r'''
 import json, threading
@@ -49,20 +44,7 @@ print("RESULT" + json.dumps(result))
 
 
 def test_audit_on_postgresql(tmp_path):
-    pytest.importorskip("psycopg", reason="the postgres extra is part of make test")
-    server = Postgres().start()
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TANGLAW_", "DJANGO_"))}
-        env.update({"DATABASE_URL": server.url, "TANGLAW_DATA_DIR": str(tmp_path),
-                    "DJANGO_SETTINGS_MODULE": "console.settings"})
-
-        def manage(*args):
-            done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, timeout=180)
-            assert done.returncode == 0, done.stderr[-3000:]
-            return done.stdout
-
-        manage("migrate", "-v", "0")
+    with postgres_manage(tmp_path) as manage:
         out = manage("shell", "-c", SCRIPT)
         result = json.loads(out.split("RESULT", 1)[1])
         assert result["verify"]["ok"] is True and result["verify"]["checked"] == 100
@@ -72,5 +54,3 @@ def test_audit_on_postgresql(tmp_path):
         for name in ("update", "delete", "truncate"):
             assert "append-only" in result[name], result
         assert "OK: 102 events checked" in manage("verify_audit")
-    finally:
-        server.stop()

@@ -94,3 +94,16 @@ def as_json(message) -> bytes:
     import json
 
     return json.dumps(document).encode()
+
+
+def store_export(spans: list[Span], service: str = "weather-app"):
+    """Spans as the receiver queues them (decoded from the same protobuf), written now."""
+    from traces import store
+    from traces.otlp import PROTOBUF, decode_traces
+
+    decoded = decode_traces(request(spans, service).SerializeToString(), PROTOBUF)
+    for row in decoded.spans:
+        row["external"] = True
+    store.add(decoded.spans)
+    store.flush()
+    return decoded

@@ -14,22 +14,11 @@ from django.utils import timezone
 from monitoring import alerts, queries, traffic
 from monitoring.models import Alert, AlertRule, Sample
 from tests.traces.otlp_payloads import maf_turn
-from traces import retention, store
+from tests.traces.otlp_payloads import store_export as send
+from traces import retention
 from traces.models import ExternalAgent, Span, Trace
 
 pytestmark = pytest.mark.django_db
-
-
-def send(spans, service="weather-app"):
-    """As the receiver queues them (traces.otlp's decoding of the same protobuf)."""
-    from tests.traces.otlp_payloads import request
-    from traces.otlp import PROTOBUF, decode_traces
-
-    decoded = decode_traces(request(spans, service).SerializeToString(), PROTOBUF)
-    for row in decoded.spans:
-        row["external"] = True
-    store.add(decoded.spans)
-    store.flush()
 
 
 def test_an_external_agents_spans_become_its_samples():

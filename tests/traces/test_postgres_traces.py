@@ -2,17 +2,12 @@
 span stored once and every trace's summary adds up (no lost count, no deadlock)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from console.cluster import Postgres
+from tests.support.postgres_console import postgres_manage
 
 pytestmark = pytest.mark.postgres
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r'''
 import json, os, random, threading, time
@@ -60,24 +55,9 @@ print("RESULT" + json.dumps({"errors": errors, "spans": Span.objects.count(),
 
 
 def test_concurrent_writers_on_postgresql(tmp_path):
-    pytest.importorskip("psycopg", reason="the postgres extra is part of make test")
-    server = Postgres().start()
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TANGLAW_", "DJANGO_"))}
-        env.update({"DATABASE_URL": server.url, "TANGLAW_DATA_DIR": str(tmp_path),
-                    "DJANGO_SETTINGS_MODULE": "console.settings"})
-
-        def manage(*args):
-            done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, timeout=180)
-            assert done.returncode == 0, done.stderr[-3000:]
-            return done.stdout
-
-        manage("migrate", "-v", "0")
+    with postgres_manage(tmp_path) as manage:
         result = json.loads(manage("shell", "-c", SCRIPT).split("RESULT", 1)[1])
-        assert result["errors"] == []
-        assert result["spans"] == 200 and result["traces"] == 20
-        assert all(s == [10, 18, 1, True, "invoke_agent a"] for s in result["summary"]), \
-            result["summary"]
-    finally:
-        server.stop()
+    assert result["errors"] == []
+    assert result["spans"] == 200 and result["traces"] == 20
+    assert all(s == [10, 18, 1, True, "invoke_agent a"] for s in result["summary"]), \
+        result["summary"]

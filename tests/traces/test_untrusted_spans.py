@@ -13,21 +13,12 @@ import pytest
 
 from monitoring import traffic
 from monitoring.models import Sample
-from tests.traces.otlp_payloads import maf_turn, request, span
+from tests.traces.otlp_payloads import maf_turn, span
+from tests.traces.otlp_payloads import store_export as send
 from traces import store
 from traces.models import ExternalAgent, Span, Trace
-from traces.otlp import PROTOBUF, decode_traces
 
 pytestmark = pytest.mark.django_db
-
-
-def send(spans, service="weather-app"):
-    decoded = decode_traces(request(spans, service).SerializeToString(), PROTOBUF)
-    for row in decoded.spans:
-        row["external"] = True
-    store.add(decoded.spans)
-    store.flush()
-    return decoded
 
 
 def test_odd_values_are_kept_harmless_and_the_rest_of_the_batch_is_stored():
