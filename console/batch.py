@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,9 +25,12 @@ log = logging.getLogger("tanglaw")
 class Batcher:
     def __init__(self, name: str, write: Callable[[list[Any]], None],
                  interval: Callable[[], float], *, max_batch: int = 500,
-                 max_pending: int = 20_000):
+                 max_pending: int = 20_000, pause_s: float = 0.0):
         self.name, self.write, self.interval = name, write, interval
         self.max_batch, self.max_pending = max_batch, max_pending
+        # the background thread rests this long between two batches, so other writers
+        # waiting on SQLite's one write lock (a chat turn's first save) get their turn
+        self.pause_s = pause_s
         self.pending: list[Any] = []
         self.lock = threading.Lock()  # guards `pending`; held only to copy or append
         self._write_lock = threading.Lock()  # one writer at a time, so order holds
@@ -55,11 +59,14 @@ class Batcher:
     def backlog(self) -> int:
         return len(self.pending)
 
-    def flush(self) -> int:
-        """Write everything queued now (sync). Returns how many rows were written."""
+    def flush(self, pause_s: float = 0.0) -> int:
+        """Write everything queued now (sync), resting `pause_s` between batches.
+        Returns how many rows were written."""
         written = 0
         with self._write_lock:
             while True:
+                if written and pause_s:
+                    time.sleep(pause_s)
                 with self.lock:
                     batch = self.pending[:self.max_batch]
                     del self.pending[:self.max_batch]
@@ -89,7 +96,7 @@ class Batcher:
             self._wake.wait(self.interval())
             self._wake.clear()
             try:
-                self.flush()
+                self.flush(self.pause_s)
             except Exception:  # noqa: BLE001 - kept and retried at the next interval
                 log.exception("%s: queued rows could not be written; retrying", self.name)
             finally:

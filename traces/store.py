@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from console.batch import Batcher
@@ -89,6 +90,9 @@ def _write_batch(batch: list[dict[str, Any]]) -> None:
     by_trace: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in batch:
         by_trace[row["trace_id"]][row["span_id"]] = row  # a repeat within the batch: once
+    # the Python work before the transaction: on SQLite it holds the one write lock
+    made = {(t, i): _span(row, now) for t, spans in by_trace.items()
+            for i, row in spans.items()}
     with transaction.atomic():
         traces = _lock_traces(by_trace)
         # after the lock: a retried export two workers took at once is stored once
@@ -98,8 +102,8 @@ def _write_batch(batch: list[dict[str, Any]]) -> None:
         fresh = [row for spans in by_trace.values() for row in spans.values()]
         if not fresh:
             return
-        Span.objects.bulk_create([_span(row, now) for row in fresh], batch_size=500,
-                                 ignore_conflicts=True)
+        Span.objects.bulk_create([made[r["trace_id"], r["span_id"]] for r in fresh],
+                                 batch_size=500, ignore_conflicts=True)
         changed = [t for t in traces if by_trace[t.trace_id]]
         for trace in changed:
             _fold(trace, list(by_trace[trace.trace_id].values()))
@@ -129,10 +133,11 @@ def _save(traces: list[Trace]) -> None:
     bulk_update builds a CASE per field and row: 7 s for 1,000 traces, measured)."""
     if not traces:
         return
-    fields = [Trace._meta.get_field(name) for name in TRACE_FIELDS]
+    fields = [f for f in (Trace._meta.get_field(name) for name in TRACE_FIELDS)
+              if isinstance(f, Field)]
     quote = connection.ops.quote_name
     # identifiers from the model's own metadata, quoted; every value a parameter
-    columns = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    columns = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
     sql = f"UPDATE {quote(Trace._meta.db_table)} SET {columns} WHERE {quote('id')} = %s"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.executemany(sql, [[f.get_db_prep_save(getattr(t, f.attname), connection)
@@ -218,5 +223,7 @@ def _see_agents(rows: list[dict[str, Any]], now: datetime) -> None:
 
 
 # `_write` looked up at each call, so a test can stand in for it
-writer = Batcher("traces", lambda batch: _write(batch), flush_interval, max_batch=1000,
-                 max_pending=100_000)
+# small batches with a rest between them: on SQLite each batch holds the one write lock
+# for its transaction, and a chat turn's save waits behind it (docs/benchmarks.md)
+writer = Batcher("traces", lambda batch: _write(batch), flush_interval, max_batch=200,
+                 max_pending=100_000, pause_s=0.03)
