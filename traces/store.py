@@ -225,5 +225,5 @@ def _see_agents(rows: list[dict[str, Any]], now: datetime) -> None:
 # `_write` looked up at each call, so a test can stand in for it
 # small batches with a rest between them: on SQLite each batch holds the one write lock
 # for its transaction, and a chat turn's save waits behind it (docs/benchmarks.md)
-writer = Batcher("traces", lambda batch: _write(batch), flush_interval, max_batch=200,
-                 max_pending=100_000, pause_s=0.03)
+writer = Batcher("traces", lambda batch: _write(batch), flush_interval, max_batch=500,
+                 max_pending=100_000, pause_s=0.02)
