@@ -109,10 +109,10 @@ class AgentRun:
                 "usage": self.usage()}
 
 
-async def start(actor, user, chat: ChatRequest, target: AgentTarget,
-                trace: dict[str, str] | None = None) -> AgentRun:
-    """The turn checked and prepared (one database hop); raises GatewayError. `trace`:
-    the request's traceparent and id, so the turn's spans join its trace."""
+async def start(actor, user, chat: ChatRequest, target: AgentTarget, *,
+                traceparent: str | None = None, request_id: str = "") -> AgentRun:
+    """The turn checked and prepared (one database hop); raises GatewayError. The
+    request's traceparent and id make the turn's spans steps of its trace."""
     options = chat.options
     first_extra = {}
     if chat.tools and options.get("tool_choice") not in (None, "auto"):
@@ -125,8 +125,7 @@ async def start(actor, user, chat: ChatRequest, target: AgentTarget,
             client_tools=chat.tools,
             extra={k: options[k] for k in SAMPLING if k in options},
             first_extra=first_extra, temperature=options.get("temperature"),
-            max_tokens=chat.max_tokens, traceparent=(trace or {}).get("traceparent"),
-            request_id=(trace or {}).get("request_id", ""))
+            max_tokens=chat.max_tokens, traceparent=traceparent, request_id=request_id)
     except (Invalid, Refused) as exc:
         raise refusal(exc) from None
     return AgentRun(session, chat, target, int(time.time()))

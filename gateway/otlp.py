@@ -36,7 +36,7 @@ from traces.otlp import (
     JSON,
     PROTOBUF,
     OtlpError,
-    decode_metrics,
+    count_metric_points,
     decode_traces,
     inflate,
     media_type,
@@ -88,8 +88,13 @@ def _refuse(kind: str, status: int, message: str, headers: dict[str, str] | None
                    headers)
 
 
+def _limit() -> int:
+    """The largest body in bytes, compressed or inflated (TANGLAW_OTLP_MAX_MB)."""
+    return settings.TANGLAW_OTLP_MAX_MB * 1024 * 1024
+
+
 def _body(request) -> bytes:
-    limit = settings.TANGLAW_OTLP_MAX_MB * 1024 * 1024
+    limit = _limit()
     declared = request.headers.get("Content-Length", "")
     too_big = OtlpError(413, f"the body is larger than {settings.TANGLAW_OTLP_MAX_MB} MB "
                              f"(TANGLAW_OTLP_MAX_MB): send smaller batches")
@@ -120,8 +125,7 @@ async def _receive(request, signal: str):
 def _decode(payload: bytes, kind: str, encoding: str, content: bool):
     """Inflate, decode and (without the key's content switch) strip: the CPU-bound part,
     in one go (a worker thread for a large body)."""
-    limit = settings.TANGLAW_OTLP_MAX_MB * 1024 * 1024
-    decoded = decode_traces(inflate(payload, encoding, limit), kind)
+    decoded = decode_traces(inflate(payload, encoding, _limit()), kind)
     for span in decoded.spans:
         span["external"] = True
         if not content:
@@ -173,16 +177,15 @@ async def metrics(request) -> HttpResponse:
     partial success says so (rejected points are not retried by exporters)."""
     try:
         kind, payload, _ = await _receive(request, "metrics")
-        limit = settings.TANGLAW_OTLP_MAX_MB * 1024 * 1024
         encoding = request.headers.get("Content-Encoding", "")
-        points = await sync_to_async(lambda: decode_metrics(
-            inflate(payload, encoding, limit), kind), thread_sensitive=False)()
+        points = await sync_to_async(lambda: count_metric_points(
+            inflate(payload, encoding, _limit()), kind), thread_sensitive=False)()
     except OtlpError as exc:
         return _refuse(_kind_of(request), exc.status, exc.message,
                        {"Allow": "POST"} if exc.status == 405 else None)
     response = ExportMetricsServiceResponse()
     if points:
-        response.partial_success.rejected_data_points = len(points)
+        response.partial_success.rejected_data_points = points
         response.partial_success.error_message = (
             "Tanglaw keeps traces, not metrics: it derives the gen_ai figures from the spans "
             "sent to /v1/traces")

@@ -30,7 +30,7 @@ from gateway.errors import GatewayError
 from gateway.targets import BackendTarget
 from gateway.wire import ChatRequest, sse_response
 from traces.choices import SpanKind
-from traces.recorder import OFF, Recorder, SpanRecord, server_of
+from traces.recorder import OFF, Recorder, server_of
 
 CONTENT = re.compile(rb'"(?:content|reasoning_content|reasoning)":\s*"(?!")')
 USAGE = re.compile(rb'"usage":\s*\{')
@@ -224,7 +224,6 @@ class Relay:
         self.chat, self.targets, self.m = chat, targets, measure
         self.keep_text = keep_text
         self.trace = trace
-        self.span: SpanRecord | None = None  # the attempt that answers, as a span
         self.slot: str | None = None
         self.response: httpx.Response | None = None
         self.chunks: AsyncIterator[bytes] | None = None
@@ -266,7 +265,7 @@ class Relay:
                         first = await anext(self.chunks, b"")
                         if not first:
                             raise httpx.RemoteProtocolError("closed before its first byte")
-                    self.slot, self.response, self.span = slot, response, span
+                    self.slot, self.response = slot, response
                     return target, response, first
                 body = await response.aread()
                 if response.status_code < 500 and response.status_code != 429:

@@ -54,7 +54,8 @@ class Call:
 
     def __post_init__(self) -> None:
         # a caller's traceparent: Tanglaw's spans of this request join the caller's trace
-        self.trace = Recorder(self.request.headers.get("traceparent"), content=_log_content())
+        # (they hold no content: a pass-through's text goes only to its audit event)
+        self.trace = Recorder(self.request.headers.get("traceparent"))
         # the request's correlation id (gateway.asgi: a proxy's X-Request-ID or new)
         self.request_id = getattr(self.request, "correlation_id", "") or uuid.uuid4().hex
         # Tanglaw's time counts from the handler's first sight of the request
@@ -98,10 +99,9 @@ class Call:
         if self.root is not None and trace_store.add(self.trace.rows()):
             await sync_to_async(trace_store.flush, thread_sensitive=False)()
 
-    def trace_context(self) -> dict[str, str]:
-        """What an agent's turn needs to join this request's trace."""
-        return {"traceparent": self.trace.traceparent(self.root) if self.root else "",
-                "request_id": self.request_id}
+    def child_traceparent(self) -> str | None:
+        """The traceparent that makes an agent's turn a step of this request's span."""
+        return self.trace.traceparent(self.root) if self.root is not None else None
 
     def open_trace(self) -> None:
         """The request's span (once it named a model): every step of it nests under it."""
@@ -302,7 +302,9 @@ async def _agent(call: Call, chat: ChatRequest,
                  target: targets.AgentTarget) -> HttpResponseBase:
     assert call.key is not None
     actor = usage.actor_for(call.key, call.request, call.request_id)
-    agent_run = await agent_runs.start(actor, call.key.user, chat, target, call.trace_context())
+    agent_run = await agent_runs.start(actor, call.key.user, chat, target,
+                                       traceparent=call.child_traceparent(),
+                                       request_id=call.request_id)
     overhead = _ms(call.started)
 
     async def finished() -> None:
@@ -489,7 +491,8 @@ async def _responses_agent(call: Call, writer: responses_api.Writer,
     assert call.key is not None
     actor = usage.actor_for(call.key, call.request, call.request_id)
     agent_run = await agent_runs.start(actor, call.key.user, writer.req.chat, target,
-                                       call.trace_context())
+                                       traceparent=call.child_traceparent(),
+                                       request_id=call.request_id)
     overhead = _ms(call.started)
 
     async def finished() -> None:

@@ -35,8 +35,3 @@ def strip(span: dict[str, Any]) -> bool:
     if len(kept) != len(events):
         span["events"] = kept
     return bool(found) or len(kept) != len(events)
-
-
-def has_content(span: dict[str, Any]) -> bool:
-    return any(k in CONTENT_ATTRIBUTES for k in span.get("attributes") or {}) or any(
-        is_content_event(e.get("name", "")) for e in span.get("events") or [])

@@ -215,31 +215,15 @@ def _span(span: Any, out: Decoded) -> dict[str, Any] | None:
             "attributes": attributes_of(span.attributes), "events": events, "links": links}
 
 
-def decode_metrics(payload: bytes, kind: str) -> list[dict[str, Any]]:
-    """The gen_ai.* data points of an ExportMetricsServiceRequest (other metrics are
-    accepted and dropped: Tanglaw reads hosts and engines itself): one dict per
-    histogram or sum data point with its service, metric, unit, attributes, time,
-    count and sum."""
+def count_metric_points(payload: bytes, kind: str) -> int:
+    """The gen_ai.* histogram and sum data points of an ExportMetricsServiceRequest,
+    decoded (OtlpError as for traces) and counted: Tanglaw keeps none of them (it reads
+    the same figures from the spans)."""
     request = ExportMetricsServiceRequest()
     _parse(request, payload, kind, "ExportMetricsServiceRequest")
-    points: list[dict[str, Any]] = []
-    for resource_metrics in request.resource_metrics:
-        resource = attributes_of(resource_metrics.resource.attributes)
-        service = str(resource.get("service.name") or "")[:200]
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                if not metric.name.startswith("gen_ai."):
-                    continue
-                data = metric.WhichOneof("data")
-                for point in getattr(metric, data).data_points if data else []:
-                    if data == "histogram":
-                        count, total = point.count, point.sum
-                    elif data == "sum":
-                        count, total = 1, point.as_double or point.as_int
-                    else:
-                        continue
-                    points.append({"service": service, "metric": metric.name[:100],
-                                   "unit": metric.unit[:20], "time_ns": point.time_unix_nano,
-                                   "attributes": attributes_of(point.attributes),
-                                   "count": count, "sum": total})
-    return points
+    return sum(len(getattr(metric, data).data_points)
+               for resource_metrics in request.resource_metrics
+               for scope_metrics in resource_metrics.scope_metrics
+               for metric in scope_metrics.metrics
+               if metric.name.startswith("gen_ai.")
+               and (data := metric.WhichOneof("data")) in ("histogram", "sum"))

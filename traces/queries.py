@@ -105,10 +105,6 @@ class Step:
     width_pct: float
     label: str  # fallback, escalation, router, approval… (empty: a plain step)
 
-    @property
-    def attributes(self) -> dict[str, Any]:
-        return self.span.attributes
-
 
 def label_of(span: Span) -> str:
     a = span.attributes

@@ -134,17 +134,9 @@ class Recorder:
         if not span.end_ns:
             span.end_ns = max(time.time_ns(), span.start_ns)
 
-    def event(self, span: SpanRecord, name: str, **attributes: Any) -> None:
-        span.events.append({"name": name, "time_ns": time.time_ns(), "attributes": {
-            k.replace("__", "."): v for k, v in attributes.items() if v is not None}})
-
-    def traceparent(self, span: SpanRecord | None = None) -> str:
-        span = span or (self._stack[-1] if self._stack else None)
-        return f"00-{self.trace_id}-{span.span_id if span else os.urandom(8).hex()}-01"
-
-    @property
-    def current(self) -> SpanRecord | None:
-        return self._stack[-1] if self._stack else None
+    def traceparent(self, span: SpanRecord) -> str:
+        """The W3C traceparent that makes the next hop a child of `span`."""
+        return f"00-{self.trace_id}-{span.span_id}-01"
 
     def rows(self) -> list[dict[str, Any]]:
         """The spans as traces.store takes them; unfinished ones end now."""
@@ -184,9 +176,6 @@ class _Off(Recorder):
         return self.start(name, kind)
 
     def leave(self, span: SpanRecord) -> None:
-        return None
-
-    def event(self, span: SpanRecord, name: str, **attributes: Any) -> None:
         return None
 
     def rows(self) -> list[dict[str, Any]]:

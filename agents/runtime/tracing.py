@@ -16,7 +16,7 @@ def chat_start(span: SpanRecord, candidate: Candidate, settings: TurnSettings,
                content: bool) -> None:
     span.attributes.update(server_of(candidate.adapter.base_url))
     span.set(gen_ai__operation__name="chat", gen_ai__request__model=candidate.model,
-             gen_ai__provider__name=getattr(candidate.adapter, "kind", None) or "openai",
+             gen_ai__provider__name=candidate.adapter.kind,
              gen_ai__request__temperature=settings.temperature,
              gen_ai__request__max_tokens=settings.max_tokens,
              tanglaw__backend__id=candidate.backend_id,
