@@ -107,3 +107,12 @@ class AuditAction(models.TextChoices):
     CHANNEL_DELETED = "channel.deleted"
     MONITOR_SETTINGS_CHANGED = "monitor.settings_changed"
     RECOMMENDATION_APPLIED = "recommendation.applied"
+    ENGINE_CREATED = "engine.created"
+    ENGINE_UPDATED = "engine.updated"
+    ENGINE_DELETED = "engine.deleted"
+    ENGINE_STARTED = "engine.start"  # asked for by an operator (or an automatic action)
+    ENGINE_STOPPED = "engine.stop"
+    ENGINE_RESTARTED = "engine.restart"
+    ENGINE_READY = "engine.ready"  # the supervisor's: healthy, backend registered
+    ENGINE_EXITED = "engine.exited"  # it died; what the supervisor does next
+    ENGINE_FAILED = "engine.failed"  # it could not be started, or gave up

@@ -44,6 +44,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "traces.view": _ALL,  # traces and their spans (content only where it was kept)
     "telemetry.send": _OPERATE,  # a key's spans into /v1/traces (code-first agents)
     "users.manage": frozenset({Role.ADMIN}),
+    "engines.view": _ALL,  # managed engines: state, pid, restarts, events
+    "engines.log": _OPERATE,  # what an engine printed (model paths, its errors)
+    # run processes on the console's machine: admins (and only allowed commands)
+    "engines.manage": frozenset({Role.ADMIN}),
     # the whole site at once, deletes included: admins
     "config.apply": frozenset({Role.ADMIN}),
 }

@@ -7,6 +7,7 @@ run. ``DATABASE_URL`` and ``REDIS_URL`` move it onto PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "monitoring",
     "gateway",
     "traces",
+    "engines",
 ]
 
 MIDDLEWARE = [
@@ -302,6 +304,14 @@ TANGLAW_TRACE_MAX_SPANS = env_int("TANGLAW_TRACE_MAX_SPANS", 1_000_000, minimum=
 # and the spans per second one key may send to one worker (a burst of twice that passes)
 TANGLAW_OTLP_MAX_MB = env_int("TANGLAW_OTLP_MAX_MB", 8, minimum=1)
 TANGLAW_OTLP_SPANS_PER_S = env_int("TANGLAW_OTLP_SPANS_PER_S", 5000, minimum=1)
+# managed engines (engines/): the commands an admin may run, `;`-separated, each split
+# like a shell would; unset: the llama-server and vllm installed here. Set it to nothing
+# to allow none. A monitor runs engines unless TANGLAW_ENGINE_SUPERVISOR is off (a monitor
+# on a machine without the models, say).
+_engine_commands = os.environ.get("TANGLAW_ENGINE_COMMANDS")
+TANGLAW_ENGINE_COMMANDS = None if _engine_commands is None else [
+    part.strip() for part in _engine_commands.split(";") if part.strip()]
+TANGLAW_ENGINE_SUPERVISOR = env_bool("TANGLAW_ENGINE_SUPERVISOR", True)
 # open WebSockets per user (chat and job progress, every worker together)
 TANGLAW_MAX_SOCKETS_PER_USER = env_int("TANGLAW_MAX_SOCKETS_PER_USER", 16, minimum=1)
 TANGLAW_MAX_GENERATIONS_PER_USER = env_int("TANGLAW_MAX_GENERATIONS_PER_USER", 4, minimum=1)
@@ -336,7 +346,8 @@ if TANGLAW_AUDIT_HEADS_SYSLOG:
 # WebSocket routes, by dotted path (console imports no app directly)
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",
                             "console.routing.websocket_urlpatterns"]
-TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls", "gateway.urls", "traces.urls"]
+TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls", "gateway.urls", "traces.urls",
+                    "engines.urls"]
 # path prefixes an app serves with its own ASGI app (console.asgi)
 TANGLAW_ASGI_MOUNTS = [("/v1/", "gateway.asgi.application")]
 # the sections of the whole-site configuration file, in the order they apply
@@ -344,6 +355,7 @@ TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
                            "agents.config.AgentsSection",
                            "monitoring.config.AlertRulesSection",
                            "console.config_sections.PlansSection",
+                           "engines.config.EnginesSection",
                            "console.config_sections.DeploymentSection"]
 # live panels other apps add to the overview and to a backend's page (URL names)
 TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]

@@ -1,5 +1,6 @@
-"""The monitor: probe, collect, roll up, prune, evaluate alerts, notify, advise, and run
-model pulls (console.jobs: a thread of its own, so a long pull never delays a round).
+"""The monitor: probe, collect, roll up, prune, evaluate alerts, notify, advise, run
+model pulls (console.jobs: a thread of its own, so a long pull never delays a round) and
+the managed engines (engines.supervisor: another thread).
 
 One small method per step, so tests call them directly. Work that must happen
 once per interval across several monitor processes is claimed with a
@@ -25,6 +26,7 @@ from django.utils import timezone
 from console import egress, jobs
 from console.actions.backends import record_probe
 from console.models import Backend
+from engines.supervisor import SupervisorThread
 from monitoring import alerts, notify, store, traffic
 from monitoring.collectors import Reading
 from monitoring.collectors.gpu import GpuCollector
@@ -264,6 +266,8 @@ class Monitor:
         settle_heap()
         last_round = next_round = next_host = 0.0
         runner = jobs.JobRunner(self.worker).start()
+        supervisor = SupervisorThread(self.worker).start() \
+            if settings.TANGLAW_ENGINE_SUPERVISOR else None
         while not self.stopping:
             close_old_connections()
             now = time.monotonic()
@@ -289,5 +293,7 @@ class Monitor:
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.2)
         runner.stop()  # its pulls go back in the queue for the next monitor
+        if supervisor is not None:
+            supervisor.stop()  # its engines stop, queued for the next monitor
         Heartbeat.objects.filter(worker=self.worker).delete()
         log.info("monitor %s stopped", self.worker)
