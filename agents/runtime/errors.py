@@ -17,6 +17,14 @@ class TurnFailed(Exception):
         self.code, self.message = code, message
 
 
+def _engine_says(exc: openai.APIStatusError) -> str:
+    """The engine's own message in an OpenAI-shaped error body, if it sent one."""
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:200] if message else ""
+
+
 def explain(exc: BaseException, candidate: Candidate, timeout_s: float) -> str:
     """A message an operator can act on, for errors of the OpenAI SDK."""
     where = candidate.label or candidate.adapter.base_url
@@ -32,7 +40,9 @@ def explain(exc: BaseException, candidate: Candidate, timeout_s: float) -> str:
         if code in (401, 403):
             return f"HTTP {code} from {where} — check the API key"
         if code == 404:
-            return f"HTTP 404 from {where} — is the model {candidate.model!r} served there?"
+            said = _engine_says(exc)
+            return (f"HTTP 404 from {where} — is the model {candidate.model!r} served there?"
+                    + (f" It says: {said}" if said else ""))
         if code == 429:
             retry = exc.response.headers.get("retry-after", "")
             when = f"in {retry} s" if retry.isdigit() else "shortly"

@@ -1,7 +1,13 @@
 """Microsoft Foundry Local: the newer service paths first, the legacy ones on 404.
 
-New: `/status`, `/models/loaded`. Legacy: `/openai/status`, `/openai/loadedmodels`.
-JSON key casing differs between versions, so keys are read case-insensitively.
+New (the 2.x runtime's web service, tested against the real one): `GET /status`
+(`{"endpoints", "modelCachePath", "pid"}`), `/v1/models`, `/models/loaded` (a list),
+`GET /models/load/{name}` and `/models/unload/{name}`, which answer an unknown model
+with a 404 carrying an OpenAI-shaped error — not a missing route. Legacy (the 0.x CLI
+service): `/openai/status`, `/openai/loadedmodels`, `/openai/load/{name}`, and the
+catalog at `/foundry/list`. A 404 that is not JSON is a route the service lacks: then
+the legacy path is tried. JSON key casing differs between versions, so keys are read
+case-insensitively. Neither service downloads over HTTP here: the CLI does.
 """
 
 from __future__ import annotations
@@ -50,11 +56,14 @@ class FoundryLocalAdapter(Adapter):
         quoted = quote(model, safe="")
         for path in (f"/models/{action}/{quoted}", f"/openai/{action}/{quoted}"):
             response = await self.request("GET", path, params=params or None)
-            if response.status_code == 404 and path.startswith("/models/"):
-                continue  # an older service: the legacy path
+            if response.status_code == 404 and path.startswith("/models/") \
+                    and not _openai_error(response):
+                continue  # an older service without the route: the legacy path
             if response.status_code == 404:
-                raise BackendError(f"Foundry Local does not know the model {model} — download "
-                                   f"it first: foundry model download {model}")
+                said = _openai_error(response)
+                raise BackendError(f"Foundry Local does not know the model {model}"
+                                   f"{f' ({said})' if said else ''} — download it first: "
+                                   f"foundry model download {model}", status_code=404)
             self.check_status(response, path)
             return
 
@@ -104,3 +113,14 @@ class FoundryLocalAdapter(Adapter):
             if name:
                 loaded.append(LoadedModel(id=str(name)))
         return loaded
+
+
+def _openai_error(response) -> str:
+    """The message of an OpenAI-shaped JSON error body (`{"error": {"message": …}}`), or ""."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:200] if message else ""

@@ -383,7 +383,8 @@ def test_tool_support_and_the_foundry_catalog(operator_client, fake):
     page = operator_client.get(f"/backends/{ollama.pk}/models/").content.decode()
     row = page.split("<code>llama3.2:3b</code>")[1].split("</tr>")[0]
     assert "<td>yes</td>" in row  # /api/show lists "tools" among its capabilities
-    engine = fake("foundry_local", models=["phi-4-mini"])
+    # the catalog comes from the 0.x CLI service's /foundry/list (the 2.x runtime has none)
+    engine = fake("foundry_local", models=["phi-4-mini"], foundry_legacy=True)
     foundry = Backend.objects.create(name="foundry", kind="foundry_local", base_url=engine.url)
     page = operator_client.get(f"/backends/{foundry.pk}/models/").content.decode()
     assert "foundry model download phi-4-mini" in page and "4.7 GB" in page

@@ -284,8 +284,13 @@ class FakeEngine(LoopbackServer):
         return 404, {"error": {"code": 404, "message": "File Not Found"}}
 
     def route_foundry_local(self, req, method, path):
+        # new: what the real 2.x runtime's web service answered (tests/console/
+        # test_foundry_local_runtime.py); legacy: the 0.x CLI service
         new, legacy = not self.foundry_legacy, self.foundry_legacy
-        if (path == "/status" and new) or (path == "/openai/status" and legacy):
+        if path == "/status" and new:
+            return 200, {"endpoints": [f"http://127.0.0.1:{self.port}"],
+                         "modelCachePath": "/home/op/.foundry/cache/models", "pid": 4242}
+        if path == "/openai/status" and legacy:
             return 200, {"Endpoints": [f"http://127.0.0.1:{self.port}"],
                          "ModelDirPath": "/home/op/.foundry/cache/models",
                          "PipeName": "inference_agent"}
@@ -293,7 +298,7 @@ class FakeEngine(LoopbackServer):
             return 200, [self.models[0]]
         if path == "/v1/models":
             return 200, self._openai_models("Microsoft")
-        if path == "/foundry/list":
+        if path == "/foundry/list" and legacy:  # the 2.x runtime has no catalog route
             return 200, [
                 {"name": "Phi-4-mini-instruct-generic-cpu", "alias": "phi-4-mini",
                  "fileSizeMb": 4863, "supportsToolCalling": True, "task": "chat-completion"},
@@ -303,8 +308,15 @@ class FakeEngine(LoopbackServer):
         for action in ("load", "unload"):
             if path.startswith(f"{prefix}{action}/") and method == "GET":
                 name = path.rsplit("/", 1)[1]
-                return (200, {"status": "ok"}) if name in self.models else (404, b"", "text/plain")
-        return 404, b"", "text/plain"
+                if name in self.models:
+                    return 200, {"status": "ok"}
+                return (404, b"", "text/plain") if legacy else (404, {"error": {
+                    "code": None, "message": f"Model not found: No model matching '{name}'",
+                    "param": None, "type": "invalid_request_error"}})
+        # oatpp, the 2.x runtime's HTTP server, for a route it does not have
+        return 404, (f"server=oatpp/1.3.0\ncode=404\ndescription=Not Found\nmessage=No "
+                     f"mapping for HTTP-method: '{method}', URL: '{path}'\n").encode(), \
+            "text/plain"
 
     def route_openai_compatible(self, req, method, path):
         if path == "/v1/models":
