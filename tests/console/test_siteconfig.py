@@ -54,7 +54,7 @@ def test_export_apply_to_an_empty_database_export_again(site, admin_client):
     exported = admin_client.get("/api/config/export").content.decode()
     data = yaml.safe_load(exported)
     assert set(data) == {"version", "prune", "backends", "mcp_servers", "tools", "agents",
-                         "alert_rules", "plans", "deployment"}
+                         "alert_rules", "plans", "engines", "deployment"}
     assert KEY not in exported
     assert next(b for b in data["backends"] if b["name"] == "cloud")["api_key"] == "secret"
     assert {r["name"] for r in data["alert_rules"]} >= {"Backend unhealthy", "Slow TTFT"}
