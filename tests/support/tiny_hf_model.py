@@ -61,7 +61,9 @@ For each function call, return a json object with function name and arguments wi
 {%- endfor %}
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
-WORDS = ["pump", "valve", "station", "flow", "pressure", "report", "sensor", "north", "south", "edge", "model", "token", "agent", "tool", "call", "time", "zone", "sum", "number", "city", "weather", "alert", "restart", "engine"]
+WORDS = ["pump", "valve", "station", "flow", "pressure", "report", "sensor", "north", "south",
+         "edge", "model", "token", "agent", "tool", "call", "time", "zone", "sum", "number",
+         "city", "weather", "alert", "restart", "engine"]
 
 
 def corpus() -> list[str]:
