@@ -73,7 +73,7 @@ OWN_FLAGS = {
                       "--max-model-len": "context"},
 }
 ENV_PREFIXES = ("VLLM_", "OMP_", "MKL_", "HF_", "TRANSFORMERS_", "TORCH_", "GGML_",
-                "LLAMA_ARG_", "CUDA_", "HIP_", "ROCR_", "NCCL_")
+                "LLAMA_ARG_", "CUDA_", "HIP_", "ROCR_", "NCCL_", "XDG_")
 SECRET_ENV = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 # what the child inherits from the console's own environment (nothing else)
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER",

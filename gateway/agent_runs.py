@@ -114,10 +114,13 @@ async def start(actor, user, chat: ChatRequest, target: AgentTarget, *,
     """The turn checked and prepared (one database hop); raises GatewayError. The
     request's traceparent and id make the turn's spans steps of its trace."""
     options = chat.options
+    # for the first completion of the turn: the caller's tools and the agent's own (a small
+    # model often calls one only when made to: "required", or a function by name); the
+    # runtime drops them when the turn offers no tools
     first_extra = {}
-    if chat.tools and options.get("tool_choice") not in (None, "auto"):
+    if options.get("tool_choice") not in (None, "auto"):
         first_extra["tool_choice"] = options["tool_choice"]
-    if chat.tools and "parallel_tool_calls" in options:
+    if "parallel_tool_calls" in options:
         first_extra["parallel_tool_calls"] = options["parallel_tool_calls"]
     try:
         session = await TurnSession.gateway(

@@ -22,6 +22,9 @@ BACKEND_FAULTS = {"backend_error", "first_token_timeout", "idle_timeout", "upstr
 MAX_CONSECUTIVE_ERRORS = 3
 
 
+TOOL_FIELDS = ("tool_choice", "parallel_tool_calls")
+
+
 async def _noop(frame: dict[str, Any]) -> None:
     return None
 
@@ -106,6 +109,8 @@ async def _loop(settings: TurnSettings, messages: list[dict[str, Any]], state: T
     attempt = 0
     for iteration in range(settings.max_tool_iterations + 1):
         extra = {**settings.extra, **(settings.first_extra if iteration == 0 else {})}
+        if not tools:  # an engine refuses a tool_choice with no tools to choose from
+            extra = {k: v for k, v in extra.items() if k not in TOOL_FIELDS}
         # pick the backend: the first that answers, while nothing reached the user
         while True:
             candidate = chosen or candidates[0]

@@ -134,7 +134,7 @@ def test_engine_metrics_are_normalised_and_missing_ones_stay_missing(fake):
     llama = Backend.objects.create(name="llama", kind="llamacpp", base_url=fake("llamacpp").url)
     results = {r.backend.pk: r.engine for r in monitor().probe()}
     assert results[vllm.pk]["engine_ttft_avg_ms"] == pytest.approx(1000 * 1.25 / 9)
-    assert "engine_itl_avg_ms" not in results[vllm.pk]  # not in this exposition
+    assert results[vllm.pk]["engine_itl_avg_ms"] == pytest.approx(10.0)  # 1.88 s / 188
     assert results[llama.pk]["engine_prompt_tokens_total"] == 120
     assert "engine_kv_cache_usage" not in results[llama.pk]
     assert latest("engine_ttft_avg_ms", f"backend:{vllm.pk}") == pytest.approx(138.9, abs=0.1)

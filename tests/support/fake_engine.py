@@ -31,25 +31,66 @@ OLLAMA_PS = {"models": [
                  "quantization_level": "Q4_K_M"},
      "expires_at": "2026-11-24T14:38:31.837530123-07:00", "size_vram": 995000000},
 ]}
+# as vLLM 0.32 (CPU build) exports them (tests/engines/test_vllm_cpu.py reads the real
+# one): every sample carries an `engine` label, counters have `_created` samples, and
+# newer families sit beside the ones Tanglaw reads
 VLLM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
-vllm:num_requests_running{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 3.0
+vllm:num_requests_running{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 3.0
 # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
 # TYPE vllm:num_requests_waiting gauge
-vllm:num_requests_waiting{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 7.0
+vllm:num_requests_waiting{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 7.0
+# HELP vllm:num_requests_waiting_by_reason Number of waiting requests by reason. Reason \
+labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient \
+constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals \
+vllm:num_requests_waiting.
+# TYPE vllm:num_requests_waiting_by_reason gauge
+vllm:num_requests_waiting_by_reason{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct",reason="capacity"} 7.0
+vllm:num_requests_waiting_by_reason{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct",reason="deferred"} 0.0
+# HELP vllm:engine_sleep_state Engine sleep state; awake = 0 means engine is sleeping; \
+awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; \
+discard_all = 1 means sleep level 2.
+# TYPE vllm:engine_sleep_state gauge
+vllm:engine_sleep_state{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct",sleep_state="awake"} 1.0
 # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
 # TYPE vllm:kv_cache_usage_perc gauge
-vllm:kv_cache_usage_perc{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 0.42
+vllm:kv_cache_usage_perc{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 0.42
 # HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
 # TYPE vllm:num_preemptions_total counter
-vllm:num_preemptions_total{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 2.0
+vllm:num_preemptions_total{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 2.0
+vllm:num_preemptions_created{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.7962157e+09
+# HELP vllm:prompt_tokens_total Number of prefill tokens processed.
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1221.0
+vllm:prompt_tokens_created{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.7962157e+09
+# HELP vllm:generation_tokens_total Number of generation tokens processed.
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 192.0
+vllm:generation_tokens_created{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.7962157e+09
 # HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
 # TYPE vllm:time_to_first_token_seconds histogram
-vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 5.0
-vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 9.0
-vllm:time_to_first_token_seconds_count{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 9.0
-vllm:time_to_first_token_seconds_sum{model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.25
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.1",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 5.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 9.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 9.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.25
+vllm:time_to_first_token_seconds_created{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.7962157e+09
+# HELP vllm:inter_token_latency_seconds Histogram of inter-token latency in seconds.
+# TYPE vllm:inter_token_latency_seconds histogram
+vllm:inter_token_latency_seconds_bucket{engine="0",le="0.01",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 150.0
+vllm:inter_token_latency_seconds_bucket{engine="0",le="+Inf",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 188.0
+vllm:inter_token_latency_seconds_count{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 188.0
+vllm:inter_token_latency_seconds_sum{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.88
+# HELP vllm:e2e_request_latency_seconds Histogram of e2e request latency in seconds.
+# TYPE vllm:e2e_request_latency_seconds histogram
+vllm:e2e_request_latency_seconds_bucket{engine="0",le="+Inf",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 4.0
+vllm:e2e_request_latency_seconds_count{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 4.0
+vllm:e2e_request_latency_seconds_sum{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 1.855
+# HELP vllm:request_queue_time_seconds Histogram of time spent in WAITING phase for request.
+# TYPE vllm:request_queue_time_seconds histogram
+vllm:request_queue_time_seconds_bucket{engine="0",le="+Inf",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 4.0
+vllm:request_queue_time_seconds_count{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 4.0
+vllm:request_queue_time_seconds_sum{engine="0",model_name="Qwen/Qwen2.5-1.5B-Instruct"} 0.0136
 """
 LLAMACPP_METRICS = """\
 # HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
