@@ -107,6 +107,7 @@ class AuditAction(models.TextChoices):
     CHANNEL_DELETED = "channel.deleted"
     MONITOR_SETTINGS_CHANGED = "monitor.settings_changed"
     RECOMMENDATION_APPLIED = "recommendation.applied"
+    AUTOMATION_CHANGED = "automation.changed"  # a rule set to suggest or apply by itself
     ENGINE_CREATED = "engine.created"
     ENGINE_UPDATED = "engine.updated"
     ENGINE_DELETED = "engine.deleted"

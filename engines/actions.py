@@ -108,7 +108,7 @@ def start_engine(actor: Actor, engine: ManagedEngine) -> ManagedEngine:
         if engine.desired == Desired.RUNNING and engine.state not in (EngineState.FAILED,
                                                                       EngineState.STOPPED):
             return engine  # already wanted running: nothing to do, nothing to record
-        fields = {"desired": Desired.RUNNING, "next_start_at": None}
+        fields: dict[str, Any] = {"desired": Desired.RUNNING, "next_start_at": None}
         if not engine.active:
             fields.update(state=EngineState.QUEUED,
                           state_reason="waiting for a monitor to start it")

@@ -22,7 +22,7 @@ HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class ArgsField(forms.CharField):
     """Extra flags: a JSON list in the API, one line of shell words in the form."""
 
-    def to_python(self, value: Any) -> list[str]:
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         if isinstance(value, list):
             return value
         text = (value or "").strip()
@@ -48,7 +48,7 @@ class ArgsField(forms.CharField):
 class EnvField(forms.CharField):
     """Environment variables: a JSON object in the API, NAME=value lines in the form."""
 
-    def to_python(self, value: Any) -> dict[str, str]:
+    def to_python(self, value: Any) -> dict[str, str]:  # type: ignore[override]
         if isinstance(value, dict):
             return value
         result: dict[str, str] = {}
@@ -103,7 +103,9 @@ class EngineForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["plan"].queryset = DeploymentPlan.objects.all()
+        plan = self.fields["plan"]
+        assert isinstance(plan, forms.ModelChoiceField)
+        plan.queryset = DeploymentPlan.objects.all()
         self.fields["plan"].required = False
 
     def clean_name(self) -> str:

@@ -3,8 +3,10 @@
 Every rule looks at samples over a window and either recommends (with the
 metric, value, window and threshold that triggered it, a severity and a plain
 action) or not. A recommendation stays open while its evidence holds, is
-updated in place, and resolves itself when the evidence goes away. Where the
-engine can do it (Ollama today), "unload an idle model" is one click.
+updated in place, and resolves itself when the evidence goes away. Where Tanglaw can
+act (unload idle models, stop, restart or start a managed engine), `apply` carries it
+out — one click for an operator, or automatically (monitoring.automation) where the
+operator allowed it for that rule.
 """
 
 from __future__ import annotations
@@ -19,19 +21,25 @@ from django.utils import timezone
 
 from agents.models import Agent
 from console import audit, sizing
-from console.actions import Refused
+from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.choices import AuditAction, Status
 from console.models import Backend
+from engines import actions as engine_actions
+from engines.choices import Desired, EngineState
+from engines.models import ManagedEngine
 from monitoring import queries, store
-from monitoring.choices import RecState, Severity
-from monitoring.models import Recommendation, Sample, State
+from monitoring.choices import AutoOutcome, RecState, Severity
+from monitoring.models import AutoAction, Recommendation, Sample, State
 from traces.models import ExternalAgent
 
 LATENCY_TARGET_MS = 3000
 IDLE_MINUTES = 30
+RETURN_MINUTES = 5
+# engines that always unload over their API (llama-server only in router mode)
+UNLOADS = ("ollama", "foundry_local")
 
 
 def _evidence(metric: str, value: float, window: str, threshold: float, scope: str
@@ -142,25 +150,79 @@ def _host_rules(now) -> list[dict[str, Any]]:
 
 
 def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
-    """Memory is tight: recommend unloading models that are loaded but had no traffic."""
+    """Memory is tight: recommend unloading models that are loaded but had no traffic, or
+    stopping the managed engine that serves them."""
     out = []
     since = now - timedelta(minutes=IDLE_MINUTES)
-    for backend in Backend.objects.filter(enabled=True, kind__in=["ollama"]):
+    running = {e.backend_id: e for e in ManagedEngine.objects.filter(
+        state=EngineState.RUNNING, backend__isnull=False)}
+    for backend in Backend.objects.filter(enabled=True):
         scope = f"backend:{backend.pk}"
+        engine = running.get(backend.pk)
+        if engine is None and backend.kind not in UNLOADS:
+            continue
         recent = Sample.objects.filter(metric="requests", scope=scope, ts__gte=since).exists()
         loaded = store.latest("models_loaded", scope) or 0
-        if recent or loaded < 1:
+        if recent or (engine is None and loaded < 1):
             continue
+        if engine is not None:
+            what = (f"Stop the managed engine {engine.name}; it starts again when traffic "
+                    f"returns (with that rule applied automatically) or from Engines.")
+            apply = {"kind": "stop_engine", "engine_id": engine.pk}
+        else:
+            what = "Unload them; they load again on the next request."
+            apply = {"kind": "unload_loaded", "backend_id": backend.pk}
         out.append({"rule": "unload_idle", "severity": Severity.WARNING,
-                    "title": f"Memory is tight: unload idle models on {backend.name}",
+                    "title": f"Memory is tight: free {backend.name}'s idle memory",
                     "action": f"No turns reached {backend.name} in {IDLE_MINUTES} minutes, "
-                              f"yet it keeps {loaded:.0f} model(s) in memory. Unload them; "
-                              f"they load again on the next request.",
+                              f"yet it keeps its model(s) in memory. {what}",
                     "evidence": [_evidence("memory_percent avg", memory, "10m", 80, "host"),
                                  _evidence("requests", 0, f"{IDLE_MINUTES}m", 0, scope)],
-                    "scope": scope,
-                    "apply": {"kind": "unload_loaded", "backend_id": backend.pk}})
+                    "scope": scope, "apply": apply})
     return out
+
+
+def _engine_rules(now) -> list[dict[str, Any]]:
+    """Managed engines: one that failed (restart it), and one the automation stopped while
+    idle that traffic came back to (start it)."""
+    out = []
+    since = now - timedelta(minutes=RETURN_MINUTES)
+    for engine in ManagedEngine.objects.all():
+        scope = f"engine:{engine.pk}"
+        if engine.state == EngineState.FAILED:
+            out.append({"rule": "engine_failed", "severity": Severity.CRITICAL,
+                        "title": f"The managed engine {engine.name} failed: restart it",
+                        "action": f"It stopped: {engine.state_reason or 'see its log'}. "
+                                  f"Restart it; its log on the Engines page says why it "
+                                  f"failed if it fails again.",
+                        "evidence": [_evidence("last_exit_code", engine.last_exit_code or 0,
+                                               "now", 0, scope)],
+                        "scope": scope,
+                        "apply": {"kind": "restart_engine", "engine_id": engine.pk}})
+            continue
+        if engine.desired != Desired.STOPPED or not engine.backend_id \
+                or not _stopped_by_automation(engine):
+            continue
+        backend_scope = f"backend:{engine.backend_id}"
+        wanted = Sample.objects.filter(metric="requests", scope=backend_scope,
+                                       ts__gte=since).aggregate(n=Sum("value"))["n"] or 0
+        if wanted >= 1:
+            out.append({"rule": "traffic_returned", "severity": Severity.WARNING,
+                        "title": f"Traffic is back for {engine.name}: start it again",
+                        "action": f"{wanted:.0f} turn(s) asked for its backend in the last "
+                                  f"{RETURN_MINUTES} minutes since the automation stopped it "
+                                  f"while idle. Start it again.",
+                        "evidence": [_evidence("requests", wanted, f"{RETURN_MINUTES}m", 1,
+                                               backend_scope)],
+                        "scope": scope,
+                        "apply": {"kind": "start_engine", "engine_id": engine.pk}})
+    return out
+
+
+def _stopped_by_automation(engine: ManagedEngine) -> bool:
+    stop = AutoAction.objects.filter(outcome=AutoOutcome.DONE, rule="unload_idle",
+                                     scope=f"backend:{engine.backend_id}").first()
+    return stop is not None and (engine.stopped_at is None or engine.stopped_at >= stop.at)
 
 
 def _agent_rules(now) -> list[dict[str, Any]]:
@@ -211,7 +273,7 @@ def run(now=None) -> dict[str, int]:
     for backend in Backend.objects.filter(enabled=True):
         for item in _backend_rules(backend, now):
             found.append({"scope": f"backend:{backend.pk}", **item})
-    for item in _host_rules(now) + _fit_rules(now) + _agent_rules(now):
+    for item in _host_rules(now) + _fit_rules(now) + _agent_rules(now) + _engine_rules(now):
         found.append({"scope": item.get("scope") or item["evidence"][0]["scope"], **item})
     keys = set()
     with transaction.atomic():
@@ -229,11 +291,45 @@ def run(now=None) -> dict[str, int]:
     return {"open": len(keys), "resolved": resolved}
 
 
+def describe(apply: dict[str, Any] | None) -> str:
+    """What applying does, in words (the automation's dry run says this)."""
+    apply = apply or {}
+    kind = apply.get("kind")
+    if kind == "unload_loaded":
+        backend = Backend.objects.filter(pk=apply.get("backend_id") or 0).first()
+        return f"unload every model loaded on {backend.name if backend else 'a deleted backend'}"
+    engine = ManagedEngine.objects.filter(pk=apply.get("engine_id") or 0).first()
+    verb = {"stop_engine": "stop", "restart_engine": "restart", "start_engine": "start"}.get(
+        kind or "", "act on")
+    return f"{verb} the managed engine {engine.name if engine else '(deleted)'}"
+
+
 def apply(actor: Actor, rec: Recommendation) -> str:
-    """Carry out a recommendation's one-click action (confirmed in the UI). Audited."""
+    """Carry out a recommendation's action (confirmed in the UI, or by the automation where
+    allowed). Audited with the evidence."""
     if rec.state != RecState.OPEN or not rec.apply:
         raise Refused("this recommendation has no action to apply now")
-    backend = Backend.objects.filter(pk=rec.apply.get("backend_id")).first()
+    kind = rec.apply.get("kind")
+    target: Backend | ManagedEngine
+    if kind == "unload_loaded":
+        target, done = _unload_loaded(rec)
+    elif kind in ("stop_engine", "restart_engine", "start_engine"):
+        target, done = _engine_action(actor, rec, kind)
+    else:
+        raise Refused(f"Tanglaw cannot apply {kind!r}")
+    with transaction.atomic():
+        rec.state, rec.applied_by, rec.resolved_at = RecState.APPLIED, actor.username, \
+            timezone.now()
+        rec.save(update_fields=["state", "applied_by", "resolved_at"])
+        audit.record(AuditAction.RECOMMENDATION_APPLIED, actor, target=target,
+                     after={"recommendation": rec.title, "rule": rec.rule, "done": done,
+                            "evidence": rec.evidence,
+                            "automatic": actor.role == "system"})
+    return done
+
+
+def _unload_loaded(rec: Recommendation) -> tuple[Backend, str]:
+    backend = Backend.objects.filter(pk=(rec.apply or {}).get("backend_id") or 0).first()
     if backend is None:
         raise Refused("its backend no longer exists")
     adapter = adapter_for(backend)
@@ -251,13 +347,25 @@ def apply(actor: Actor, rec: Recommendation) -> str:
         unloaded = async_to_sync(unload_all)()  # on the server's loop, under ASGI
     except BackendError as exc:
         raise Refused(f"{backend.name}: {exc.message}") from None
-    with transaction.atomic():
-        rec.state, rec.applied_by, rec.resolved_at = RecState.APPLIED, actor.username, \
-            timezone.now()
-        rec.save(update_fields=["state", "applied_by", "resolved_at"])
-        audit.record(AuditAction.RECOMMENDATION_APPLIED, actor, target=backend,
-                     after={"recommendation": rec.title, "unloaded": unloaded})
-    return f"Unloaded {', '.join(unloaded) or 'nothing (no model was loaded)'} on {backend.name}."
+    return backend, (f"Unloaded {', '.join(unloaded) or 'nothing (no model was loaded)'} on "
+                     f"{backend.name}.")
+
+
+def _engine_action(actor: Actor, rec: Recommendation, kind: str
+                   ) -> tuple[ManagedEngine, str]:
+    engine = ManagedEngine.objects.filter(pk=(rec.apply or {}).get("engine_id") or 0).first()
+    if engine is None:
+        raise Refused("its managed engine no longer exists")
+    do = {"stop_engine": engine_actions.stop_engine,
+          "restart_engine": engine_actions.restart_engine,
+          "start_engine": engine_actions.start_engine}[kind]
+    try:
+        do(actor, engine)
+    except Invalid as exc:
+        raise Refused(" ".join(m for ms in exc.errors.values() for m in ms)) from None
+    verb = {"stop_engine": "Stopping", "restart_engine": "Restarting",
+            "start_engine": "Starting"}[kind]
+    return engine, f"{verb} the managed engine {engine.name}."
 
 
 def last_traffic(scope: str):

@@ -16,9 +16,9 @@ from console.actions import Invalid
 from console.api import found, need
 from console.audit import Actor
 from console.choices import AuditAction
-from monitoring import advisor, alerts, queries, store
-from monitoring.choices import AlertState, RecState
-from monitoring.models import Alert, AlertRule, Channel, Recommendation, State
+from monitoring import advisor, alerts, automation, queries, store
+from monitoring.choices import AlertState, AutoOutcome, RecState
+from monitoring.models import Alert, AlertRule, AutoAction, Channel, Recommendation, State
 
 router = Router(tags=["monitoring"])
 
@@ -254,6 +254,63 @@ def apply_recommendation(request, pk: int):
     need(request, "recommendations.apply")
     rec = found(Recommendation.objects, "recommendation", pk=pk)
     return {"detail": advisor.apply(Actor.from_request(request), rec)}
+
+
+class PolicyOut(Schema):
+    rule: str
+    description: str
+    mode: str
+    max_per_hour: int
+    updated_by: str
+
+
+class PolicyIn(Schema):
+    mode: str
+    max_per_hour: int | None = None
+
+
+class AutoActionOut(Schema):
+    at: datetime
+    rule: str
+    scope: str
+    recommendation_id: int | None
+    outcome: str
+    description: str
+    reason: str
+    evidence: list[dict[str, Any]]
+    detail: str
+
+
+def _policy_out(policy) -> dict[str, Any]:
+    return {"rule": policy.rule, "description": automation.RULES[policy.rule],
+            "mode": policy.mode, "max_per_hour": policy.max_per_hour,
+            "updated_by": policy.updated_by}
+
+
+@router.get("/automation/policies", response=list[PolicyOut])
+def list_policies(request):
+    """Per automatable recommendation rule: suggest (the default) or apply automatically."""
+    need(request, "dashboard.view")
+    return [_policy_out(p) for p in automation.policies().values()]
+
+
+@router.put("/automation/policies/{rule}", response={200: PolicyOut, 422: dict})
+def set_policy(request, rule: str, payload: PolicyIn):
+    need(request, "recommendations.apply")
+    return _policy_out(automation.set_policy(Actor.from_request(request), rule, payload.mode,
+                                             payload.max_per_hour))
+
+
+@router.get("/automation/actions", response=list[AutoActionOut])
+def list_auto_actions(request, outcome: str | None = None, limit: int = 100):
+    """What the automation did, and (outcome `would_do`: the dry run) what it would have."""
+    need(request, "dashboard.view")
+    rows = AutoAction.objects.all()
+    if outcome:
+        if outcome not in AutoOutcome.values:
+            raise HttpError(422, f"outcome must be one of {', '.join(AutoOutcome.values)}")
+        rows = rows.filter(outcome=outcome)
+    return list(rows[:max(1, min(limit, 500))])
 
 
 @router.get("/reports/performance")

@@ -35,3 +35,23 @@ class RecState(models.TextChoices):
     OPEN = "open", "Open"
     APPLIED = "applied", "Applied"
     RESOLVED = "resolved", "Resolved"
+
+
+class AutoMode(models.TextChoices):
+    """Per recommendation rule: what the automation does with an open recommendation."""
+
+    SUGGEST = "suggest", "Suggest (record what it would do)"
+    APPLY = "apply", "Apply automatically"
+
+
+class AutoOutcome(models.TextChoices):
+    WOULD = "would_do", "Would have done"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    LIMITED = "rate_limited", "Held back (rate limit)"
+
+
+AUTO_OUTCOME_COLOURS: dict[str, str] = {
+    AutoOutcome.WOULD: "grey", AutoOutcome.DONE: "green", AutoOutcome.FAILED: "red",
+    AutoOutcome.LIMITED: "amber",
+}

@@ -14,7 +14,15 @@ from django.utils import timezone
 
 from console.crypto import EncryptedTextField
 from console.redact import mask_url
-from monitoring.choices import AlertState, ChannelKind, Comparator, RecState, Severity
+from monitoring.choices import (
+    AlertState,
+    AutoMode,
+    AutoOutcome,
+    ChannelKind,
+    Comparator,
+    RecState,
+    Severity,
+)
 
 
 class Sample(models.Model):
@@ -251,3 +259,47 @@ class Recommendation(models.Model):
     def __str__(self) -> str:
         return self.title
 
+
+
+class AutomationPolicy(models.Model):
+    """Per recommendation rule (unload_idle, engine_failed, traffic_returned): suggest, or
+    apply automatically, and at most how many automatic actions of it an hour."""
+
+    rule = models.CharField(max_length=64, unique=True)
+    mode = models.CharField(max_length=16, choices=AutoMode.choices, default=AutoMode.SUGGEST)
+    max_per_hour = models.PositiveIntegerField(default=4)
+    updated_by = models.CharField(max_length=150, blank=True, default="")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["rule"]
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.mode}"
+
+
+class AutoAction(models.Model):
+    """What the automation did for an open recommendation, or (suggest mode, the dry run)
+    what it would have done: when, what, and because of which evidence."""
+
+    at = models.DateTimeField(default=timezone.now)
+    rule = models.CharField(max_length=64)
+    scope = models.CharField(max_length=64)
+    recommendation = models.ForeignKey(Recommendation, on_delete=models.SET_NULL, null=True,
+                                       blank=True, related_name="auto_actions")
+    outcome = models.CharField(max_length=16, choices=AutoOutcome.choices)
+    description = models.CharField(max_length=300, help_text="what it does, in words")
+    reason = models.CharField(max_length=300, help_text="the recommendation's title")
+    evidence = models.JSONField(default=list)
+    detail = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(
+                # automation: actions of a rule in the last hour (the rate limit)
+                fields=["rule", "outcome", "at"], name="monitoring_auto_rule_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.outcome}: {self.description}"

@@ -14,6 +14,8 @@ urlpatterns = [
     path("alerts/rules/<int:pk>/delete/", views.rule_delete, name="alert_rule_delete"),
     path("alerts/channels/new/", views.channel_create, name="alert_channel_create"),
     path("recommendations/", views.recommendation_list, name="recommendation_list"),
+    path("recommendations/automation/<str:rule>/", views.automation_policy,
+         name="automation_policy"),
     path("recommendations/<int:pk>/apply/", views.recommendation_apply,
          name="recommendation_apply"),
 ]

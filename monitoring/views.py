@@ -16,11 +16,19 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import Backend
 from console.permissions import has_perm, require
-from monitoring import advisor, alerts, queries, store
+from monitoring import advisor, alerts, automation, queries, store
 from monitoring.api import set_probe_interval
 from monitoring.channels import create_channel
-from monitoring.choices import AlertState, ChannelKind, Comparator, RecState, Severity
-from monitoring.models import Alert, AlertRule, Channel, Recommendation, State
+from monitoring.choices import (
+    AUTO_OUTCOME_COLOURS,
+    AlertState,
+    AutoMode,
+    ChannelKind,
+    Comparator,
+    RecState,
+    Severity,
+)
+from monitoring.models import Alert, AlertRule, AutoAction, Channel, Recommendation, State
 
 START_HINT = "start it with `make run` (which starts it beside the web server) or " \
              "`.venv/bin/python manage.py monitor`"
@@ -171,7 +179,34 @@ def channel_create(request):
 def recommendation_list(request):
     return render(request, "monitoring/recommendations.html", {
         "open": Recommendation.objects.filter(state=RecState.OPEN),
-        "closed": Recommendation.objects.exclude(state=RecState.OPEN)[:20]})
+        "closed": Recommendation.objects.exclude(state=RecState.OPEN)[:20],
+        "policies": [{"policy": p, "description": automation.RULES[p.rule]}
+                     for p in automation.policies().values()],
+        "modes": AutoMode.choices,
+        "auto_actions": [{"row": a, "colour": AUTO_OUTCOME_COLOURS.get(a.outcome, "grey")}
+                         for a in AutoAction.objects.all()[:30]]})
+
+
+@require("recommendations.apply")
+@require_POST
+def automation_policy(request, rule: str):
+    try:
+        policy = automation.set_policy(Actor.from_request(request), rule,
+                                       request.POST.get("mode", ""),
+                                       _int_or_none(request.POST.get("max_per_hour")))
+    except Invalid as exc:
+        messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
+    else:
+        messages.success(request, f"{automation.RULES[rule]}: "
+                                  f"{policy.get_mode_display().lower()}.")
+    return redirect("recommendation_list")
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text not in (None, "") else None
+    except ValueError:
+        raise Invalid({"max_per_hour": ["a whole number"]}) from None
 
 
 @require("recommendations.apply")

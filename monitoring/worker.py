@@ -225,6 +225,11 @@ class Monitor:
 
         return advisor.run()
 
+    def automate(self) -> dict[str, int]:
+        from monitoring import automation
+
+        return automation.run()
+
     # -- rounds ------------------------------------------------------------------
     def round(self, *, force: bool = False) -> dict[str, Any]:
         """A full round. Skipped (returns {}) when another monitor has this interval."""
@@ -240,7 +245,8 @@ class Monitor:
             steps.append(("host_samples", self.collect_host))
         steps += [("runs", self.traffic), ("rollup", self.rollup), ("pruned", self.prune),
                   ("alerts", self.evaluate), ("notifications", self.notify),
-                  ("recommendations", self.advise), ("audit_ok", self.verify_audit),
+                  ("recommendations", self.advise), ("automation", self.automate),
+                  ("audit_ok", self.verify_audit),
                   ("audit_head", self.audit_head)]
         if self.rounds % GPU_PROCESS_EVERY == 0:
             steps.append(("gpu_processes", self.gpu_processes))

@@ -39,7 +39,7 @@ def example(schema: Any) -> Any:
         kind = next((k for k in kind if k != "null"), None)
     if kind in ("number", "integer"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-        return max(1, int(low) + (1 if "exclusiveMinimum" in schema else 0))
+        return max(1, int(float(low or 0)) + (1 if "exclusiveMinimum" in schema else 0))
     if kind == "string":
         return "2026-01-01T00:00:00Z" if schema.get("format") == "date-time" else "example"
     if kind == "boolean":
