@@ -52,6 +52,18 @@ def wait_for_port(port: int, proc: subprocess.Popen | None, what: str, timeout: 
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def _server_binary(pattern: str, package: str) -> str:
     on_path = shutil.which(Path(pattern).name)
     found = sorted(glob.glob(pattern)) or ([on_path] if on_path else [])
@@ -120,9 +132,7 @@ class Redis:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

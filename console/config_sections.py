@@ -12,7 +12,7 @@ from console.actions import backends as backend_actions
 from console.actions import plans as plan_actions
 from console.audit import Actor
 from console.models import Backend, DeploymentPlan, ModelRole, SiteSetting
-from console.siteconfig import list_of, prefixed
+from console.siteconfig import list_of, named_items, prefixed
 
 BACKEND_FIELDS = ["kind", "base_url", "enabled", "connect_timeout_s", "read_timeout_s",
                   "active_probe_interval_s", "active_probe_model", "notes"]
@@ -33,19 +33,9 @@ class BackendsSection:
         errors: dict[str, list[str]] = {}
         changes: list[dict[str, str]] = []
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            path = f"backends[{i}]"
-            if not isinstance(item, dict) or not str(item.get("name") or "").strip():
-                errors[f"{path}.name"] = ["every backend needs a name"]
-                continue
-            name = str(item["name"]).strip()
-            if name in seen:
-                errors[f"{path}.name"] = [f"{name!r} appears twice"]
-                continue
+        for path, name, item in named_items(items, "backends", "backend",
+                                            {"api_key", *BACKEND_FIELDS}, errors):
             seen.add(name)
-            unknown = set(item) - {"name", "api_key", *BACKEND_FIELDS}
-            for key in sorted(unknown):
-                errors[f"{path}.{key}"] = ["unknown field"]
             existing = Backend.objects.filter(name=name).first()
             values = {"name": name, **{f: item[f] for f in BACKEND_FIELDS if f in item}}
             key = secrets.get(f"backends.{name}.api_key")

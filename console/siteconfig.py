@@ -15,6 +15,7 @@ named, and their values are given at apply time (`secrets`, keyed
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import yaml
@@ -47,6 +48,27 @@ def list_of(data: Any, key: str) -> list:
     if not isinstance(data, list):
         raise Invalid({key: ["expected a list"]})
     return data
+
+
+def named_items(items: list, section: str, what: str, fields: set[str],
+                errors: dict[str, list[str]]) -> Iterator[tuple[str, str, dict]]:
+    """A section's items that carry a name not seen before, as (path, name, item); the
+    others go into `errors` under their paths (no name, a name twice), and so do the
+    unknown fields of the ones given back."""
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        path = f"{section}[{i}]"
+        if not isinstance(item, dict) or not str(item.get("name") or "").strip():
+            errors[f"{path}.name"] = [f"every {what} needs a name"]
+            continue
+        name = str(item["name"]).strip()
+        if name in seen:
+            errors[f"{path}.name"] = [f"{name!r} appears twice"]
+            continue
+        seen.add(name)
+        for key in sorted(set(item) - fields - {"name"}):
+            errors[f"{path}.{key}"] = ["unknown field"]
+        yield path, name, item
 
 
 def prefixed(exc: Invalid, path: str) -> dict[str, list[str]]:

@@ -99,59 +99,51 @@ def _event(engine: ManagedEngine, state: str, detail: str) -> None:
     EngineEvent.objects.create(engine=engine, state=state, detail=detail[:500])
 
 
+AUDITED = {"start": AuditAction.ENGINE_STARTED, "stop": AuditAction.ENGINE_STOPPED,
+           "restart": AuditAction.ENGINE_RESTARTED}
+
+
 def start_engine(actor: Actor, engine: ManagedEngine) -> ManagedEngine:
-    if commands.command_for(engine.command) is None:
-        raise Invalid({"command": ["This command is no longer allowed on this machine "
-                                  "(TANGLAW_ENGINE_COMMANDS); choose another."]})
-    with transaction.atomic():
-        engine = ManagedEngine.objects.select_for_update().get(pk=engine.pk)
-        if engine.desired == Desired.RUNNING and engine.state not in (EngineState.FAILED,
-                                                                      EngineState.STOPPED):
-            return engine  # already wanted running: nothing to do, nothing to record
-        fields: dict[str, Any] = {"desired": Desired.RUNNING, "next_start_at": None}
-        if not engine.active:
-            fields.update(state=EngineState.QUEUED,
-                          state_reason="waiting for a monitor to start it")
-        ManagedEngine.objects.filter(pk=engine.pk).update(**fields, updated_at=timezone.now())
-        _event(engine, EngineState.QUEUED, f"start asked by {actor.username or 'system'}")
-        audit.record(AuditAction.ENGINE_STARTED, actor, target=engine,
-                     after={"state": engine.state})
-    engine.refresh_from_db()
-    return engine
+    return _ask(actor, engine, "start")
 
 
 def stop_engine(actor: Actor, engine: ManagedEngine) -> ManagedEngine:
-    with transaction.atomic():
-        engine = ManagedEngine.objects.select_for_update().get(pk=engine.pk)
-        if engine.desired == Desired.STOPPED and not engine.active:
-            return engine
-        fields: dict[str, Any] = {"desired": Desired.STOPPED, "next_start_at": None}
-        if not engine.worker:  # nobody runs it: stopped now, no monitor needed
-            fields.update(state=EngineState.STOPPED, state_reason="stopped before it started",
-                          stopped_at=timezone.now())
-        ManagedEngine.objects.filter(pk=engine.pk).update(**fields, updated_at=timezone.now())
-        _event(engine, EngineState.STOPPING, f"stop asked by {actor.username or 'system'}")
-        audit.record(AuditAction.ENGINE_STOPPED, actor, target=engine,
-                     after={"state": engine.state, "pid": engine.pid})
-    engine.refresh_from_db()
-    return engine
+    return _ask(actor, engine, "stop")
 
 
 def restart_engine(actor: Actor, engine: ManagedEngine) -> ManagedEngine:
     """Stop the process (if any) and start a new one, with the engine's current settings."""
-    if commands.command_for(engine.command) is None:
+    return _ask(actor, engine, "restart")
+
+
+def _ask(actor: Actor, engine: ManagedEngine, action: str) -> ManagedEngine:
+    """Write what the operator wants; the supervisor does it. Asking for what is already
+    so changes and records nothing."""
+    running = action != "stop"
+    if running and commands.command_for(engine.command) is None:
         raise Invalid({"command": ["This command is no longer allowed on this machine "
-                                  "(TANGLAW_ENGINE_COMMANDS); choose another."]})
+                                   "(TANGLAW_ENGINE_COMMANDS); choose another."]})
     with transaction.atomic():
         engine = ManagedEngine.objects.select_for_update().get(pk=engine.pk)
-        fields: dict[str, Any] = {"desired": Desired.RUNNING, "next_start_at": None,
-                                  "generation": engine.generation + 1}
-        if not engine.active:
+        if action == "start" and engine.desired == Desired.RUNNING \
+                and engine.state not in (EngineState.FAILED, EngineState.STOPPED):
+            return engine
+        if action == "stop" and engine.desired == Desired.STOPPED and not engine.active:
+            return engine
+        fields: dict[str, Any] = {"desired": Desired.RUNNING if running else Desired.STOPPED,
+                                  "next_start_at": None, "updated_at": timezone.now()}
+        if action == "restart":
+            fields["generation"] = engine.generation + 1
+        if running and not engine.active:
             fields.update(state=EngineState.QUEUED,
                           state_reason="waiting for a monitor to start it")
-        ManagedEngine.objects.filter(pk=engine.pk).update(**fields, updated_at=timezone.now())
-        _event(engine, EngineState.QUEUED, f"restart asked by {actor.username or 'system'}")
-        audit.record(AuditAction.ENGINE_RESTARTED, actor, target=engine,
+        elif not running and not engine.worker:  # nobody runs it: stopped now
+            fields.update(state=EngineState.STOPPED, state_reason="stopped before it started",
+                          stopped_at=timezone.now())
+        ManagedEngine.objects.filter(pk=engine.pk).update(**fields)
+        _event(engine, EngineState.QUEUED if running else EngineState.STOPPING,
+               f"{action} asked by {actor.username or 'system'}")
+        audit.record(AUDITED[action], actor, target=engine,
                      after={"state": engine.state, "pid": engine.pid})
     engine.refresh_from_db()
     return engine

@@ -8,7 +8,7 @@ from typing import Any
 from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import DeploymentPlan
-from console.siteconfig import list_of, prefixed
+from console.siteconfig import list_of, named_items, prefixed
 from engines import actions
 from engines.choices import Desired
 from engines.models import ManagedEngine
@@ -35,19 +35,9 @@ class EnginesSection:
         errors: dict[str, list[str]] = {}
         changes: list[dict[str, str]] = []
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            path = f"engines[{i}]"
-            if not isinstance(item, dict) or not str(item.get("name") or "").strip():
-                errors[f"{path}.name"] = ["every engine needs a name"]
-                continue
-            name = str(item["name"]).strip()
-            if name in seen:
-                errors[f"{path}.name"] = [f"{name!r} appears twice"]
-                continue
+        for path, name, item in named_items(items, "engines", "engine",
+                                            {"plan", "desired", *FIELDS}, errors):
             seen.add(name)
-            unknown = set(item) - {"name", "plan", "desired", *FIELDS}
-            for key in sorted(unknown):
-                errors[f"{path}.{key}"] = ["unknown field"]
             desired = item.get("desired", Desired.STOPPED)
             if desired not in Desired.values:
                 errors[f"{path}.desired"] = [f"one of {', '.join(Desired.values)}"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from console.cluster import free_port  # one helper for the tests, bench/ and the cluster
+from console.cluster import free_port, stop_process  # shared by the tests, bench/ and the cluster
 
 
 def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float, what: str) -> bool:
@@ -59,10 +59,5 @@ class LlamaServer:
         raise RuntimeError("llama-server did not become healthy in time")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         self.proc = None

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from console.cluster import free_port, wait_for_port
+from console.cluster import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1] / "npm"
 MODULES = ROOT / "node_modules"
@@ -47,10 +47,5 @@ class EverythingServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
