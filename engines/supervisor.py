@@ -49,7 +49,8 @@ from engines.models import EngineEvent, ManagedEngine
 
 log = logging.getLogger("tanglaw.engines")
 ACTOR = Actor.system("supervisor")
-TICK_S = 0.5
+TICK_S = 0.5  # while a process it runs starts or stops
+IDLE_TICK_S = 2.0  # otherwise: an exit is seen within 2 s, and an idle monitor stays idle
 LEASE_S = 30.0
 RENEW_S = 5.0
 HEALTH_EVERY_S = 1.0
@@ -110,6 +111,12 @@ class Supervisor:
         for pk in set(self.procs) - set(ManagedEngine.objects.filter(
                 worker=self.worker).values_list("pk", flat=True)):
             self._abandon(pk)
+
+    def wait_s(self) -> float:
+        """How long until the next pass."""
+        busy = any(not run.ready or run.stopping_since is not None
+                   for run in self.procs.values())
+        return TICK_S if busy else IDLE_TICK_S
 
     def _owned(self, engine: ManagedEngine):
         return ManagedEngine.objects.filter(pk=engine.pk, worker=self.worker)
@@ -390,7 +397,7 @@ class SupervisorThread:
                     self.supervisor.step()
                 except Exception:  # noqa: BLE001 - keep supervising
                     log.exception("engine supervisor pass failed")
-                self._stop.wait(TICK_S)
+                self._stop.wait(self.supervisor.wait_s())
             self.supervisor.shutdown()
         finally:
             connection.close()

@@ -66,7 +66,9 @@ def test_it_starts_waits_for_health_and_registers_its_backend(fake_command, beha
     engine = drive(a, engine, lambda e: e.state == EngineState.STARTING, what="starting")
     assert engine.pid and alive(engine.pid) and engine.worker == "monitor-a"
     assert engine.backend_id is None  # not before it answers /health
+    assert a.wait_s() == supervisor.TICK_S  # watched closely while it starts
     engine = drive(a, engine, lambda e: e.state == EngineState.RUNNING, what="running")
+    assert a.wait_s() == supervisor.IDLE_TICK_S
     backend = Backend.objects.get(pk=engine.backend_id)
     assert (backend.name, backend.kind) == ("local-fake", "llamacpp")
     assert backend.base_url == f"http://127.0.0.1:{engine.port}"
