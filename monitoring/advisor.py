@@ -38,8 +38,7 @@ from traces.models import ExternalAgent
 LATENCY_TARGET_MS = 3000
 IDLE_MINUTES = 30
 RETURN_MINUTES = 5
-# engines that always unload over their API (llama-server only in router mode)
-UNLOADS = ("ollama", "foundry_local")
+ALWAYS_UNLOAD = ("ollama", "foundry_local")  # llama-server: only in router mode
 
 
 def _evidence(metric: str, value: float, window: str, threshold: float, scope: str
@@ -156,10 +155,14 @@ def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
     since = now - timedelta(minutes=IDLE_MINUTES)
     running = {e.backend_id: e for e in ManagedEngine.objects.filter(
         state=EngineState.RUNNING, backend__isnull=False)}
+    # what the last probe saw: Ollama and Foundry Local always unload, llama-server in
+    # router mode (monitoring.worker records it)
+    unloads = {int(key.split(":")[1]) for key in State.objects.filter(
+        key__startswith="unloads:", value=True).values_list("key", flat=True)}
     for backend in Backend.objects.filter(enabled=True):
         scope = f"backend:{backend.pk}"
         engine = running.get(backend.pk)
-        if engine is None and backend.kind not in UNLOADS:
+        if engine is None and backend.pk not in unloads and backend.kind not in ALWAYS_UNLOAD:
             continue
         recent = Sample.objects.filter(metric="requests", scope=scope, ts__gte=since).exists()
         loaded = store.latest("models_loaded", scope) or 0

@@ -113,9 +113,11 @@ class Monitor:
             try:  # one backend's row (a name, a model list) must not lose the others'
                 record_probe(result.backend, result.report)
                 readings += result.readings() + self._throughput(result)
-                if result.report.models:  # for the advisor's "does it fit" rule
+                if result.report.models:  # for the advisor's "does it fit" and "unload" rules
                     State.objects.update_or_create(key=f"models:{result.backend.pk}",
                                                    defaults={"value": result.report.models})
+                    State.objects.update_or_create(key=f"unloads:{result.backend.pk}",
+                                                   defaults={"value": result.report.unloads})
             except Exception:  # noqa: BLE001
                 log.exception("storing the probe of backend %s failed", result.backend.pk)
         store.record(readings, now)

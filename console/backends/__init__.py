@@ -76,6 +76,8 @@ class Report:
     # False when the probe did not ask (health only) or the engine did not answer: then
     # `models` being empty says nothing about how many it has
     models_listed: bool = False
+    # whether the engine can unload models over its API (llama-server: in router mode)
+    unloads: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +133,7 @@ async def _probe(adapter: Adapter, *, with_models: bool) -> Report:
                 if hit:
                     model.vram_bytes, model.expires_at = hit.vram_bytes, hit.expires_at
     report.models = [_model_dict(m) for m in models]
+    report.unloads = adapter.unloads()
     if problems:
         report.status = DEGRADED
         report.error = "; ".join(filter(None, [report.error, *problems]))

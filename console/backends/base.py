@@ -177,6 +177,10 @@ class Adapter:
         """Models the engine can download (Foundry Local); empty for the others."""
         return []
 
+    def unloads(self) -> bool:
+        """Can this engine unload a model over its API (as far as the last probe saw)?"""
+        return "unload" in self.capabilities
+
     def pull(self, model: str):
         """An async iterator of progress events {status, digest, total, completed}."""
         raise BackendError(self.lifecycle_note)

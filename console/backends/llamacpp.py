@@ -23,6 +23,12 @@ class LlamaCppAdapter(Adapter):
                       "mode (several models) to load and unload from here, and download GGUF "
                       "files yourself")
 
+    # router mode, as the last loaded_models() saw it (None: not asked yet)
+    router: bool | None = None
+
+    def unloads(self) -> bool:
+        return bool(self.router)
+
     async def router_mode(self) -> bool:
         response = await self.request("GET", "/models")
         if response.status_code != 200:
@@ -92,6 +98,7 @@ class LlamaCppAdapter(Adapter):
 
     async def loaded_models(self) -> list[LoadedModel]:
         response = await self.request("GET", "/models")
+        self.router = False
         if response.status_code == 404:
             # single-model mode: the model it serves is the one loaded
             return [LoadedModel(id=m.id, size_bytes=m.size_bytes) for m in await self.list_models()]
@@ -102,6 +109,7 @@ class LlamaCppAdapter(Adapter):
         if not any("status" in e for e in entries):
             # not router mode: newer builds answer /models like /v1/models, no status
             return [LoadedModel(id=m.id, size_bytes=m.size_bytes) for m in await self.list_models()]
+        self.router = True
         loaded = []
         for entry in entries:
             status = entry.get("status")

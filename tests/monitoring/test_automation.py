@@ -203,3 +203,22 @@ def test_the_api_and_the_page(operator_client, viewer_client):
     response = operator_client.post("/recommendations/automation/unload_idle/",
                                     {"mode": "apply", "max_per_hour": "lots"}, follow=True)
     assert "a whole number" in response.content.decode()
+
+
+def test_llama_server_unloads_idle_models_only_in_router_mode(fake, settings):
+    from monitoring.worker import Monitor as RealMonitor
+
+    router = fake("llamacpp", router=True, models=["tiny", "small"])
+    single = fake("llamacpp", models=["tiny"])
+    routed = Backend.objects.create(name="router", kind="llamacpp", base_url=router.url)
+    plain = Backend.objects.create(name="single", kind="llamacpp", base_url=single.url)
+    results = {r.backend.pk: r.report for r in RealMonitor(worker="m").probe()}
+    assert results[routed.pk].unloads is True and results[plain.pk].unloads is False
+    add("memory_percent", "host", [88, 91, 90])
+    for backend in (routed, plain):
+        add("models_loaded", f"backend:{backend.pk}", [1])
+    advisor.run()
+    recs = {r.scope: r for r in Recommendation.objects.filter(rule="unload_idle")}
+    assert set(recs) == {f"backend:{routed.pk}"}
+    assert recs[f"backend:{routed.pk}"].apply == {"kind": "unload_loaded",
+                                                   "backend_id": routed.pk}
