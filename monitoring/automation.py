@@ -33,8 +33,8 @@ from monitoring.models import AutoAction, AutomationPolicy, Recommendation
 ACTOR = Actor.system("automation")
 # the rules whose action Tanglaw can carry out on its own, and what each does
 RULES: dict[str, str] = {
-    "unload_idle": "Unload idle models (Ollama, Foundry Local) or stop the idle managed "
-                   "engine, when memory is tight",
+    "unload_idle": "Unload idle models (Ollama, Foundry Local, llama-server in router "
+                   "mode) or stop the idle managed engine, when memory is tight",
     "engine_failed": "Restart a managed engine that failed",
     "traffic_returned": "Start a managed engine again when traffic returns to it",
 }
