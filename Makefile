@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-test
 RUN_STAMP := $(VENV)/.installed-run
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: run run-cluster test test-quick bench lint system-deps cluster-deps clean
+.PHONY: run run-cluster test test-deps test-quick bench lint system-deps cluster-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,10 +53,15 @@ run-cluster: $(RUN_STAMP) cluster-deps
 	$(PY) -m console.cluster
 
 ## make test: every test (engine and browser included), plus lint and checks
-test: $(STAMP) $(NPM_PEERS) $(VLLM_STAMP) system-deps lint
+test: test-deps system-deps lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
+
+# on a new machine the three installs overlap: llama.cpp compiles (CPU) while vLLM's
+# ~3.5 GB download (network) and the npm peers arrive
+test-deps:
+	$(MAKE) -j3 $(STAMP) $(NPM_PEERS) $(VLLM_STAMP)
 
 ## make test-quick: the fast suite, without the real engine, the browser, PostgreSQL and slow process tests
 test-quick: $(STAMP) lint
@@ -100,4 +105,4 @@ cluster-deps:
 	$(APT_INSTALL)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-vllm tests/npm/node_modules .pytest_cache .ruff_cache
