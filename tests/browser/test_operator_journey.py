@@ -139,7 +139,7 @@ def test_first_hour_of_a_new_operator(page, console, engine):
 PAGES = ["/", "/backends/", "/backends/new/", "/backends/discover/", "/models/", "/plans/",
          "/config/", "/agents/", "/agents/new/", "/agents/import/", "/playground/",
          "/knowledge/", "/tools/", "/tools/http/new/", "/tools/mcp/", "/monitoring/",
-         "/monitoring/report/", "/alerts/", "/recommendations/",
+         "/monitoring/report/", "/alerts/", "/recommendations/", "/engines/", "/engines/new/",
          "/audit/", "/users/", "/account/tokens/", "/account/password/",
          "/admin/"]
 

@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from agents.models import Agent, Tool
+from agents.tools.builtin import SPECS
 from console.backends import adapter_for, probe
 from console.backends.base import BackendError
 from console.choices import AuditAction
@@ -157,8 +158,12 @@ def test_a_streamed_chat_with_usage_then_every_charted_metric(vllm):
 @pytest.mark.usefixtures("live_db")  # the gateway's turn writes from its own threads
 def test_an_agent_calls_its_tool_on_vllm(vllm, admin_user):
     backend = Backend.objects.create(name="vllm", kind="vllm", base_url=vllm.url)
-    clock = Tool.objects.get(name="current_time")
-    Tool.objects.filter(pk=clock.pk).update(enabled=True)
+    # the built-in tool (a transactional test before this one may have flushed the row
+    # its migration wrote)
+    spec = SPECS["current_time"]
+    clock, _ = Tool.objects.update_or_create(name="current_time", defaults={
+        "kind": "builtin", "description": spec["description"],
+        "parameters": spec["parameters"], "enabled": True})
     agent = Agent.objects.create(name="Clock", backend=backend, model="tiny",
                                  system_prompt="Tell the time.", max_tokens=256,
                                  temperature=0)
