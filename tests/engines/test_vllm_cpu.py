@@ -35,7 +35,9 @@ from engines.supervisor import Supervisor
 from tests.engines.conftest import drive
 from tests.gateway.conftest import make_key, run, sdk
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+# all transactional (the gateway's turn writes from its own threads): pytest-django runs
+# transactional tests last, so the module stays together and vLLM starts once for it
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.usefixtures("live_db")]
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PY = ROOT / ".venv-vllm" / "bin" / "python"
 COMMAND = shlex.join([str(VLLM_PY), "-m", commands.VLLM_MODULE])
@@ -155,7 +157,6 @@ def test_a_streamed_chat_with_usage_then_every_charted_metric(vllm):
     assert 'vllm:num_requests_running{engine="0",model_name="tiny"}' in text
 
 
-@pytest.mark.usefixtures("live_db")  # the gateway's turn writes from its own threads
 def test_an_agent_calls_its_tool_on_vllm(vllm, admin_user):
     backend = Backend.objects.create(name="vllm", kind="vllm", base_url=vllm.url)
     # the built-in tool (a transactional test before this one may have flushed the row
@@ -187,7 +188,6 @@ def test_an_agent_calls_its_tool_on_vllm(vllm, admin_user):
     assert event.after["name"] == "current_time", event.after
 
 
-@pytest.mark.django_db
 def test_vllm_as_a_managed_engine(tiny_model, admin_client, settings, tmp_path):
     settings.TANGLAW_ENGINE_COMMANDS = [COMMAND]
     settings.DATA_DIR = tmp_path
