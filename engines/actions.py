@@ -26,6 +26,8 @@ FIELDS = ["name", "kind", "command", "model_path", "host", "port", "context", "t
           "extra_args", "env", "auto_restart", "ready_timeout_s", "plan"]
 
 
+# the form's field names as the API and the site config spell them
+PUBLIC_NAMES = {"command": "binary"}
 DEFAULTS = {"host": "127.0.0.1", "ready_timeout_s": 300, "auto_restart": True,
             "extra_args": [], "env": {}}
 

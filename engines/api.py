@@ -19,7 +19,7 @@ from engines.models import EngineEvent, ManagedEngine
 
 router = Router(tags=["engines"])
 # the form's field names → the API's
-API_NAMES = {"command": "binary", "plan": "plan_id"}
+API_NAMES = {**actions.PUBLIC_NAMES, "plan": "plan_id"}
 
 
 @contextmanager

@@ -54,8 +54,7 @@ class EnginesSection:
             try:
                 change = self._apply_one(actor, name, values, desired)
             except Invalid as exc:
-                named = {"command": "binary"}
-                errors.update(prefixed(Invalid({named.get(k, k): v
+                errors.update(prefixed(Invalid({actions.PUBLIC_NAMES.get(k, k): v
                                                 for k, v in exc.errors.items()}), path))
                 continue
             changes.append({"action": change, "kind": "engine", "name": name})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import psutil
 from django.db import close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
@@ -102,14 +104,15 @@ class Supervisor:
         self._claim(now)
         if time.monotonic() - self._renewed >= RENEW_S:
             self._renew(now)
-        for engine in ManagedEngine.objects.filter(worker=self.worker):
+        owned = list(ManagedEngine.objects.filter(worker=self.worker))
+        for engine in owned:
             try:
                 self._reconcile(engine)
             except Exception:  # noqa: BLE001 - one engine must not stop the others
                 log.exception("supervising engine %s failed", engine.pk)
-        # processes of engines no longer ours (deleted, or lost): nobody else may run them
-        for pk in set(self.procs) - set(ManagedEngine.objects.filter(
-                worker=self.worker).values_list("pk", flat=True)):
+        # processes of engines no longer ours (deleted, or lost): nobody else may run them.
+        # (A pass gives an engine back only once its process is gone.)
+        for pk in set(self.procs) - {engine.pk for engine in owned}:
             self._abandon(pk)
 
     def wait_s(self) -> float:
@@ -166,8 +169,7 @@ class Supervisor:
             return
         argv = commands.argv(engine, command)
         binary = argv[0]
-        if not (os.sep in binary and os.access(binary, os.X_OK)) and not (
-                os.sep not in binary and _which(binary)):
+        if shutil.which(binary) is None:  # a path: executable; a name: on PATH
             self._fail(engine, f"{binary} is not an executable on this machine")
             return
         workdir = logs.workdir(engine.pk)
@@ -323,8 +325,6 @@ class Supervisor:
         there: the same machine, and the engine's own command line."""
         if not engine.pid or engine.hostname != self.hostname or engine.pk in self.procs:
             return
-        import psutil
-
         try:
             proc = psutil.Process(engine.pid)
             cmdline = proc.cmdline()
@@ -367,12 +367,6 @@ class Supervisor:
         ManagedEngine.objects.filter(worker=self.worker).update(worker="", lease_until=None)
         self.procs.clear()
         self._http.close()
-
-
-def _which(name: str) -> bool:
-    import shutil
-
-    return shutil.which(name) is not None
 
 
 class SupervisorThread:

@@ -36,10 +36,6 @@ def engine_list(request):
         "plans": DeploymentPlan.objects.order_by("name")})
 
 
-def _said(exc: Invalid) -> str:
-    return " ".join(m for ms in exc.errors.values() for m in ms)
-
-
 def _initial(request) -> dict:
     plan_id = request.GET.get("plan")
     if plan_id and plan_id.isdigit():
@@ -48,10 +44,16 @@ def _initial(request) -> dict:
             try:
                 return {**actions.from_plan(plan), "name": plan.name}
             except Invalid as exc:
-                messages.error(request, _said(exc))
+                messages.error(request, exc.messages)
     kind = request.GET.get("kind", EngineKind.LLAMACPP)
     return {"kind": kind if kind in EngineKind.values else EngineKind.LLAMACPP,
             "port": 8080 if kind != EngineKind.VLLM else 8000, "host": "127.0.0.1"}
+
+
+def _posted(request) -> dict:
+    data = {k: request.POST.get(k, "") for k in actions.FIELDS}
+    data["auto_restart"] = request.POST.get("auto_restart") == "on"
+    return data
 
 
 def _form_page(request, form, engine=None):
@@ -66,8 +68,7 @@ def _form_page(request, form, engine=None):
 def engine_create(request):
     if request.method == "GET":
         return _form_page(request, EngineForm(initial=_initial(request)))
-    data = {k: request.POST.get(k, "") for k in actions.FIELDS}
-    data["auto_restart"] = request.POST.get("auto_restart") == "on"
+    data = _posted(request)
     try:
         engine = actions.create_engine(Actor.from_request(request), data,
                                        start=request.POST.get("then") == "start")
@@ -84,8 +85,7 @@ def engine_edit(request, pk: int):
     engine = get_object_or_404(ManagedEngine, pk=pk)
     if request.method == "GET":
         return _form_page(request, EngineForm(instance=engine), engine)
-    data = {k: request.POST.get(k, "") for k in actions.FIELDS}
-    data["auto_restart"] = request.POST.get("auto_restart") == "on"
+    data = _posted(request)
     try:
         engine = actions.update_engine(Actor.from_request(request), engine, data)
     except Invalid as exc:
@@ -125,7 +125,7 @@ def engine_action(request, pk: int, action: str):
     try:
         do(Actor.from_request(request), engine)
     except Invalid as exc:
-        messages.error(request, _said(exc))
+        messages.error(request, exc.messages)
     else:
         messages.success(request, {"start": f"Starting {engine.name}…",
                                    "stop": f"Stopping {engine.name}…",

@@ -365,7 +365,7 @@ def _engine_action(actor: Actor, rec: Recommendation, kind: str
     try:
         do(actor, engine)
     except Invalid as exc:
-        raise Refused(" ".join(m for ms in exc.errors.values() for m in ms)) from None
+        raise Refused(exc.messages) from None
     verb = {"stop_engine": "Stopping", "restart_engine": "Restarting",
             "start_engine": "Starting"}[kind]
     return engine, f"{verb} the managed engine {engine.name}."

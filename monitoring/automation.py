@@ -95,23 +95,23 @@ def run(now=None) -> dict[str, int]:
         row: dict[str, Any] = {"rule": rec.rule, "scope": rec.scope, "recommendation": rec,
                                "description": advisor.describe(rec.apply)[:300],
                                "reason": rec.title[:300], "evidence": rec.evidence, "at": now}
-        if policy.mode == AutoMode.SUGGEST:
-            AutoAction.objects.create(outcome=AutoOutcome.WOULD, **row)
-        elif _held_back(policy, rec, now):
-            AutoAction.objects.create(outcome=AutoOutcome.LIMITED, detail=(
-                f"at most {policy.max_per_hour} an hour, and one per scope every "
-                f"{COOLDOWN_S // 60} minutes"), **row)
-        else:
-            try:
-                done = advisor.apply(ACTOR, rec)
-            except Refused as exc:
-                AutoAction.objects.create(outcome=AutoOutcome.FAILED, detail=str(exc)[:500],
-                                          **row)
-            else:
-                AutoAction.objects.create(outcome=AutoOutcome.DONE, detail=done[:500], **row)
-        counts[AutoAction.objects.filter(recommendation=rec).values_list(
-            "outcome", flat=True)[0]] += 1
+        outcome, detail = _act(policy, rec, now)
+        AutoAction.objects.create(outcome=outcome, detail=detail[:500], **row)
+        counts[outcome] += 1
     return {k: v for k, v in counts.items() if v}
+
+
+def _act(policy: AutomationPolicy, rec: Recommendation, now) -> tuple[str, str]:
+    """Do what the policy says with the recommendation: (outcome, detail)."""
+    if policy.mode == AutoMode.SUGGEST:
+        return AutoOutcome.WOULD, ""
+    if _held_back(policy, rec, now):
+        return AutoOutcome.LIMITED, (f"at most {policy.max_per_hour} an hour, and one per "
+                                     f"scope every {COOLDOWN_S // 60} minutes")
+    try:
+        return AutoOutcome.DONE, advisor.apply(ACTOR, rec)
+    except Refused as exc:
+        return AutoOutcome.FAILED, str(exc)
 
 
 def _held_back(policy: AutomationPolicy, rec: Recommendation, now) -> bool:

@@ -195,7 +195,7 @@ def automation_policy(request, rule: str):
                                        request.POST.get("mode", ""),
                                        _int_or_none(request.POST.get("max_per_hour")))
     except Invalid as exc:
-        messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
+        messages.error(request, exc.messages)
     else:
         messages.success(request, f"{automation.RULES[rule]}: "
                                   f"{policy.get_mode_display().lower()}.")

@@ -20,6 +20,11 @@ class Invalid(Exception):
         self.errors = errors
         self.form = form
 
+    @property
+    def messages(self) -> str:
+        """Every message, without the field names (for a page's flash message)."""
+        return " ".join(m for ms in self.errors.values() for m in ms)
+
 
 class Refused(Exception):
     """The action is not allowed in this state (e.g. demoting the last admin)."""

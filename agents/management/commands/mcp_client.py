@@ -20,6 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.tools import ToolError, mcp
+from console.safeinput import loads_json
 
 
 def example(schema: Any) -> Any:
@@ -83,7 +84,7 @@ class Command(BaseCommand):
         try:
             given = _loads(arguments) if call else {}
         except ValueError as exc:
-            raise CommandError(f"--arguments: {exc}") from None
+            raise CommandError(f"--arguments: {getattr(exc, 'message', exc)}") from None
         report = asyncio.run(self._run(conf, call, given, call_all, timeout))
         self._print(report, as_json)
         if report.get("error") or any(not c["ok"] for c in report.get("calls", [])):
@@ -125,7 +126,7 @@ class Command(BaseCommand):
 
 
 def _loads(text: str) -> dict[str, Any]:
-    value = json.loads(text)
+    value = loads_json(text, "arguments")  # strict JSON, as the tool runtime reads it
     if not isinstance(value, dict):
         raise ValueError("a JSON object")
     return value
