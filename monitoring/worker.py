@@ -109,6 +109,8 @@ class Monitor:
         results = asyncio.run(probe_backends(backends, deadline_s=deadline))
         now = timezone.now()
         readings = []
+        unloads = dict(State.objects.filter(key__startswith="unloads:")
+                       .values_list("key", "value"))
         for result in results:
             try:  # one backend's row (a name, a model list) must not lose the others'
                 record_probe(result.backend, result.report)
@@ -116,8 +118,10 @@ class Monitor:
                 if result.report.models:  # for the advisor's "does it fit" and "unload" rules
                     State.objects.update_or_create(key=f"models:{result.backend.pk}",
                                                    defaults={"value": result.report.models})
-                    State.objects.update_or_create(key=f"unloads:{result.backend.pk}",
-                                                   defaults={"value": result.report.unloads})
+                    key = f"unloads:{result.backend.pk}"
+                    if unloads.get(key) != result.report.unloads:  # rarely changes
+                        State.objects.update_or_create(
+                            key=key, defaults={"value": result.report.unloads})
             except Exception:  # noqa: BLE001
                 log.exception("storing the probe of backend %s failed", result.backend.pk)
         store.record(readings, now)
