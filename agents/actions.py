@@ -52,6 +52,8 @@ def snapshot(agent: Agent) -> dict[str, Any]:
                         "model": agent.escalation_model}
                        if agent.escalation_backend_id else None),
         "log_content": agent.log_content, "enabled": agent.enabled,
+        # only while it is one: older versions (and every saved agent) have no such key
+        **({"quick": True} if agent.quick else {}),
     }
 
 
@@ -139,7 +141,7 @@ def _clean_fallbacks(fallbacks: Any) -> list[tuple[Backend, str]]:
 
 
 def _save(actor: Actor, form: AgentForm, fallbacks: list | None, action: str,
-          before: dict | None, specialists: Any = None) -> Agent:
+          before: dict | None, specialists: Any = None, quick: bool | None = None) -> Agent:
     cleaned = _clean_fallbacks(fallbacks) if fallbacks is not None else None
     kind = form.cleaned_data.get("kind") or AgentKind.ASSISTANT
     instance = form.instance if form.instance.pk else None
@@ -151,6 +153,8 @@ def _save(actor: Actor, form: AgentForm, fallbacks: list | None, action: str,
     links = _clean_specialists(instance, kind, specialists if specialists is not None else [])
     with transaction.atomic():
         agent = form.save(commit=False)
+        if quick is not None:
+            agent.quick = quick
         if before is not None:
             agent.version += 1
         agent.save()
@@ -183,16 +187,77 @@ def create_agent(actor: Actor, data: dict[str, Any]) -> Agent:
                  _specialists_input(data) or [])
 
 
+QUICK_NAME_CHARS = 100  # Agent.name
+
+
+def quick_agent(actor: Actor, backend_id: Any, model: Any) -> tuple[Agent, bool]:
+    """The agent behind Chat on a model: the quick agent already on that backend and
+    model, or a new one with default settings (no prompt, no tools), audited like any
+    agent. It is listed apart until someone saves it as an agent (update_agent with
+    quick=False). Returns (agent, created)."""
+    errors: dict[str, list[str]] = {}
+    backend = None
+    if not isinstance(backend_id, int) or isinstance(backend_id, bool):
+        errors["backend_id"] = ["Give the id of a backend."]
+    else:
+        backend = Backend.objects.filter(pk=backend_id).first()
+        if backend is None:
+            errors["backend_id"] = ["No such backend."]
+    name = model.strip() if isinstance(model, str) else ""
+    if not name:
+        errors["model"] = ["Enter the model name the backend serves."]
+    elif len(name) > 200:
+        errors["model"] = ["At most 200 characters."]
+    if errors:
+        raise Invalid(errors)
+    assert backend is not None
+    if not backend.enabled:
+        raise Refused(f"the backend {backend.name} is disabled")
+    existing = Agent.objects.filter(quick=True, backend=backend, model=name,
+                                    kind=AgentKind.ASSISTANT).order_by("pk").first()
+    if existing is not None:
+        return existing, False
+    label = f"{name} on {backend.name}"[:QUICK_NAME_CHARS]
+    taken = set(Agent.objects.filter(name__startswith=label[:QUICK_NAME_CHARS - 5])
+                .values_list("name", flat=True))
+    n = 2
+    candidate = label
+    while candidate in taken:
+        suffix = f" ({n})"
+        candidate = label[:QUICK_NAME_CHARS - len(suffix)] + suffix
+        n += 1
+    form = AgentForm(data=_form_data({
+        "name": candidate, "description": f"Chat with {name} on {backend.name}, started from "
+                                          f"its model.",
+        "kind": AgentKind.ASSISTANT, "backend_id": backend.pk, "model": name,
+        "temperature": 0.7, "max_tokens": 1024, "first_token_timeout_s": 60,
+        "idle_timeout_s": 30, "turn_timeout_s": 300, "max_tool_iterations": 6,
+        "tool_ids": [], "enabled": True, "log_content": False}))
+    if not form.is_valid():
+        raise Invalid(_errors(form), form)
+    return _save(actor, form, [], AuditAction.AGENT_CREATED, None, [], quick=True), True
+
+
 def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
+    """Change an agent (a new version). `quick: False` saves a quick agent as an agent."""
     before = snapshot(agent)
-    given = {k: v for k, v in changes.items() if v is not None or k == "escalation"}
+    quick = changes.get("quick")
+    if quick is not None and not isinstance(quick, bool):
+        raise Invalid({"quick": ["true or false."]})
+    if quick and not agent.quick:
+        raise Invalid({"quick": ["Only Chat on a model starts a quick agent; an agent "
+                                 "cannot become one."]})
+    given = {k: v for k, v in changes.items()
+             if (v is not None or k == "escalation") and k != "quick"}
     data = {**before, **given}
+    data.pop("quick", None)
     form = AgentForm(data=_form_data(data), instance=agent)
     if not form.is_valid():
         raise Invalid(_errors(form), form)
     with transaction.atomic():
         saved = _save(actor, form, changes.get("fallbacks"), AuditAction.AGENT_UPDATED,
-                      before, _specialists_input(changes))
+                      before, _specialists_input(changes),
+                      quick=False if quick is False else None)
         if before["enabled"] and not saved.enabled:
             _resolve_alerts(actor, saved, "is disabled")
     return saved
@@ -219,7 +284,7 @@ def restore_version(actor: Actor, agent: Agent, version: AgentVersion) -> Agent:
         raise Refused("that version belongs to another agent")
     if not diff(agent, version):
         raise Refused(f"version {version.version} is the same as the agent now")
-    changes = {k: v for k, v in version.snapshot.items() if k != "kind"}
+    changes = {k: v for k, v in version.snapshot.items() if k not in ("kind", "quick")}
     with transaction.atomic():
         restored = update_agent(actor, agent, changes)
         audit.record(AuditAction.AGENT_RESTORED, actor, target=restored,

@@ -51,6 +51,7 @@ class AgentOut(Schema):
     escalation: FallbackSchema | None
     log_content: bool
     enabled: bool
+    quick: bool
     version: int
 
     @staticmethod
@@ -118,6 +119,7 @@ class AgentPatch(Schema):
     specialists: list[SpecialistSchema] | None = None
     escalation: FallbackSchema | None = None
     log_content: bool | None = None
+    quick: bool | None = None
     enabled: bool | None = None
 
 
@@ -228,6 +230,23 @@ def create_agent(request, payload: AgentIn):
     need(request, "agents.change")
     agent = actions.create_agent(Actor.from_request(request), _payload(payload))
     return Status(201, _agent(request, agent.pk))
+
+
+class QuickIn(Schema):
+    backend_id: Any = None
+    model: Any = None
+
+
+@router.post("/agents/quick", response={200: AgentOut, 201: AgentOut, 409: dict, 422: dict})
+def quick_agent(request, payload: QuickIn):
+    """Chat with a model without building an agent: the quick agent on that backend and
+    model (200), or a new one with default settings (201). Chat with it as with any agent;
+    PATCH it with `quick: false` (and a name) to keep it as an agent."""
+    need(request, "chat")
+    need(request, "agents.change")
+    agent, created = actions.quick_agent(Actor.from_request(request), payload.backend_id,
+                                         payload.model)
+    return Status(201 if created else 200, _agent(request, agent.pk))
 
 
 class ImportIn(Schema):

@@ -112,6 +112,10 @@ class Agent(models.Model):
     log_content = models.BooleanField(default=False,
                                       help_text="record message text in the audit log")
     enabled = models.BooleanField(default=True)
+    quick = models.BooleanField(
+        default=False,
+        help_text="started by Chat on a model (default settings); listed apart until it is "
+                  "saved as an agent")
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -9,7 +9,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.views.decorators.http import require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
 from agents import actions, approvals, config, tool_actions
 from agents import knowledge as knowledge_base
@@ -21,16 +22,19 @@ from console.audit import Actor
 from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.models import Backend
-from console.permissions import get_object_for_user, has_perm, require
+from console.permissions import check, get_object_for_user, has_perm, require
+from console.templatetags.tanglaw import human_bytes
 from traces.models import ExternalAgent
 
 
 @require("agents.view")
 def agent_list(request):
-    agents = Agent.objects.for_user(request.user).select_related("backend").prefetch_related(
-        "tools")
+    everything = list(Agent.objects.for_user(request.user).select_related("backend")
+                      .prefetch_related("tools"))
     return render(request, "agents/agent_list.html", {
-        "agents": agents, "has_backends": Backend.objects.exists(),
+        "agents": [a for a in everything if not a.quick],
+        "quick_agents": [a for a in everything if a.quick],
+        "has_backends": Backend.objects.exists(),
         # agents Tanglaw does not run that report spans over OTLP
         "external_agents": ExternalAgent.objects.order_by("-last_seen"),
         "otlp_endpoint": request.build_absolute_uri("/v1/traces")})
@@ -95,18 +99,63 @@ def _invalid_form(exc: Invalid, request, instance=None) -> AgentForm:
 
 @require("agents.change")
 async def model_options(request):
-    """<option>s for the model field: what the chosen backend serves right now."""
-    backend = await Backend.objects.filter(pk=request.GET.get("backend") or 0).afirst()
-    names: list[str] = []
+    """<option>s for the model field: what the chosen backend serves right now, each
+    labelled with its size, quantization, context and whether it is loaded."""
+    backend = await Backend.objects.filter(pk=_int(request.GET.get("backend"))).afirst()
+    models: list[Any] = []
     error = ""
     if backend is not None:
         try:
-            names = [m.id for m in await _list_models(backend)]
+            models = await _list_models(backend)
         except BackendError as exc:
             error = exc.message
     # no request context: no context processor reads the session on the loop
-    return HttpResponse(render_to_string("agents/partials/model_options.html",
-                                         {"names": names, "error": error}))
+    return HttpResponse(render_to_string("agents/partials/model_options.html", {
+        "options": [(m.id, _facts_line(m)) for m in models], "error": error}))
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+def _facts_line(model: Any) -> str:
+    """'397.0 MB · Q4_K_M · 32,768 context · loaded': what the engine said of a model."""
+    parts = []
+    if model.size_bytes:
+        parts.append(human_bytes(model.size_bytes))
+    if model.parameter_size:
+        parts.append(model.parameter_size)
+    if model.quantization:
+        parts.append(model.quantization)
+    if model.context_length:
+        parts.append(f"{model.context_length:,} context")
+    if model.loaded is not None:
+        parts.append("loaded" if model.loaded else "not loaded")
+    return " · ".join(parts)
+
+
+@require("agents.change")
+async def model_facts(request):
+    """Beside the model field: what the backend says of the chosen model (size,
+    quantization, context, loaded, tool calling) and a warning when the agent's tools
+    go to a model that cannot call them."""
+    backend = await Backend.objects.filter(pk=_int(request.GET.get("backend"))).afirst()
+    name = (request.GET.get("model") or "").strip()
+    tools = [t for t in request.GET.getlist("tools") if t.isdigit()]
+    context: dict[str, Any] = {"name": name, "tools": len(tools), "backend": backend}
+    if backend is not None and name:
+        adapter = adapter_for(backend)
+        try:
+            async with adapter.session():
+                listed = await adapter.list_models()
+                found = next((m for m in listed if m.id == name), None)
+                support = await adapter.tool_support([name]) if found else {}
+        except BackendError as exc:
+            context["error"] = exc.message
+        else:
+            context.update(found=found, line=_facts_line(found) if found else "",
+                           calls_tools=support.get(name), listed=len(listed))
+    return HttpResponse(render_to_string("agents/partials/model_facts.html", context))
 
 
 async def _list_models(backend):
@@ -138,8 +187,11 @@ def agent_edit(request, pk):
     agent = get_object_for_user(request, Agent, pk, write=True)
     form = AgentForm(instance=agent)
     if request.method == "POST":
+        data = _post_data(request)
+        if agent.quick:
+            data["quick"] = False  # the form is how a quick chat is saved as an agent
         try:
-            actions.update_agent(Actor.from_request(request), agent, _post_data(request))
+            actions.update_agent(Actor.from_request(request), agent, data)
         except Invalid as exc:
             form = _invalid_form(exc, request, agent)
             return render(request, "agents/agent_form.html",
@@ -226,7 +278,72 @@ def agent_version(request, pk, number):
             messages.error(request, str(exc))
         return redirect("agent_detail", pk=agent.pk)
     return render(request, "agents/agent_version.html", {
-        "agent": agent, "version": version, "changes": actions.diff(agent, version)})
+        "agent": agent, "version": version,
+        "changes": readable_diff(actions.diff(agent, version))})
+
+
+# the version page's words for each field of an agent's snapshot (actions.snapshot)
+FIELD_LABELS = {
+    "name": "Name", "description": "Description", "kind": "Kind",
+    "system_prompt": "System prompt", "backend_id": "Backend", "model": "Model",
+    "temperature": "Temperature", "max_tokens": "Max tokens",
+    "first_token_timeout_s": "First-token deadline (s)",
+    "idle_timeout_s": "Idle gap deadline (s)", "turn_timeout_s": "Whole-turn deadline (s)",
+    "max_tool_iterations": "Max tool iterations", "tool_ids": "Tools",
+    "fallbacks": "Fallbacks", "specialists": "Specialists", "escalation": "Escalation",
+    "log_content": "Record message text in the audit log", "enabled": "Enabled",
+    "quick": "Quick chat",
+}
+
+
+def readable_diff(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each changed field with its label and both values as a person reads them: tools,
+    backends and specialists by name (a deleted one as "#id (deleted)")."""
+    tool_ids: set[Any] = set()
+    backend_ids: set[Any] = set()
+    agent_ids: set[Any] = set()
+    for c in changes:
+        for value in (c["version_value"], c["current_value"]):
+            if c["field"] == "tool_ids":
+                tool_ids.update(value or [])
+            elif c["field"] == "backend_id" and value:
+                backend_ids.add(value)
+            elif c["field"] in ("fallbacks", "escalation"):
+                for item in (value if isinstance(value, list) else [value] if value else []):
+                    backend_ids.add(item.get("backend_id"))
+            elif c["field"] == "specialists":
+                agent_ids.update(i.get("specialist_id") for i in value or [])
+    tools = dict(Tool.objects.filter(pk__in=tool_ids).values_list("pk", "name"))
+    backends = dict(Backend.objects.filter(pk__in=backend_ids).values_list("pk", "name"))
+    agents = dict(Agent.objects.filter(pk__in=agent_ids).values_list("pk", "name"))
+
+    def named(names: dict, pk: Any) -> str:
+        return names.get(pk) or f"#{pk} (deleted)"
+
+    def show(field: str, value: Any) -> str:
+        if value is None or value == "" or value == []:
+            return "—"
+        if field == "tool_ids":
+            return ", ".join(sorted(named(tools, pk) for pk in value))
+        if field == "backend_id":
+            return named(backends, value)
+        if field == "fallbacks":
+            return "\n".join(f"{n}. {named(backends, f.get('backend_id'))} / {f.get('model')}"
+                             for n, f in enumerate(value, 1))
+        if field == "escalation":
+            return f"{named(backends, value.get('backend_id'))} / {value.get('model')}"
+        if field == "specialists":
+            return "\n".join(
+                named(agents, s.get("specialist_id"))
+                + (f" (keywords: {', '.join(s.get('keywords') or [])})"
+                   if s.get("keywords") else "") for s in value)
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return str(value)
+
+    return [{"field": c["field"], "label": FIELD_LABELS.get(c["field"], c["field"]),
+             "before": show(c["field"], c["version_value"]),
+             "after": show(c["field"], c["current_value"])} for c in changes]
 
 
 @require("agents.change")
@@ -247,7 +364,7 @@ def agent_delete(request, pk):
 @require("conversations.view")
 def playground(request):
     agents = list(Agent.objects.for_user(request.user).filter(enabled=True).select_related(
-        "backend"))
+        "backend").order_by("quick", "name"))
     conversations = Conversation.objects.for_user(request.user).select_related(
         "agent", "owner")[:50]
     current = None
@@ -262,8 +379,34 @@ def playground(request):
     can_chat = has_perm(request.user, "chat") and (current is None
                                                    or current.owner_id == request.user.pk)
     return render(request, "agents/playground.html", {
-        "agents": agents, "conversations": conversations, "current": current,
+        "agents": [a for a in agents if not a.quick],
+        "quick_agents": [a for a in agents if a.quick],
+        "backends": Backend.objects.filter(enabled=True).order_by("name") if can_chat else [],
+        "conversations": conversations, "current": current,
         "selected": selected, "transcript": transcript, "can_chat": can_chat})
+
+
+@require("chat")
+@require_POST
+def quick_chat(request):
+    """Chat on a model row (and the playground's model picker): the quick agent for that
+    backend and model, then the playground on it."""
+    check(request.user, "agents.change")
+    backend = request.POST.get("backend", "")
+    try:
+        agent, created = actions.quick_agent(
+            Actor.from_request(request), int(backend) if backend.isdigit() else backend,
+            request.POST.get("model", ""))
+    except (Invalid, Refused) as exc:
+        reason = exc.messages if isinstance(exc, Invalid) else str(exc)
+        messages.error(request, f"Could not start the chat: {reason}")
+        back = request.POST.get("next", "")
+        return redirect(back if back in QUICK_BACK else "playground")
+    return redirect(f"{reverse('playground')}?agent={agent.pk}")
+
+
+# where a refused quick chat sends you back to (never an arbitrary URL)
+QUICK_BACK = ("playground", "fleet_models")
 
 
 def _transcript(conversation: Conversation) -> list[dict[str, Any]]:

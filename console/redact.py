@@ -56,6 +56,31 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class ExpectedResponseFilter(logging.Filter):
+    """Handler filter: a 4xx answer is the client's mistake or a refusal (audited
+    already), not a crash. Django logs a 404 or a 403 from PermissionDenied at WARNING,
+    the 403 with its traceback; here every 4xx record loses its traceback, and those of
+    django.request count as INFO, so they show only when the level is INFO or lower.
+    django.security's lines (a bad Host header, a CSRF failure) stay warnings."""
+
+    def __init__(self, level: str = "WARNING") -> None:
+        super().__init__()
+        self.threshold = logging.getLevelName(level) if isinstance(level, str) else level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if not isinstance(status, int) or not 400 <= status < 500:
+            return True
+        if record.name == "django.request" and self.threshold > logging.INFO:
+            return False
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        if record.name == "django.request":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def mask_url(url: str) -> str:
     """A URL whose path or query may hold a token, shown like a key: its scheme and host
     and the last four characters (``https://hooks.slack.com/…wxyz``)."""

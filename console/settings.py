@@ -326,16 +326,24 @@ TANGLAW_BREAKER_COOLDOWN_S = env_int("TANGLAW_BREAKER_COOLDOWN_S", 30, minimum=1
 # empty means stdio servers are off, streamable-HTTP servers need no entry
 TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])
 
+# Quiet by default: warnings and errors (make run adds its start lines). INFO adds each
+# monitor round, the servers' access logs and expected 4xx answers; DEBUG everything.
+TANGLAW_LOG_LEVEL = (env_str("TANGLAW_LOG_LEVEL") or env_str("LOG_LEVEL") or "WARNING").upper()
+if TANGLAW_LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"TANGLAW_LOG_LEVEL={TANGLAW_LOG_LEVEL!r} is not one of DEBUG, "
+                               f"INFO, WARNING, ERROR, CRITICAL")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "console.redact.RedactingFilter"}},
+    "filters": {"redact": {"()": "console.redact.RedactingFilter"},
+                "expected": {"()": "console.redact.ExpectedResponseFilter",
+                             "level": TANGLAW_LOG_LEVEL}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain",
-                    "filters": ["redact"]},
+                    "filters": ["expected", "redact"]},
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": TANGLAW_LOG_LEVEL},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
                 "httpx2": {"level": "WARNING"}, "mcp": {"level": "WARNING"}},
 }
@@ -360,6 +368,9 @@ TANGLAW_CONFIG_SECTIONS = ["console.config_sections.BackendsSection",
 # live panels other apps add to the overview and to a backend's page (URL names)
 TANGLAW_OVERVIEW_PANELS = ["monitoring_overview_panel"]
 TANGLAW_BACKEND_PANELS = ["monitoring_backend_panel"]
+# the overview's first-run checklist, in order: one function per app (console.first_run)
+TANGLAW_FIRST_RUN_STEPS = ["console.first_run.console_steps", "agents.first_run.steps",
+                           "monitoring.first_run.steps"]
 # what the monitor last saw of each backend's models ({backend id: [model, …]}), read
 # where a live probe is not wanted (viewers)
 TANGLAW_STORED_MODELS = "monitoring.queries.stored_models"

@@ -35,3 +35,65 @@ def split_words(value: str) -> list[str]:
 @register.filter
 def get_value(mapping, key):
     return mapping.get(key, "") if hasattr(mapping, "get") else ""
+
+
+@register.filter
+def schema_params(schema) -> list[dict]:
+    """A JSON Schema's arguments as rows to read (tools' parameters): name (nested
+    objects as `a.b`, arrays as `a[]`), type (with its enum or format), required,
+    description. Not an object schema: no rows."""
+    rows: list[dict] = []
+
+    def type_of(node: dict) -> str:
+        kind = node.get("type")
+        if isinstance(kind, list):
+            kind = " or ".join(str(k) for k in kind)
+        if not kind and ("anyOf" in node or "oneOf" in node):
+            kind = " or ".join(str(o.get("type", "any")) for o in node.get("anyOf") or
+                               node.get("oneOf") or [] if isinstance(o, dict))
+        text = str(kind or "any")
+        if isinstance(node.get("enum"), list):
+            text += ": one of " + ", ".join(str(v) for v in node["enum"][:20])
+        elif node.get("format"):
+            text += f" ({node['format']})"
+        return text
+
+    def walk(node: dict, prefix: str, depth: int) -> None:
+        props = node.get("properties")
+        if not isinstance(props, dict) or depth > 4:
+            return
+        listed = node.get("required")
+        required: list = listed if isinstance(listed, list) else []
+        for name, child in props.items():
+            if not isinstance(child, dict):
+                child = {}
+            path = f"{prefix}{name}"
+            default = child.get("default")
+            rows.append({"name": path, "type": type_of(child), "required": name in required,
+                         "description": str(child.get("description") or ""),
+                         "default": "" if default is None else str(default)})
+            walk(child, path + ".", depth + 1)
+            items = child.get("items")
+            if isinstance(items, dict):
+                walk(items, path + "[].", depth + 1)
+
+    if isinstance(schema, dict):
+        walk(schema, "", 0)
+    return rows
+
+
+@register.filter
+def readable(value) -> str:
+    """A stored value as a person reads it: text as itself, lists joined, objects as
+    indented JSON with real characters (never Python's repr, never \\u escapes)."""
+    import json
+
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value) if value else "none"
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from console import first_run
 from console.actions import Refused
 from console.actions import users as actions
 from console.audit import Actor
@@ -27,8 +28,11 @@ User = get_user_model()
 def home(request):
     backends = list(Backend.objects.for_user(request.user))
     counts = {s: sum(1 for b in backends if b.status == s) for s in Status.values}
+    steps = first_run.checklist(request)
     return render(request, "console/home.html", {
         "backends": backends, "counts": counts, "colours": STATUS_COLOURS,
+        "steps": steps if not all(s.done for s in steps) else [],
+        "steps_done": sum(1 for s in steps if s.done),
         "recent": AuditEvent.objects.order_by("-seq")[:10],
         "panels": [reverse(name) for name in settings.TANGLAW_OVERVIEW_PANELS],
     })

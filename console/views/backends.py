@@ -50,11 +50,17 @@ def backend_create(request):
     form = BackendForm(initial=initial or {"kind": BackendKind.OLLAMA,
                                            "base_url": "http://127.0.0.1:11434"})
     if request.method == "POST":
+        data = request.POST.dict()
+        then = data.pop("next", "")
         try:
-            backend = actions.create_backend(Actor.from_request(request), request.POST.dict())
+            backend = actions.create_backend(Actor.from_request(request), data)
         except Invalid as exc:
             form = exc.form
         else:
+            if then == "models":  # registered from discovery: straight to its models
+                messages.success(request, f"Added {backend.name}. Chat with one of its "
+                                          f"models, or load one first.")
+                return redirect("backend_models", pk=backend.pk)
             messages.success(request, f"Added {backend.name}. Test the connection below.")
             return redirect("backend_detail", pk=backend.pk)
     return render(request, "console/backend_form.html", {"form": form, "backend": None})
@@ -132,6 +138,10 @@ def backend_discover(request):
     candidates = None
     if request.method == "POST":
         candidates = actions.discover(Actor.from_request(request))
+    if request.htmx and candidates is not None:
+        # the overview with no backends yet discovers on arrival and shows this part
+        return render(request, "console/partials/discovered.html", {
+            "candidates": candidates, "kinds": dict(BackendKind.choices), "arrival": True})
     return render(request, "console/backend_discover.html", {
         "candidates": candidates, "kinds": dict(BackendKind.choices),
         "ports": settings.TANGLAW_DISCOVERY_PORTS,

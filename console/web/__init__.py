@@ -50,6 +50,16 @@ class Listen:
     fd: int | None = None
 
 
+def access_log_wanted() -> bool:
+    """Access lines only at TANGLAW_LOG_LEVEL INFO or DEBUG: by default `make run` prints
+    its start lines, warnings and errors, not a line per request. (Read from the
+    environment: the server starts before Django's settings are loaded.)"""
+    from console.env import env_str
+
+    level = (env_str("TANGLAW_LOG_LEVEL") or env_str("LOG_LEVEL") or "WARNING").upper()
+    return level in ("DEBUG", "INFO")
+
+
 def redact_path(path: str) -> str:
     """The request path with secret-looking query values masked, by the same rules the
     application's log filter (console.redact) applies to everything else."""

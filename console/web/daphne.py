@@ -26,7 +26,7 @@ from daphne.access import AccessLogGenerator
 from daphne.server import Server
 from twisted.internet import defer
 
-from console.web import Listen, redact_path
+from console.web import Listen, access_log_wanted, redact_path
 
 logger = logging.getLogger("daphne.server")
 
@@ -60,7 +60,10 @@ def serve(application: str, listen: Listen) -> int:
     where = (["--fd", str(listen.fd)] if listen.fd is not None
              else ["-b", listen.host, "-p", str(listen.port)])
     cli.AccessLogGenerator = RedactingAccessLog  # type: ignore[misc]  # cli builds it by name
-    CommandLineInterface().run([*where, application])
+    # verbosity 1 writes an access line per request to stdout and INFO logs; 0 only
+    # warnings (TANGLAW_LOG_LEVEL)
+    verbosity = ["-v", "1" if access_log_wanted() else "0"]
+    CommandLineInterface().run([*verbosity, *where, application])
     if sys.version_info < (3, 11, 8):
         # Python 3.11.7 and older can crash (SIGSEGV) finalising the futures Twisted's
         # asyncio loop leaves behind (cpython#113566, fixed in 3.11.8): about one stop in

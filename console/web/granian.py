@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from console.web import STOP_TIMEOUT_S, Drain, Listen, redacting
+from console.web import STOP_TIMEOUT_S, Drain, Listen, access_log_wanted, redacting
 
 APP_VARIABLE = "TANGLAW_WEB_APPLICATION"  # the parent tells the worker what to import
 
@@ -59,7 +59,7 @@ def serve(application_path: str, listen: Listen) -> int:
     Granian(
         "console.web.granian:application", factory=True, address=listen.host,
         port=listen.port, interface=Interfaces.ASGI, workers=1, websockets=True,
-        log_dictconfig=log_config(), log_access=True,
+        log_dictconfig=log_config(), log_access=access_log_wanted(),
         # past the applications' own wait: a worker stuck beyond it is killed
         workers_kill_timeout=STOP_TIMEOUT_S + 5,
     ).serve()

@@ -16,7 +16,7 @@ import uvicorn
 from django.utils.module_loading import import_string
 from uvicorn.config import LOGGING_CONFIG
 
-from console.web import STOP_TIMEOUT_S, Drain, Listen, redacting
+from console.web import STOP_TIMEOUT_S, Drain, Listen, access_log_wanted, redacting
 
 
 class Server(uvicorn.Server):
@@ -43,7 +43,7 @@ def serve(application: str, listen: Listen) -> int:
         # chat frames are a few dozen bytes: compressing each one cost ~5 % of the
         # server's CPU per relayed token (bench: docs/benchmarks.md)
         ws_per_message_deflate=False,
-        log_config=log_config(), access_log=True,
+        log_config=log_config(), access_log=access_log_wanted(),
         timeout_graceful_shutdown=STOP_TIMEOUT_S)
     # an inherited socket keeps its own family (IPv4 or IPv6)
     sockets = [socket.socket(fileno=listen.fd)] if listen.fd is not None else None

@@ -86,22 +86,48 @@ export function isolated(ys) {
   return out;
 }
 
+// The colours of the current theme, from the CSS custom properties of app.css (the
+// toggle or prefers-color-scheme decide which set applies).
+export function themeColours() {
+  const css = getComputedStyle(document.documentElement);
+  const get = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  const dark = get("--tg-scheme", "light") === "dark";
+  return {
+    dark,
+    line: get("--tg-chart-line", "#1565c0"),
+    fill: get("--tg-chart-fill", "rgba(21,101,192,0.08)"),
+    axis: get("--tg-chart-axis", "#3d4451"),
+    grid: get("--tg-chart-grid", "rgba(0,0,0,0.08)"),
+    // several lines in one chart: told apart in either theme
+    palette: dark
+      ? ["#64b5f6", "#81c784", "#ffb74d", "#ce93d8", "#4dd0e1", "#bdbdbd"]
+      : ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#757575"],
+  };
+}
+
+// An axis drawn in the theme's colours, on top of `extra`.
+export function themedAxis(colours, extra = {}) {
+  return { stroke: colours.axis, grid: { stroke: colours.grid }, ticks: { stroke: colours.grid },
+           ...extra };
+}
+
 // uPlot options for one series: x is exactly the window the server answered for,
 // whatever the number of points; the line breaks at null points (idle gaps).
 export function chartOptions({ title, unit, width, start, end, ys }) {
   const shown = plotUnit(unit);
   const lonely = isolated(ys);
+  const colours = themeColours();
   return {
     title, width, height: 180,
     series: [{}, {
-      label: title, stroke: "#1565c0", width: 1.5, fill: "rgba(21,101,192,0.08)",
+      label: title, stroke: colours.line, width: 1.5, fill: colours.fill,
       spanGaps: false, value: (u, v) => valueLabel(shown, v),
       points: { filter: (u, seriesIdx, show) => (show || !lonely.length ? null : lonely) },
     }],
-    axes: [{}, {
+    axes: [themedAxis(colours), themedAxis(colours, {
       size: 70,
       values: (u, splits, axisIdx, space, step) => tickLabels(shown, splits, step),
-    }],
+    })],
     scales: {
       x: { time: true, range: () => [start, end] },
       y: { range: (u, min, max) => yRange(shown, min, max) },

@@ -57,3 +57,5 @@ if (document.readyState === "loading") {
   drawAll(document);
 }
 document.addEventListener("htmx:afterSwap", (e) => drawAll(e.target));
+// a new theme: every drawn chart again, in its colours
+document.addEventListener("tanglaw:theme", () => drawAll(document));

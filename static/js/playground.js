@@ -8,6 +8,9 @@ for (const body of document.querySelectorAll(".msg-assistant .body")) {
 
 const form = document.getElementById("composer");
 const picker = document.getElementById("agent-picker");
+// on a phone the conversations are a drawer above the chat, closed until asked for
+const drawer = document.querySelector("[data-drawer]");
+if (drawer && window.matchMedia("(max-width: 800px)").matches) drawer.open = false;
 
 if (picker) {
   picker.addEventListener("change", () => {

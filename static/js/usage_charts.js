@@ -2,9 +2,8 @@
 // of #usage-charts: no second request, nothing executed), drawn with the vendored uPlot
 // (a global) and the axis rules of chart_axes.js. Each [data-usage-chart] element names
 // what it draws; the charts are drawn again when htmx swaps in another window or group.
-import { isolated, tickLabels, valueLabel, yRange } from "./chart_axes.js";
+import { isolated, themeColours, themedAxis, tickLabels, valueLabel, yRange } from "./chart_axes.js";
 
-const COLOURS = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#757575"];
 // whole numbers only on count axes: half a request is not a thing
 const COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4,
                      1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 1e8, 1e9, 1e10];
@@ -24,22 +23,23 @@ function options(el, data, lines) {
   const start = data.ts[0];
   const end = data.ts[data.ts.length - 1] + step; // the last bucket, still filling, whole
   const counts = unit === "count";
+  const colours = themeColours();
   return {
     title: el.dataset.title, width: Math.max(el.clientWidth, 280), height: 200,
     series: [{}, ...lines.map(([label, ys], i) => {
       const lonely = isolated(ys);
       return {
-        label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
+        label, stroke: colours.palette[i % colours.palette.length], width: 1.5, spanGaps: false,
         value: (u, v) => valueLabel(unit, v),
         // a count holds for its whole bucket: a step, not a slope between buckets
         paths: counts ? uPlot.paths.stepped({ align: 1 }) : undefined,
         points: { filter: (u, seriesIdx, show) => (show || !lonely.length ? null : lonely) },
       };
     })],
-    axes: [{}, {
+    axes: [themedAxis(colours), themedAxis(colours, {
       size: 70, incrs: counts ? COUNT_STEPS : undefined,
       values: (u, splits, axisIdx, space, incr) => tickLabels(unit, splits, incr),
-    }],
+    })],
     scales: {
       x: { time: true, range: () => [start, end] },
       y: { range: (u, min, max) => yRange(unit, min, max) },
@@ -89,3 +89,4 @@ if (document.readyState === "loading") {
   drawAll();
 }
 document.addEventListener("htmx:afterSwap", drawAll);
+document.addEventListener("tanglaw:theme", drawAll);

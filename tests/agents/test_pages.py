@@ -60,8 +60,34 @@ def test_invalid_form_keeps_input_and_names_fields(operator_client, agent):
 
 
 def test_model_options_come_from_the_backend(operator_client, agent):
-    body = operator_client.get(f"/agents/model-options/?backend={agent.backend_id}").content
-    assert b'<option value="qwen2.5:0.5b">' in body and b'<option value="llama3.2:3b">' in body
+    body = operator_client.get(f"/agents/model-options/?backend={agent.backend_id}"
+                               ).content.decode()
+    # each with what the engine says of it: size, parameters, quantization
+    assert '<option value="qwen2.5:0.5b" label="qwen2.5:0.5b — 379.4 MB · 494.03M · Q4_K_M">' \
+        in body
+    assert '<option value="llama3.2:3b" label="llama3.2:3b — 1.9 GB · 3.2B · Q4_K_M">' in body
+    assert operator_client.get("/agents/model-options/?backend=x").status_code == 200
+
+
+def test_model_facts_say_what_the_model_is_and_warn_about_tools(operator_client, agent, fake):
+    calculator = Tool.objects.get(name="calculator")
+    url = f"/agents/model-facts/?backend={agent.backend_id}&model=qwen2.5:0.5b"
+    facts = operator_client.get(url).content.decode()
+    assert "379.4 MB · 494.03M · Q4_K_M" in facts and "warn-box" not in facts
+    # a model whose /api/show capabilities lack "tools" (as Ollama says of gemma)
+    engine = fake("ollama")
+    engine.pulled.append("gemma:2b")
+    other = Backend.objects.create(name="other", kind="ollama", base_url=engine.url)
+    no_tools = operator_client.get(f"/agents/model-facts/?backend={other.pk}"
+                                   f"&model=gemma:2b&tools={calculator.pk}").content.decode()
+    assert "cannot call tools" in no_tools
+    assert "this agent has 1 tool: it will answer in text" in no_tools
+    missing = operator_client.get(f"/agents/model-facts/?backend={agent.backend_id}"
+                                  f"&model=nope:1b").content.decode()
+    assert "does not list <code>nope:1b</code> among its 2 models" in missing
+    down = Backend.objects.create(name="down", kind="ollama", base_url="http://127.0.0.1:9")
+    unreachable = operator_client.get(f"/agents/model-facts/?backend={down.pk}&model=m")
+    assert unreachable.status_code == 200 and "Could not ask down" in unreachable.content.decode()
 
 
 def test_viewer_reads_the_playground_without_a_composer(viewer_client, operator_user, agent):
@@ -141,3 +167,31 @@ def test_playground_shows_the_current_answer_and_folds_previous_versions(operato
     assert body.index(">red<") > versions and body.index(">green<") > versions
     assert "Previous versions (2)" in body and "3 of 3" in body
     assert current > body.index("</details>", versions)  # the current answer, unfolded
+
+
+def test_a_version_page_names_fields_tools_and_backends(operator_client, agent, fake):
+    from agents import actions
+    from console.audit import Actor
+
+    actor = Actor(username="oscar", role="operator")
+    calculator = Tool.objects.get(name="calculator")
+    second = Backend.objects.create(name="spare-box", kind="ollama", base_url=fake("ollama").url)
+    agent = actions.update_agent(actor, agent, {})  # version 1 is the original
+    actions.update_agent(actor, agent, {"tool_ids": [calculator.pk],
+                                        "fallbacks": [{"backend_id": second.pk,
+                                                       "model": "llama3.2:3b"}],
+                                        "system_prompt": "Be brief.\nUse «tools»."})
+    agent.versions.get_or_create(version=1, defaults={"snapshot": {}})
+    page = operator_client.get(f"/agents/{agent.pk}/versions/1/").content.decode()
+    assert '<th scope="row">Tools</th>' in page and "calculator" in page
+    assert '<th scope="row">Fallbacks</th>' in page and "1. spare-box / llama3.2:3b" in page
+    assert '<th scope="row">System prompt</th>' in page and "Use «tools»." in page
+    assert "tool_ids" not in page and "[" + str(calculator.pk) + "]" not in page
+    assert "\\u" not in page
+
+
+def test_a_tool_schema_reads_as_a_table(operator_client, db):
+    page = operator_client.get("/tools/").content.decode()
+    assert '<table class="params cards">' in page
+    assert "<code>expression</code>" in page and "required" in page
+    assert "{'type'" not in page  # never Python's repr

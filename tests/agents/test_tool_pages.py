@@ -97,7 +97,8 @@ def test_agent_form_sets_router_specialists_and_escalation(operator_client):
             "escalation_backend": backend.pk, "escalation_model": "qwen2.5:7b",
             "specialist_0": coder.pk, "specialist_keywords_0": "code, python ,bug",
             "specialist_1": writer.pk, "specialist_keywords_1": "", "enabled": "on"}
-    assert "Specialists (router agents)" in operator_client.get("/agents/new/").content.decode()
+    new = operator_client.get("/agents/new/").content.decode()
+    assert '<fieldset id="specialists" class="router-only"><legend>Specialists</legend>' in new
     response = operator_client.post("/agents/new/", form)
     router = Agent.objects.get(name="desk")
     assert response.status_code == 302 and router.kind == "router"

@@ -40,7 +40,8 @@ def served(request, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TANGLAW_", "DJANGO_"))}
     env.update({"TANGLAW_DATA_DIR": str(tmp_path / "data"), "PORT": str(port),
                 "DJANGO_SETTINGS_MODULE": "console.settings", "PYTHONUNBUFFERED": "1",
-                "TANGLAW_ADMIN_PASSWORD": PASSWORD})
+                "TANGLAW_ADMIN_PASSWORD": PASSWORD,
+                "TANGLAW_LOG_LEVEL": "INFO"})  # the access log is on from INFO
     log = tmp_path / "serve.log"
     proc = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-monitor", "--server",
                              request.param], cwd=ROOT, env=env, stdout=log.open("wb"),

@@ -53,13 +53,52 @@ def test_serve_starts_prints_credentials_and_stops_on_ctrl_c(tmp_path):
     assert (tmp_path / "data" / "tanglaw.sqlite3").exists()
 
 
-def _serve_env(tmp_path, port):
+def _serve_env(tmp_path, port, **extra):
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("TANGLAW_", "DJANGO_"))}
+                   if not k.startswith(("TANGLAW_", "DJANGO_", "LOG_LEVEL"))}
     environment.update({"TANGLAW_DATA_DIR": str(tmp_path / "data"), "PORT": str(port),
                         "DJANGO_SETTINGS_MODULE": "console.settings", "PYTHONUNBUFFERED": "1",
-                        "TANGLAW_ADMIN_PASSWORD": "run-test-passphrase"})
+                        "TANGLAW_ADMIN_PASSWORD": "run-test-passphrase", **extra})
     return environment
+
+
+def test_make_run_is_quiet_by_default(tmp_path):
+    """Start lines, then nothing for ordinary traffic: no access line per request, no
+    line (and no traceback) for a 404 or a refused 403, nothing per monitor round."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT,
+                            env=_serve_env(tmp_path, port), stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                httpx.get(base + "/login/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        client = httpx.Client(base_url=base, follow_redirects=False)
+        csrf = client.get("/login/").cookies["csrftoken"]
+        assert client.post("/login/", data={"username": "admin",
+                                            "password": "run-test-passphrase",
+                                            "csrfmiddlewaretoken": csrf}).status_code == 302
+        assert client.get("/no-such-page/").status_code == 404
+        assert client.get("/backends/999999/").status_code == 404
+        # an anonymous API call is refused; an unknown object is a 404 with its reason
+        assert httpx.get(base + "/api/backends").status_code in (401, 403)
+        assert client.get("/api/backends/999999").status_code == 404
+        time.sleep(3)  # a monitor round or two
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert any("Tanglaw is running at" in line for line in lines), lines
+    assert "Traceback" not in log.read_text()
+    assert not any("/no-such-page/" in line or "/login/" in line or "999999" in line
+                   or "round:" in line for line in lines), lines
+    # the start lines (admin, address, data directory) and the stop line, nothing else
+    assert len(lines) <= 8, lines
 
 
 def test_a_taken_port_is_a_clear_error_and_nothing_keeps_running(tmp_path):
@@ -90,7 +129,8 @@ def test_the_monitor_stops_when_the_web_server_dies_and_the_access_log_hides_tok
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT,
-                            env=_serve_env(tmp_path, port), stdout=subprocess.PIPE,
+                            env=_serve_env(tmp_path, port, TANGLAW_LOG_LEVEL="INFO"),
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
