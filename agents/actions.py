@@ -312,6 +312,62 @@ def _errors(form) -> dict[str, list[str]]:
                               "escalation_model": "escalation"})
 
 
+# -- conversations -------------------------------------------------------------------
+TITLE_CHARS = 200  # Conversation.title
+
+
+def _own(user, conversation: Conversation) -> None:
+    """Only its owner (or an admin) may rename or delete a conversation."""
+    if conversation.owner_id != user.pk and user.effective_role != "admin":
+        raise Refused("only its owner (or an admin) may change this conversation")
+
+
+def rename_conversation(actor: Actor, user, conversation: Conversation, title: Any
+                        ) -> Conversation:
+    """A new title (1–200 characters). The audit event never holds the title: it is
+    often the first words of someone's message."""
+    _own(user, conversation)
+    if not isinstance(title, str) or not title.strip():
+        raise Invalid({"title": ["Enter a title."]})
+    if len(title.strip()) > TITLE_CHARS:
+        raise Invalid({"title": [f"At most {TITLE_CHARS} characters."]})
+    with transaction.atomic():
+        conversation.title = title.strip()
+        conversation.save(update_fields=["title", "updated_at"])
+        audit.record(AuditAction.CONVERSATION_RENAMED, actor, target=conversation,
+                     after={"title_chars": len(conversation.title)})
+    return conversation
+
+
+def delete_conversation(actor: Actor, user, conversation: Conversation) -> None:
+    """Gone with its messages and runs (the turns' audit events stay)."""
+    _own(user, conversation)
+    with transaction.atomic():
+        pk, owner = conversation.pk, conversation.owner.username
+        counts = {"messages": conversation.messages.count(), "runs": conversation.runs.count()}
+        conversation.delete()
+        audit.record(AuditAction.CONVERSATION_DELETED, actor,
+                     target_type="agents.conversation", target_id=pk,
+                     before={"owner": owner, **counts})
+
+
+def search_conversations(queryset, query: str):
+    """Conversations whose title or any message has `query` (case-insensitive)."""
+    from django.db.models import Q
+
+    words = query.strip()[:200]
+    if not words:
+        return queryset
+    # SQLite's LIKE folds only ASCII letters: the usual spellings of other scripts' words
+    # (ōsaka, Ōsaka, ŌSAKA) are searched for as they are
+    title, content = Q(), Q()
+    for spelling in {words, words.lower(), words.upper(), words.capitalize(), words.title()}:
+        title |= Q(title__icontains=spelling)
+        content |= Q(content__icontains=spelling)
+    found = Message.objects.filter(content).values("conversation_id")
+    return queryset.filter(title | Q(pk__in=found))
+
+
 # -- chat ------------------------------------------------------------------------
 
 def history(conversation: Conversation, before: int | None = None) -> list[dict[str, Any]]:
@@ -488,7 +544,10 @@ def persist_turn(actor: Actor, agent: Agent, conversation: Conversation, text: s
             after.update({"regenerated": True, "replaced_run_ids": replaced_runs})
         if agent.log_content:
             after.update({"message": text, "reply": state.text})
-        ok = outcome == RunOutcome.SUCCESS
+        # a reply the user stopped (or left) is theirs to stop, not a failure: the
+        # outcome "cancelled" in `after` says what happened
+        ok = outcome == RunOutcome.SUCCESS or (outcome == RunOutcome.CANCELLED
+                                               and not state.error)
         audit.record(AuditAction.AGENT_TURN, actor, target=conversation, after=after,
                      outcome=Outcome.SUCCESS if ok else Outcome.FAILURE, detail=state.error)
         for decision in state.route:

@@ -432,6 +432,50 @@ def _event_stream(turn: TurnSession) -> StreamingHttpResponse:
     return response
 
 
+class ConversationRow(Schema):
+    id: int
+    agent_id: int | None
+    owner: str
+    title: str
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_owner(conversation: Conversation) -> str:
+        return conversation.owner.username
+
+
+@router.get("/conversations", response=list[ConversationRow])
+def list_conversations(request, q: str = "", limit: int = 50):
+    """Your conversations, newest first (an admin's: everyone's); `q` finds a word in a
+    title or any message."""
+    need(request, "conversations.view")
+    rows = actions.search_conversations(
+        Conversation.objects.for_user(request.user).select_related("owner"), q)
+    return list(rows[:max(1, min(limit, 200))])
+
+
+class ConversationPatch(Schema):
+    title: Any = None
+
+
+@router.patch("/conversations/{pk}", response={200: ConversationRow, 409: dict, 422: dict})
+def rename_conversation(request, pk: int, payload: ConversationPatch):
+    need(request, "conversations.view")
+    conversation = found(Conversation.objects.for_user(request.user).select_related("owner"),
+                         "conversation", pk=pk)
+    return actions.rename_conversation(Actor.from_request(request), request.user,
+                                       conversation, payload.title)
+
+
+@router.delete("/conversations/{pk}", response={204: None, 409: dict})
+def delete_conversation(request, pk: int):
+    need(request, "conversations.view")
+    conversation = found(Conversation.objects.for_user(request.user).select_related("owner"),
+                         "conversation", pk=pk)
+    actions.delete_conversation(Actor.from_request(request), request.user, conversation)
+    return Status(204, None)
+
+
 @router.get("/conversations/{pk}", response=ConversationOut)
 def get_conversation(request, pk: int):
     need(request, "conversations.view")

@@ -365,8 +365,10 @@ def agent_delete(request, pk):
 def playground(request):
     agents = list(Agent.objects.for_user(request.user).filter(enabled=True).select_related(
         "backend").order_by("quick", "name"))
-    conversations = Conversation.objects.for_user(request.user).select_related(
-        "agent", "owner")[:50]
+    query = request.GET.get("q", "").strip()[:200]
+    conversations = actions.search_conversations(
+        Conversation.objects.for_user(request.user).select_related("agent", "owner"),
+        query)[:50]
     current = None
     if request.GET.get("c", "").isdigit():
         current = get_object_or_404(Conversation.objects.for_user(request.user),
@@ -382,8 +384,36 @@ def playground(request):
         "agents": [a for a in agents if not a.quick],
         "quick_agents": [a for a in agents if a.quick],
         "backends": Backend.objects.filter(enabled=True).order_by("name") if can_chat else [],
-        "conversations": conversations, "current": current,
-        "selected": selected, "transcript": transcript, "can_chat": can_chat})
+        "conversations": conversations, "current": current, "query": query,
+        "selected": selected, "transcript": transcript, "can_chat": can_chat,
+        "can_change": current is not None and (current.owner_id == request.user.pk
+                                               or request.user.effective_role == "admin")})
+
+
+@require("conversations.view")
+@require_POST
+def conversation_rename(request, pk: int):
+    conversation = get_object_or_404(Conversation.objects.for_user(request.user), pk=pk)
+    try:
+        actions.rename_conversation(Actor.from_request(request), request.user, conversation,
+                                    request.POST.get("title", ""))
+    except (Invalid, Refused) as exc:
+        messages.error(request, "Not renamed: " + (exc.messages if isinstance(exc, Invalid)
+                                                   else str(exc)))
+    return redirect(f"{reverse('playground')}?c={conversation.pk}")
+
+
+@require("conversations.view")
+@require_POST
+def conversation_delete(request, pk: int):
+    conversation = get_object_or_404(Conversation.objects.for_user(request.user), pk=pk)
+    try:
+        actions.delete_conversation(Actor.from_request(request), request.user, conversation)
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('playground')}?c={conversation.pk}")
+    messages.success(request, "Deleted the conversation.")
+    return redirect("playground")
 
 
 @require("chat")

@@ -103,8 +103,12 @@ class AuditAction(models.TextChoices):
     ALERT_RULE_CREATED = "alert_rule.created"
     ALERT_RULE_UPDATED = "alert_rule.updated"
     ALERT_RULE_DELETED = "alert_rule.deleted"
+    CONVERSATION_RENAMED = "conversation.renamed"
+    CONVERSATION_DELETED = "conversation.deleted"
     CHANNEL_CREATED = "channel.created"
+    CHANNEL_UPDATED = "channel.updated"
     CHANNEL_DELETED = "channel.deleted"
+    CHANNEL_TESTED = "channel.tested"  # a test notification sent, with its outcome
     MONITOR_SETTINGS_CHANGED = "monitor.settings_changed"
     RECOMMENDATION_APPLIED = "recommendation.applied"
     AUTOMATION_CHANGED = "automation.changed"  # a rule set to suggest or apply by itself

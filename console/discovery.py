@@ -109,6 +109,27 @@ async def discover(ports: list[int] | None = None, host: str | None = None) -> l
     return candidates
 
 
+async def answers_like(base_url: str) -> str | None:
+    """The kind of engine an http:// address answers like (its own endpoints, as
+    discovery tells them apart), or None when it answers like none of them."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base_url.strip())
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    if parts.scheme != "http" or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    async with egress.client(timeout=httpx.Timeout(2.0, connect=0.5)) as client:
+        try:
+            found = await identify(client, host, port)
+        except httpx.HTTPError:
+            return None
+    return found.kind if found else None
+
+
 def discover_sync(ports: list[int] | None = None) -> list[Candidate]:
     """Discover, and mark candidates whose URL is already registered."""
     from console.models import Backend

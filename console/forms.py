@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -44,6 +45,23 @@ class BackendForm(forms.ModelForm):
         help_texts = {"name": "A short name operators will recognise, e.g. “jetson-ollama”."}
 
     refused_url_reason: str = ""
+
+    # the address each kind answers on by default: the form fills it in when the kind
+    # changes (static/js/backend_form.js), unless someone typed their own
+    DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434", "llamacpp": "http://127.0.0.1:8080",
+                    "vllm": "http://127.0.0.1:8000", "foundry_local": "http://127.0.0.1:5273",
+                    "openai_compatible": "http://127.0.0.1:1234/v1"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.api_key_set:
+            self.fields["api_key"].help_text = ("Write-only. Leave blank to keep the current "
+                                                "key.")
+        else:
+            self.fields["api_key"].help_text = ("Write-only: stored encrypted and never shown "
+                                                "again. Leave blank if the engine needs none "
+                                                "(local engines usually do not).")
+        self.fields["kind"].widget.attrs["data-default-urls"] = json.dumps(self.DEFAULT_URLS)
 
     def clean_active_probe_interval_s(self):
         value = self.cleaned_data.get("active_probe_interval_s") or 0

@@ -349,7 +349,10 @@ LOGGING: dict[str, Any] = {
 }
 if TANGLAW_AUDIT_HEADS_SYSLOG:
     LOGGING["handlers"]["audit_heads"] = audit_heads.syslog_handler(TANGLAW_AUDIT_HEADS_SYSLOG)
-    LOGGING["loggers"]["tanglaw.audit.heads"] = {"handlers": ["audit_heads"], "level": "INFO"}
+    # always at INFO (each head is one INFO line), whatever TANGLAW_LOG_LEVEL is, and to
+    # the collector only: not a line on the console per audit head
+    LOGGING["loggers"]["tanglaw.audit.heads"] = {"handlers": ["audit_heads"], "level": "INFO",
+                                                 "propagate": False}
 
 # WebSocket routes, by dotted path (console imports no app directly)
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",

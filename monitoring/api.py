@@ -16,7 +16,7 @@ from console.actions import Invalid
 from console.api import found, need
 from console.audit import Actor
 from console.choices import AuditAction
-from monitoring import advisor, alerts, automation, queries, store
+from monitoring import advisor, alerts, automation, channels, queries, store
 from monitoring.choices import AlertState, AutoOutcome, RecState
 from monitoring.models import Alert, AlertRule, AutoAction, Channel, Recommendation, State
 
@@ -208,20 +208,45 @@ def list_channels(request):
 @router.post("/channels", response={201: ChannelOut, 422: dict})
 def create_channel(request, payload: ChannelIn):
     need(request, "alerts.manage")
-    from monitoring.channels import create_channel as create
+    return Status(201, channels.create_channel(Actor.from_request(request), payload.dict()))
 
-    return Status(201, create(Actor.from_request(request), payload.dict()))
+
+class ChannelPatch(Schema):
+    name: Any = None
+    target: Any = None
+    slack: Any = None
+    min_severity: Any = None
+    enabled: Any = None
+
+
+@router.patch("/channels/{pk}", response={200: ChannelOut, 422: dict})
+def patch_channel(request, pk: int, payload: ChannelPatch):
+    """Rename, enable or disable, a new target (write-only), severity, Slack payload."""
+    need(request, "alerts.manage")
+    return channels.update_channel(Actor.from_request(request),
+                                   found(Channel.objects, "channel", pk=pk),
+                                   payload.dict(exclude_unset=True))
+
+
+class ChannelTestOut(Schema):
+    ok: bool
+    detail: str
+
+
+@router.post("/channels/{pk}/test", response=ChannelTestOut)
+def test_channel(request, pk: int):
+    """Send a test notification through the channel now and say what happened."""
+    need(request, "alerts.manage")
+    ok, detail = channels.test_channel(Actor.from_request(request),
+                                       found(Channel.objects, "channel", pk=pk))
+    return {"ok": ok, "detail": detail}
 
 
 @router.delete("/channels/{pk}", response={204: None})
 def delete_channel(request, pk: int):
     need(request, "alerts.manage")
-    channel = found(Channel.objects, "channel", pk=pk)
-    with transaction.atomic():
-        channel.delete()
-        audit.record(AuditAction.CHANNEL_DELETED, Actor.from_request(request),
-                     target_type="monitoring.channel", target_id=pk,
-                     before={"name": channel.name, "kind": channel.kind})
+    channels.delete_channel(Actor.from_request(request),
+                            found(Channel.objects, "channel", pk=pk))
     return Status(204, None)
 
 

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -16,9 +17,8 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import Backend
 from console.permissions import has_perm, require
-from monitoring import advisor, alerts, automation, queries, store
+from monitoring import advisor, alerts, automation, channels, queries, store
 from monitoring.api import set_probe_interval
-from monitoring.channels import create_channel
 from monitoring.choices import (
     AUTO_OUTCOME_COLOURS,
     AlertState,
@@ -130,10 +130,21 @@ def alert_list(request):
 
 
 def _prefill(request) -> dict[str, str] | None:
-    """A new rule's metric and scope from a link (a gateway key's "Alert" link)."""
-    wanted = {k: request.GET[k][:100] for k in ("name", "metric", "scope", "threshold",
-                                                "window_s") if k in request.GET}
-    return wanted or None
+    """A new rule's metric and scope from a link (a gateway key's "Alert" link), or the
+    rule being edited (?edit=ID)."""
+    wanted = request.GET.get("edit", "")
+    if wanted.isdigit() and len(wanted) < 19:
+        rule = AlertRule.objects.filter(pk=int(wanted)).first()
+        if rule is not None:
+            return {"rule": str(rule.pk), "name": rule.name, "metric": rule.metric,
+                    "scope": rule.scope, "comparator": rule.comparator,
+                    "threshold": f"{rule.threshold:g}", "window_s": str(rule.window_s),
+                    "for_s": str(rule.for_s), "severity": rule.severity,
+                    "enabled": "on" if rule.enabled else ""}
+    wanted_fields = {k: request.GET[k][:100] for k in ("name", "metric", "scope",
+                                                       "threshold", "window_s")
+                     if k in request.GET}
+    return {**wanted_fields, "enabled": "on"} if wanted_fields else None
 
 
 @require("alerts.manage")
@@ -160,10 +171,21 @@ def rule_delete(request, pk: int):
 
 @require("alerts.manage")
 @require_POST
+def rule_enabled(request, pk: int):
+    """Turn a rule on or off (its open alerts end when it goes off)."""
+    rule = get_object_or_404(AlertRule, pk=pk)
+    on = request.POST.get("enabled") == "on"
+    alerts.save_rule(Actor.from_request(request), {"enabled": on}, rule)
+    messages.success(request, f"{'Enabled' if on else 'Disabled'} the rule {rule.name}.")
+    return redirect("alert_list")
+
+
+@require("alerts.manage")
+@require_POST
 def channel_create(request):
     form = request.POST
     try:
-        channel = create_channel(Actor.from_request(request), {
+        channel = channels.create_channel(Actor.from_request(request), {
             "name": form.get("name", ""), "kind": form.get("kind", ""),
             "target": form.get("target", ""), "slack": "slack" in form,
             "min_severity": form.get("min_severity", "warning")})
@@ -172,7 +194,50 @@ def channel_create(request):
             f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
     else:
         messages.success(request, f"Alerts now go to {channel.name} too.")
-    return redirect("alert_list")
+    return redirect(reverse("alert_list") + "#channels")
+
+
+@require("alerts.manage")
+@require_POST
+def channel_update(request, pk: int):
+    """Enable or disable a channel, or change the severity it receives from."""
+    channel = get_object_or_404(Channel, pk=pk)
+    form = request.POST
+    changes: dict = {}
+    if "enabled" in form:
+        changes["enabled"] = form["enabled"] == "on"
+    if "min_severity" in form:
+        changes["min_severity"] = form["min_severity"]
+    try:
+        channels.update_channel(Actor.from_request(request), channel, changes)
+    except Invalid as exc:
+        messages.error(request, f"{channel.name} not changed: {exc.messages}")
+    else:
+        messages.success(request, f"Saved the channel {channel.name}.")
+    return redirect(reverse("alert_list") + "#channels")
+
+
+@require("alerts.manage")
+@require_POST
+def channel_delete(request, pk: int):
+    channel = get_object_or_404(Channel, pk=pk)
+    channels.delete_channel(Actor.from_request(request), channel)
+    messages.success(request, f"Deleted the channel {channel.name}; alerts no longer go "
+                              f"there.")
+    return redirect(reverse("alert_list") + "#channels")
+
+
+@require("alerts.manage")
+@require_POST
+def channel_test(request, pk: int):
+    """Send a test notification; the page says what the channel answered."""
+    channel = get_object_or_404(Channel, pk=pk)
+    ok, detail = channels.test_channel(Actor.from_request(request), channel)
+    if ok:
+        messages.success(request, f"Test notification sent to {channel.name}: {detail}.")
+    else:
+        messages.error(request, f"The test notification to {channel.name} failed: {detail}")
+    return redirect(reverse("alert_list") + "#channels")
 
 
 @require("dashboard.view")

@@ -105,21 +105,33 @@ async def stream_step(candidate: Candidate, settings: TurnSettings,
         except TimeoutError:
             raise TurnFailed("first_token_timeout", f"{candidate.label or candidate.model} did "
                              f"not answer within {settings.first_token_timeout_s:g}s") from None
+    except asyncio.CancelledError:
+        # stopped (Stop, a closed tab, shutdown): the reply so far keeps its counts; the
+        # engine never sends usage for a stream that was cut
+        if chunks_out:
+            _count(state, None, chunks_out, messages)
+        raise
     finally:
         if stream is not None:
             await stream.close()  # closes the upstream connection (stop, errors, timeouts)
-    if usage is not None:
-        state.tokens_in += usage.get("prompt_tokens") or 0
-        state.tokens_out += usage.get("completion_tokens") or 0
-    else:
-        # no usage chunk: count what we saw (deltas ≈ tokens) and estimate the prompt
-        state.usage_reported = False
-        state.tokens_out += chunks_out
-        state.tokens_in += sum(len(str(m.get("content") or "")) for m in messages) // 4
+    _count(state, usage, chunks_out, messages)
     ordered = [calls[i] for i in sorted(calls)]
     for call in ordered:
         call["id"] = call["id"] or f"call_{len(state.tool_calls)}_{call['name']}"
     return "".join(content_parts), ordered, finish
+
+
+def _count(state: TurnState, usage: dict[str, Any] | None, chunks_out: int,
+           messages: list[dict[str, Any]]) -> None:
+    """The tokens of one call: the engine's usage, or without it what we saw (deltas ≈
+    tokens) and an estimate of the prompt."""
+    if usage is not None:
+        state.tokens_in += usage.get("prompt_tokens") or 0
+        state.tokens_out += usage.get("completion_tokens") or 0
+    else:
+        state.usage_reported = False
+        state.tokens_out += chunks_out
+        state.tokens_in += sum(len(str(m.get("content") or "")) for m in messages) // 4
 
 
 def _closed(candidate: Candidate, state: TurnState, how: str) -> TurnFailed:

@@ -48,9 +48,11 @@ async def _run_call(call: ToolCall, settings: TurnSettings, state: TurnState, em
     spec = settings.tools.get(name)
     arguments: Any = None
     approved_by = ""
+    denied = False
 
     def done(ok: bool, output: Any) -> tuple[bool, Any]:
-        summary = json.dumps(output, default=str)[:500] if ok else str(output)[:500]
+        shown = json.dumps(output, default=str, ensure_ascii=False) if ok else str(output)
+        summary = shown[:500]
         ms = (time.perf_counter() - started) * 1000
         state.tool_calls.append(ToolCallRecord(call["id"], name, arguments, ok, summary, ms,
                                                approved_by))
@@ -94,6 +96,7 @@ async def _run_call(call: ToolCall, settings: TurnSettings, state: TurnState, em
                                 tanglaw__approval__reason=None if allowed else approved_by)
             if not allowed:
                 reason, approved_by = approved_by, ""
+                denied = True
                 ok, output = done(False, reason or "the operator did not approve this call")
             else:
                 try:
@@ -105,7 +108,8 @@ async def _run_call(call: ToolCall, settings: TurnSettings, state: TurnState, em
                 except ToolError as exc:
                     ok, output = done(False, f"{name} failed: {exc}")
     record = state.tool_calls[-1]
-    await emit({"type": "tool_result", "id": call["id"], "ok": ok,
+    # denied: the operator said no (or no one answered in time): not the tool failing
+    await emit({"type": "tool_result", "id": call["id"], "ok": ok, "denied": denied,
                 "summary": record.result_summary, "ms": round(record.ms, 1)})
     return ok, output
 

@@ -28,9 +28,11 @@ def chat_start(span: SpanRecord, candidate: Candidate, settings: TurnSettings,
     if tools:
         span.set(gen_ai__tool__definitions=json.dumps([
             {"type": "function", "name": t["function"]["name"],
-             "description": t["function"].get("description", "")[:300]} for t in tools]))
+             "description": t["function"].get("description", "")[:300]} for t in tools],
+            ensure_ascii=False))
     if content:
-        span.set(gen_ai__input__messages=json.dumps(messages, default=str)[:32_000])
+        span.set(gen_ai__input__messages=json.dumps(messages, default=str,
+                                                           ensure_ascii=False)[:32_000])
 
 
 def chat_end(span: SpanRecord, state: TurnState, before: tuple[int, int], began: float,
@@ -49,7 +51,7 @@ def chat_end(span: SpanRecord, state: TurnState, before: tuple[int, int], began:
         for call in calls:
             message["parts"].append({"type": "tool_call", "id": call["id"],
                                      "name": call["name"], "arguments": call["arguments"]})
-        span.set(gen_ai__output__messages=json.dumps([message])[:32_000])
+        span.set(gen_ai__output__messages=json.dumps([message], ensure_ascii=False)[:32_000])
 
 
 def tool_start(span: SpanRecord, call: dict[str, Any], kind: str | None,
@@ -65,4 +67,5 @@ def tool_end(span: SpanRecord, ok: bool, output: Any, content: bool) -> None:
     if not ok:
         span.fail("tool_error", str(output)[:500])
     if content:
-        span.set(gen_ai__tool__call__result=json.dumps(output, default=str)[:32_000])
+        span.set(gen_ai__tool__call__result=json.dumps(output, default=str,
+                                                            ensure_ascii=False)[:32_000])

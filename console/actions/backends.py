@@ -13,7 +13,7 @@ from console.actions import Invalid, form_errors
 from console.actions.secrets import secret_move
 from console.audit import Actor
 from console.backends import Report, adapter_for, probe
-from console.choices import AuditAction, Outcome, Status
+from console.choices import AuditAction, BackendKind, Outcome, Status
 from console.forms import BackendForm
 from console.models import Backend, BackendStatusChange
 
@@ -135,8 +135,14 @@ def record_probe(backend: Backend, report: Report) -> None:
 
 
 def test_backend(actor: Actor, backend: Backend) -> Report:
-    """"Test connection": probe now, store the result, record who asked."""
+    """"Test connection": probe now, store the result, record who asked. A backend that
+    fails but answers like another kind of engine says so (the usual mistake: the wrong
+    kind picked for the URL)."""
     report = async_to_sync(probe)(adapter_for(backend))
+    if report.status == Status.UNHEALTHY:
+        hint = wrong_kind_hint(backend)
+        if hint:
+            report.error = f"{hint} ({report.error})" if report.error else hint
     record_probe(backend, report)
     audit.record(
         AuditAction.BACKEND_TESTED, actor, target=backend,
@@ -146,6 +152,18 @@ def test_backend(actor: Actor, backend: Backend) -> Report:
         detail=report.error,
     )
     return report
+
+
+def wrong_kind_hint(backend: Backend) -> str:
+    """"This answers like llama-server, not Ollama — change the kind?" or ""."""
+    from console.discovery import answers_like
+
+    kind = async_to_sync(answers_like)(backend.base_url)
+    if not kind or kind == backend.kind:
+        return ""
+    names = {**dict(BackendKind.choices), "llamacpp": "llama-server"}
+    return (f"this answers like {names.get(kind, kind)}, not {names.get(backend.kind)} — "
+            f"change the kind?")
 
 
 def discover(actor: Actor, ports: list[int] | None = None) -> list:

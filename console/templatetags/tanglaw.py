@@ -97,3 +97,29 @@ def readable(value) -> str:
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return ", ".join(str(v) for v in value) if value else "none"
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@register.filter
+def json_object(text) -> dict | None:
+    """A JSON object from stored text (a tool call's arguments), or None."""
+    import json
+
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@register.filter
+def tool_output(text) -> dict | None:
+    """A stored tool message ({"type": "tool_output", "tool", "ok", "output"|"error"}) as
+    {tool, ok, value} to show; None for anything else."""
+    value = json_object(text)
+    if not value or value.get("type") != "tool_output":
+        return None
+    ok = bool(value.get("ok"))
+    return {"tool": str(value.get("tool") or ""), "ok": ok,
+            "value": value.get("output") if ok else value.get("error")}

@@ -35,4 +35,36 @@ export function renderMarkdown(element, text) {
     ALLOWED_TAGS, ALLOWED_ATTR: ["href", "title"], ALLOW_DATA_ATTR: false,
   });
   element.classList.add("md");
+  addCopyButtons(element);
+}
+
+// Each code block gets a Copy button (made here, never from the model's text).
+export function addCopyButtons(element) {
+  for (const pre of element.querySelectorAll("pre")) {
+    if (pre.parentElement.classList.contains("code-block")) continue;
+    const box = document.createElement("div");
+    box.className = "code-block";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy-code secondary outline";
+    button.textContent = "Copy";
+    button.setAttribute("aria-label", "Copy this code");
+    button.addEventListener("click", async () => {
+      const code = pre.textContent;
+      try {
+        await navigator.clipboard.writeText(code);
+        button.textContent = "Copied";
+      } catch {
+        const range = document.createRange();
+        range.selectNodeContents(pre);
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        button.textContent = "Selected: press Ctrl+C";
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+    pre.replaceWith(box);
+    box.append(button, pre);
+  }
 }

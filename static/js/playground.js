@@ -52,6 +52,10 @@ if (form) {
     regenerate.disabled = on || conversationId === null || !lastQuestion();
     status.textContent = on ? "Generating…" : "";
   };
+  let waiting = 0; // tool calls waiting for someone's approval
+  const waitingStatus = () => {
+    status.textContent = waiting ? "Waiting for your approval…" : "Generating…";
+  };
   // A regenerate replaces the last answer: fold it (tool cards and badges too) into the
   // question's "Previous versions", as the page shows a stored conversation.
   // Returns the number of the answer to come.
@@ -90,8 +94,43 @@ if (form) {
     return current;
   };
 
+  // a tool call's arguments labelled, one per line (raw text when they are not an object)
+  const argumentsList = (raw) => {
+    let args = null;
+    try { args = JSON.parse(raw || "{}"); } catch { args = null; }
+    if (!args || typeof args !== "object" || Array.isArray(args)) return el("pre", "json", raw);
+    const list = el("dl", "arguments");
+    const keys = Object.keys(args);
+    if (!keys.length) list.append(el("dt", "", "arguments"), el("dd", "", "none"));
+    for (const key of keys) {
+      const value = args[key];
+      list.append(el("dt", "", key),
+                  el("dd", "", typeof value === "string" ? value : JSON.stringify(value, null, 1)));
+    }
+    return list;
+  };
+  // a new conversation appears at the top of the list at once, as it will after a reload
+  const listConversation = (id) => {
+    const list = document.getElementById("conversation-list");
+    if (!list || list.querySelector(`a[href="?c=${id}"]`)) return;
+    list.querySelector("li.muted")?.remove();
+    const question = lastQuestion();
+    const title = (question ? question.querySelector(".body").textContent : "").trim();
+    const item = el("li");
+    const link = el("a", "", title.length > 40 ? `${title.slice(0, 39)}…` : title || "(untitled)");
+    link.href = `?c=${id}`;
+    link.setAttribute("aria-current", "page");
+    list.querySelectorAll("a[aria-current]").forEach((a) => a.removeAttribute("aria-current"));
+    const agentName = picker ? picker.selectedOptions[0].text.split(" — ")[0] : "";
+    item.append(link, el("br"), el("small", "muted", `${agentName} · just now`));
+    list.prepend(item);
+    const summary = document.querySelector("[data-drawer] > summary");
+    if (summary) summary.textContent = `Conversations (${list.querySelectorAll("li").length})`;
+  };
+
   const handlers = {
     turn_started(f) {
+      if (conversationId === null) listConversation(f.conversation_id);
       conversationId = f.conversation_id;
       form.dataset.conversation = String(conversationId);
       if (picker) picker.disabled = true;
@@ -118,7 +157,7 @@ if (form) {
       summary.append("Tool call ", el("code", "", f.name), " ");
       const state = el("small", "muted", "running…");
       summary.append(state);
-      card.append(summary, el("pre", "json", f.arguments));
+      card.append(summary, argumentsList(f.arguments));
       cards.set(f.id, { card, state });
       add(card);
     },
@@ -126,6 +165,9 @@ if (form) {
       const entry = cards.get(f.id);
       if (!entry) return;
       entry.state.textContent = "needs your approval";
+      entry.waiting = true;
+      waiting += 1;
+      waitingStatus();
       const row = el("div", "actions");
       for (const [label, type] of [["Approve", "approve"], ["Deny", "deny"]]) {
         const button = el("button", type === "deny" ? "secondary" : "", label);
@@ -133,6 +175,7 @@ if (form) {
         button.addEventListener("click", () => {
           socket.send(JSON.stringify({ type, tool_call_id: f.id }));
           row.remove();
+          entry.state.textContent = type === "deny" ? "denying…" : "approved, running…";
         });
         row.append(button);
       }
@@ -142,9 +185,18 @@ if (form) {
     tool_result(f) {
       const entry = cards.get(f.id);
       if (!entry) return;
-      entry.state.textContent = `${f.ok ? "ok" : "failed"} · ${Math.round(f.ms)} ms`;
-      if (!f.ok) entry.card.classList.add("failed");
-      entry.card.append(el("pre", "json", f.summary));
+      if (entry.waiting) {
+        entry.waiting = false;
+        waiting = Math.max(0, waiting - 1);
+        waitingStatus(); // the turn goes on until its done frame
+      }
+      const outcome = f.ok ? "ok" : f.denied ? "denied" : "failed";
+      entry.state.textContent = `${outcome} · ${Math.round(f.ms)} ms`;
+      entry.card.classList.add(outcome === "ok" ? "ok" : outcome);
+      const result = el("div", "tool-result");
+      result.append(el("small", "muted", f.ok ? "Result" : f.denied ? "Denied" : "Error"),
+                    el("pre", "json", f.summary));
+      entry.card.append(result);
       entry.card.open = false;
     },
     route(f) {
@@ -170,6 +222,7 @@ if (form) {
       if (version) target.el.querySelector(".who").append(" ", el("small", "muted version", `· ${version}`));
       version = null;
       current = null;
+      waiting = 0;
       busy(false);
       input.focus();
     },

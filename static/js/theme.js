@@ -4,6 +4,7 @@
 const COOKIE = "tanglaw_theme";
 const NEXT = { "": "light", light: "dark", dark: "" };
 const LABEL = { "": "Theme: system", light: "Theme: light", dark: "Theme: dark" };
+const ICON = { "": "◐", light: "☀", dark: "☾" };
 
 function current() {
   return document.documentElement.dataset.theme || "";
@@ -11,8 +12,10 @@ function current() {
 
 function show(button) {
   const theme = current();
-  button.textContent = LABEL[theme];
-  button.setAttribute("aria-label", `${LABEL[theme]} (change)`);
+  button.querySelector(".theme-icon").textContent = ICON[theme];
+  button.querySelector(".theme-name").textContent = LABEL[theme];
+  button.title = `${LABEL[theme]}: click to change`;
+  button.dataset.current = theme || "system";
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -286,6 +286,18 @@ def test_stop_and_disconnect_close_upstream_and_keep_the_partial(operator_user, 
     assert run_row.outcome == "cancelled"
     reply = Message.objects.filter(role="assistant").get()
     assert reply.incomplete and reply.content.startswith("x") and len(reply.content) < 400
+    # what streamed before the stop is counted (one delta ≈ one token: the engine sends
+    # no usage for a cut stream), and stopping is not a failure
+    assert run_row.tokens_out == len(reply.content) and not run_row.usage_reported
+    assert run_row.tokens_in > 0
+    if done:
+        assert done[-1]["metrics"]["tokens_out"] == len(reply.content)
+    deadline = time.monotonic() + 5
+    while not AuditEvent.objects.filter(action="agent.turn").exists() and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    turn = AuditEvent.objects.get(action="agent.turn")
+    assert turn.outcome == "success" and turn.after["outcome"] == "cancelled"
 
 
 def test_long_reply_is_checkpointed_then_replaced(operator_user, agent, scripted, monkeypatch):

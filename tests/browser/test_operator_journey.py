@@ -1,5 +1,6 @@
-"""A new operator's first hour, in Chromium, end to end: sign in → discover and register a
-backend → an agent with a tool → chat with a tool card → the overview shows the traffic →
+"""A new operator's first hour, in Chromium, end to end: sign in → the overview has found
+the engine → Register, Chat, Enter: a first streamed reply → an agent with a tool → chat
+with a tool card → the overview shows the traffic →
 the backend goes down → the alert fires and resolves → the audit log shows all of it →
 export it. Each step's screenshot is docs/screenshots/journey-*.png (used in the README).
 Then every page is checked at 1280×800 and at 390×844 for overflow."""
@@ -45,20 +46,34 @@ def reload_until(page, url: str, found, timeout: float = 45) -> None:
 
 
 def test_first_hour_of_a_new_operator(page, console, engine):
-    # 1. first sign-in: an empty overview that says what to do next
+    # 1. first sign-in: the overview says what to do next and has already looked for
+    # engines on this machine (discovery on arrival: no click)
     sign_in(page, console)
     expect(page.get_by_role("heading", name="No backends yet")).to_be_visible()
+    expect(page.get_by_role("heading", name="Getting started")).to_contain_text("0 of 5 done")
+    row = page.locator("#arrival-discovery tr", has_text=f"127.0.0.1:{engine.port}")
+    expect(row).to_contain_text("OpenAI-compatible")
     shot(page, "journey-1-first-overview")
 
-    # 2. discover the engine on this machine and register it with one click
-    page.get_by_role("button", name="Discover local backends").click()
-    page.get_by_role("button", name="Discover now").click()
-    row = page.locator("tr", has_text=f"127.0.0.1:{engine.port}")
-    expect(row).to_contain_text("OpenAI-compatible")
-    shot(page, "journey-2-discover")
+    # 2. the first reply, counted: Register (click 1), Chat on the model (click 2),
+    # type and press Enter (click 3 would be Send) — three after sign-in
+    clicks = 0
     row.get_by_role("button", name="Register").click()
-    expect(page.get_by_role("button", name="Test connection")).to_be_visible()
-    backend_name = page.locator("h1").inner_text().strip()
+    clicks += 1
+    expect(page.get_by_role("heading", name="Models on")).to_be_visible()
+    backend_name = page.locator("h1").inner_text().removeprefix("Models on ").strip()
+    shot(page, "journey-2-discover")
+    page.get_by_role("button", name=f"Chat with scripted-1 on {backend_name}").click()
+    clicks += 1
+    engine.add(text("Hello, ", "night shift."), finish(), usage(9, 4))
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    page.get_by_label("Message").fill("Hello?")
+    page.keyboard.press("Enter")
+    clicks += 1
+    expect(page.locator(".msg-assistant .body").last).to_have_text("Hello, night shift.")
+    assert clicks <= 4
+    expect(page.get_by_role("link", name="Save as agent…")).to_be_visible()
+    shot(page, "journey-2b-first-reply")
 
     # 3. an agent that may use the calculator
     page.goto(console.url + "/agents/new/")

@@ -194,11 +194,14 @@ def test_the_syslog_copy_catches_what_the_local_file_lost(heads, write, tmp_path
     handler = logging.config.DictConfigurator({"version": 1}).configure_handler(spec)
     logger = logging.getLogger("tanglaw.audit.heads")
     logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as console.settings configures it beside the handler
     try:
         write(60)
         received = [collector.recv(4096).decode() for _ in range(2)]
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()
         collector.close()
     assert all(line.startswith("<") and "tanglaw-audit-head: {" in line for line in received)

