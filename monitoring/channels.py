@@ -39,7 +39,7 @@ def _clean(data: dict[str, Any], channel: Channel | None) -> dict[str, Any]:
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         errors["name"] = ["Enter a name (at most 100 characters)."]
-    elif Channel.objects.filter(name=name).exclude(pk=channel.pk if channel else None).exists():
+    elif Channel.objects.filter(name=name).exclude(pk=channel.pk if channel else -1).exists():
         errors["name"] = [f"A channel named {name} already exists."]
     kind = out.get("kind")
     if channel is not None and kind != channel.kind:
