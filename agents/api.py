@@ -499,6 +499,7 @@ class HitOut(Schema):
     id: int
     title: str
     excerpt: str
+    highlights: list[tuple[int, int]] = []  # [start, end) of each match in the excerpt
 
 
 @router.get("/knowledge", response=list[DocumentOut])

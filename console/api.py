@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -608,10 +608,17 @@ class ConfigIn(Schema):
     secrets: dict[str, str] = {}
 
 
+class FieldChange(Schema):
+    field: str
+    before: Any = None
+    after: Any = None
+
+
 class ConfigChange(Schema):
     action: str
     kind: str
     name: str
+    fields: list[FieldChange] = []  # what the file changes in it (never a secret)
 
 
 class ConfigOut(Schema):

@@ -91,6 +91,54 @@ def export_yaml() -> str:
     return yaml.safe_dump(export_data(), sort_keys=False, allow_unicode=True)
 
 
+def _items(data: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """Every named item of an export by (section key, name); a section that is one
+    mapping (deployment) by (key, "")."""
+    out: dict[tuple[str, str], Any] = {}
+    for key, value in data.items():
+        if key in ("version", "prune"):
+            continue
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and "name" in item:
+                    out[(key, str(item["name"]))] = item
+        else:
+            out[(key, "")] = value
+    return out
+
+
+def field_diff(old: Any, new: Any) -> list[dict[str, Any]]:
+    """[{field, before, after}] where two exported items differ (a missing item: None)."""
+    if isinstance(old, dict) or isinstance(new, dict):
+        old_d = old if isinstance(old, dict) else {}
+        new_d = new if isinstance(new, dict) else {}
+        return [{"field": k, "before": old_d.get(k), "after": new_d.get(k)}
+                for k in [*old_d, *[k for k in new_d if k not in old_d]]
+                if k != "name" and old_d.get(k) != new_d.get(k)]
+    return [] if old == new else [{"field": "value", "before": old, "after": new}]
+
+
+def with_fields(changes: list[dict[str, Any]], before: dict[str, Any],
+                after: dict[str, Any], secrets: dict[str, str]) -> list[dict[str, Any]]:
+    """Each change with the fields it changes, read from the export before and after
+    (what the file says, secrets never among them). An "update" that changes no field
+    and was given no secret is reported "unchanged": an export applied back reports no
+    changes."""
+    old, new = _items(before), _items(after)
+    out = []
+    for change in changes:
+        kind, name = change.get("kind", ""), change.get("name", "")
+        key = next((k for k in (f"{kind}s", kind) if (k, name) in old or (k, name) in new
+                    or (k, "") in old), "")
+        found = (key, name) if (key, name) in old or (key, name) in new else (key, "")
+        fields = field_diff(old.get(found), new.get(found)) if key else []
+        secret_given = any(s.startswith(f"{key}.{name}.") for s in secrets)
+        if change.get("action") == "update" and key and not fields and not secret_given:
+            change = {**change, "action": "unchanged"}
+        out.append({**change, "fields": fields})
+    return out
+
+
 def load_mapping(text: str, what: str, version: int) -> dict[str, Any]:
     """YAML text → a mapping with the expected version, or Invalid saying where it broke."""
     try:  # bounded: size, depth, alias expansion, values (console.safeinput)
@@ -116,13 +164,13 @@ def load(text: str) -> dict[str, Any]:
 
 
 def apply(actor: Actor, text: str, *, dry_run: bool = False, user: Any = None,
-          secrets: dict[str, str] | None = None) -> list[dict[str, str]]:
+          secrets: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Validate and apply the whole file; returns the changes. Raises Invalid listing every
     error (nothing changed). A dry run returns the same changes and changes nothing."""
     data = load(text)
     prune = bool(data.get("prune"))
     errors: dict[str, list[str]] = {}
-    changes: list[dict[str, str]] = []
+    changes: list[dict[str, Any]] = []
     # network work first (listing MCP servers' tools), never inside the transaction
     prepared: dict[str, Any] = {}
     for section in sections() if not dry_run else []:
@@ -133,6 +181,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user: Any = None,
                     actor, {key: data.get(key) for key in section.keys}, user=user,
                     secrets=secrets or {})
     with transaction.atomic():
+        before = export_data()
         for section in sections():
             part = {key: data.get(key) for key in section.keys}
             extra = ({"prepared": prepared.get(type(section).__name__)}
@@ -147,6 +196,7 @@ def apply(actor: Actor, text: str, *, dry_run: bool = False, user: Any = None,
             transaction.set_rollback(True)
             failure = Invalid(errors)
             raise failure
+        changes = with_fields(changes, before, export_data(), secrets or {})
         if dry_run:
             transaction.set_rollback(True)
         else:

@@ -112,8 +112,10 @@ def live_db(transactional_db):
     with connection.cursor() as cursor:
         for sql in statements(connection.vendor, drop=True):
             cursor.execute(sql)
-        if "agents_knowledge_fts" in connection.introspection.table_names(cursor):
-            cursor.execute("DELETE FROM agents_knowledge_fts")  # flush does not know it
+        tables = connection.introspection.table_names(cursor)
+        for index in ("agents_knowledge_fts", "agents_knowledge_trigram"):
+            if index in tables:
+                cursor.execute(f"DELETE FROM {index}")  # flush does not know them
 
 
 @pytest.fixture(autouse=True)

@@ -123,3 +123,22 @@ def tool_output(text) -> dict | None:
     ok = bool(value.get("ok"))
     return {"tool": str(value.get("tool") or ""), "ok": ok,
             "value": value.get("output") if ok else value.get("error")}
+
+
+@register.filter
+def highlighted(hit) -> str:
+    """A search hit's excerpt with <mark> around its matches (`hit.highlights` spans),
+    everything else escaped."""
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    text, at = hit.excerpt, 0
+    out: list[str] = []
+    for start, end in sorted(hit.highlights):
+        if start < at:
+            continue
+        out.append(escape(text[at:start]))
+        out.append(f"<mark>{escape(text[start:end])}</mark>")
+        at = end
+    out.append(escape(text[at:]))
+    return mark_safe("".join(out))  # noqa: S308 - every piece above is escaped

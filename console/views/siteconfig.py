@@ -49,7 +49,11 @@ def config_apply(request):
         else:
             if apply_now:
                 done = [c for c in changes if c["action"] != "unchanged"]
-                messages.success(request, f"Applied: {len(done)} changes.")
+                messages.success(request, f"Applied: {len(done)} change"
+                                          f"{'' if len(done) == 1 else 's'}." if done else
+                                 "No changes: the file matches the site.")
                 return redirect("config_apply")
     return render(request, "console/site_config.html", {
-        "text": text, "changes": changes, "errors": errors})
+        "text": text, "changes": changes, "errors": errors,
+        "changed": [c for c in changes or [] if c["action"] != "unchanged"],
+        "unchanged": [c for c in changes or [] if c["action"] == "unchanged"]})

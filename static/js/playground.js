@@ -124,6 +124,16 @@ if (form) {
     const agentName = picker ? picker.selectedOptions[0].text.split(" — ")[0] : "";
     item.append(link, el("br"), el("small", "muted", `${agentName} · just now`));
     list.prepend(item);
+    // and it can be renamed or deleted right away
+    const head = document.getElementById("conversation-head");
+    if (head) {
+      head.querySelectorAll("form[data-action]").forEach((f) => {
+        f.action = f.dataset.action.replace("ID", String(id));
+      });
+      const field = head.querySelector("input[name=title]");
+      if (field) field.value = title.slice(0, 60);
+      head.hidden = false;
+    }
     const summary = document.querySelector("[data-drawer] > summary");
     if (summary) summary.textContent = `Conversations (${list.querySelectorAll("li").length})`;
   };

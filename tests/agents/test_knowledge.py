@@ -28,7 +28,10 @@ def test_add_search_delete_through_the_api(operator_client, viewer_client):
                          content_type="application/json")
     hits = viewer_client.get("/api/knowledge/search?q=rotating keys").json()
     assert [h["title"] for h in hits] == ["Ops manual"]  # porter stemming: rotating → rotate
-    assert "[rotate]" in hits[0]["excerpt"] or "[keys]" in hits[0]["excerpt"]
+    # the excerpt is plain text; the matches are spans in it (no brackets in the text)
+    excerpt = hits[0]["excerpt"]
+    assert "[" not in excerpt and "\x02" not in excerpt
+    assert {excerpt[a:b] for a, b in hits[0]["highlights"]} >= {"rotate", "keys"}
     assert viewer_client.post("/api/knowledge", data={"title": "x", "content": "y"},
                               content_type="application/json").status_code == 403
     doc = created.json()["id"]
@@ -61,7 +64,43 @@ def test_upload_page(operator_client, viewer_client):
     assert "The document is empty" in empty.content.decode()
     assert 'value="keep me"' in empty.content.decode()
     assert viewer_client.post("/knowledge/", {"title": "x", "content": "y"}).status_code == 403
-    assert "runbook.md" in viewer_client.get("/knowledge/?q=metrics").content.decode()
+    found = viewer_client.get("/knowledge/?q=metrics").content.decode()
+    assert "runbook.md" in found and "<mark>metrics</mark>" in found
+    # a delete asks first
+    assert 'data-confirm="Delete runbook.md from the knowledge base?' in \
+        operator_client.get("/knowledge/").content.decode()
+
+
+JAPANESE = "東京タワーの高さは333メートルです。展望台から富士山が見えます。"
+CHINESE = "边缘设备上运行的模型需要足够的内存。"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query,title", [
+    ("タワー", "ja"), ("富士山", "ja"), ("東京", "ja"),  # a two-character word, as text
+    ("展望台から", "ja"), ("内存", "zh"), ("运行的模型", "zh"),
+    ("Tower", "en"), ("tow", "en"),  # part of a word, by trigram
+])
+def test_text_without_spaces_and_parts_of_words_are_found(operator_client, query, title):
+    for name, content in (("ja", JAPANESE), ("zh", CHINESE),
+                          ("en", "The observation Tower opens at nine.")):
+        operator_client.post("/api/knowledge", data={"title": name, "content": content},
+                             content_type="application/json")
+    hits = operator_client.get(f"/api/knowledge/search?q={query}").json()
+    assert hits and hits[0]["title"] == title, hits
+    marked = {hits[0]["excerpt"][a:b] for a, b in hits[0]["highlights"]}
+    assert any(query.lower() in m.lower() or m.lower() in query.lower() for m in marked), hits
+    page = operator_client.get(f"/knowledge/?q={query}").content.decode()
+    assert "<mark>" in page
+
+
+@pytest.mark.django_db
+def test_the_trigram_index_follows_adds_and_deletes(operator_client):
+    doc = operator_client.post("/api/knowledge", data={"title": "ja", "content": JAPANESE},
+                               content_type="application/json").json()
+    assert search("メートル")
+    operator_client.delete(f"/api/knowledge/{doc['id']}")
+    assert search("メートル") == [] and search("東京") == []
 
 
 @pytest.mark.usefixtures("live_db")

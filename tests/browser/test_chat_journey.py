@@ -27,6 +27,7 @@ def add_agent(page, console, name, backend, model, tools=(), max_tokens="32"):
     page.get_by_label("Backend", exact=True).select_option(label=backend)
     page.get_by_label("Model", exact=True).fill(model)
     page.get_by_label("System prompt", exact=True).fill("You are a helpful edge assistant.")
+    page.locator("summary", has_text="Generation").click()  # folded: a plain assistant
     page.get_by_label("Max tokens", exact=True).fill(max_tokens)
     for tool in tools:
         page.get_by_label(re.compile(tool)).first.check()

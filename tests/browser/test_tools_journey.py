@@ -60,7 +60,12 @@ def test_tools_and_routing_in_the_browser(page, console, scripted, echo, mcp_htt
     add_agent(page, console, "stores", "scripted", "scripted-1", tools=["stock_level"])
     page.goto(console.url + "/agents/new/")
     page.get_by_label("Name", exact=True).fill("front-desk")
+    # routing is folded away, and the specialists show only once the kind is router
+    expect(page.get_by_label("Specialist 1")).to_be_hidden()
+    page.locator("summary", has_text="Routing").click()
+    expect(page.get_by_label("Specialist 1")).to_be_hidden()
     page.get_by_label("Kind").select_option("router")
+    expect(page.get_by_label("Specialist 1")).to_be_visible()
     page.get_by_label("Backend", exact=True).select_option(label="scripted")
     page.get_by_label("Model", exact=True).fill("scripted-1")
     page.get_by_label("Specialist 1").select_option(label="stores")

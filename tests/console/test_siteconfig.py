@@ -149,7 +149,7 @@ def test_commands_and_permissions(site, tmp_path, capsys, operator_client, admin
     assert operator_client.get("/config/").status_code == 403
     page = admin_client.post("/config/", {"yaml": text, "action": "check",
                                           "secrets": f"backends.cloud.api_key={KEY}"})
-    assert "The file is valid" in page.content.decode()
+    assert "No changes:</strong> the file matches the site" in page.content.decode()
 
 
 def test_the_deployment_section_sets_model_roles(site, operator_client, fake):
@@ -178,3 +178,54 @@ def test_the_deployment_section_sets_model_roles(site, operator_client, fake):
     assert set(failure.value.errors) >= {"deployment.type", "deployment.models[0].backend",
                                          "deployment.models[0].model",
                                          "deployment.models[0].role"}
+
+
+def test_a_dry_run_shows_each_changed_field_and_an_export_applied_back_changes_nothing(
+        site, admin_client):
+    exported = siteconfig.export_yaml()
+    # applied back as it is (its key not given again): no changes, anywhere
+    same = siteconfig.apply(Actor.system(), exported, dry_run=True)
+    assert {c["action"] for c in same} == {"unchanged"}
+    page = admin_client.post("/config/", {"yaml": exported, "action": "check"}
+                             ).content.decode()
+    assert "No changes:</strong> the file matches the site" in page
+    applied = admin_client.post("/config/", {"yaml": exported, "action": "apply"},
+                                follow=True).content.decode()
+    assert "No changes: the file matches the site." in applied
+    data = yaml.safe_load(exported)
+    edge = next(b for b in data["backends"] if b["name"] == "edge")
+    edge["base_url"] = "http://10.0.0.3:11434"
+    helper = next(a for a in data["agents"] if a["name"] == "helper")
+    helper["model"] = "llama3.2:3b"
+    helper["system_prompt"] = "Answer in one line."
+    rule = next(r for r in data["alert_rules"] if r["name"] == "Slow TTFT")
+    rule["threshold"] = 1200
+    changes = {(c["kind"], c["name"]): c for c in siteconfig.apply(
+        Actor.system(), yaml.safe_dump(data), dry_run=True)}
+    assert Backend.objects.get(name="edge").base_url == "http://10.0.0.2:11434"  # a dry run
+    assert changes[("backend", "edge")]["fields"] == [
+        {"field": "base_url", "before": "http://10.0.0.2:11434",
+         "after": "http://10.0.0.3:11434"}]
+    fields = {f["field"]: (f["before"], f["after"]) for f in changes[("agent", "helper")]
+              ["fields"]}
+    assert fields == {"model": ("qwen2.5:0.5b", "llama3.2:3b"),
+                      "system_prompt": ("", "Answer in one line.")}
+    assert changes[("alert_rule", "Slow TTFT")]["fields"] == [
+        {"field": "threshold", "before": 800.0, "after": 1200.0}]
+    assert changes[("agent", "desk")]["action"] == "unchanged"
+    page = admin_client.post("/config/", {"yaml": yaml.safe_dump(data), "action": "check"}
+                             ).content.decode()
+    assert "Applying it would make 3 changes" in page
+    assert "<code>base_url</code>" in page and "http://10.0.0.3:11434" in page
+    assert "Answer in one line." in page
+
+
+def test_the_command_prints_the_changed_fields(site, tmp_path, capsys):
+    data = yaml.safe_load(siteconfig.export_yaml())
+    next(b for b in data["backends"] if b["name"] == "edge")["base_url"] = "http://10.9.9.9:11434"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    call_command("apply_config", str(changed), "--dry-run")
+    printed = capsys.readouterr().out
+    assert "update    backend     edge" in printed
+    assert "base_url: http://10.0.0.2:11434 → http://10.9.9.9:11434" in printed

@@ -230,7 +230,9 @@ engines:
     desired: running
 """
     dry = siteconfig.apply(Actor.system(), text, dry_run=True)
-    assert {"action": "create", "kind": "engine", "name": "cfg-llama"} in dry
+    created = next(c for c in dry if (c["kind"], c["name"]) == ("engine", "cfg-llama"))
+    assert created["action"] == "create"
+    assert {"field": "port", "before": None, "after": 18090} in created["fields"]
     assert not ManagedEngine.objects.exists()
     siteconfig.apply(Actor.system(), text)
     engine = ManagedEngine.objects.get(name="cfg-llama")
@@ -238,7 +240,8 @@ engines:
     exported = siteconfig.export_data()["engines"]
     assert exported[0]["binary"] == allowed and exported[0]["desired"] == "running"
     again = siteconfig.apply(Actor.system(), siteconfig.export_yaml())
-    assert {"action": "unchanged", "kind": "engine", "name": "cfg-llama"} in again
+    assert ("unchanged", "engine", "cfg-llama") in {(c["action"], c["kind"], c["name"])
+                                                     for c in again}
     from console.actions import Invalid
 
     with pytest.raises(Invalid) as bad:

@@ -57,4 +57,17 @@ class Command(BaseCommand):
             raise SystemExit(1) from None
         for change in changes:
             self.stdout.write(f"{change['action']:9} {change['kind']:11} {change['name']}")
+            for field in change.get("fields", []) if change["action"] == "update" else []:
+                self.stdout.write(f"{'':9} {'':11}   {field['field']}: "
+                                  f"{_short(field['before'])} → {_short(field['after'])}")
         self.stdout.write("Dry run: nothing was changed." if dry_run else "Applied.")
+
+
+def _short(value) -> str:
+    """A field's value on one line of a terminal."""
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
+                                                           default=str)
+    text = text.replace("\n", " ")
+    return text if len(text) <= 60 else text[:59] + "…"
