@@ -44,6 +44,9 @@ class AuditAction(models.TextChoices):
     AUTH_LOGIN = "auth.login"
     AUTH_LOGIN_FAILED = "auth.login_failed"
     AUTH_LOGOUT = "auth.logout"
+    AUTH_SSO_LOGIN = "auth.sso_login"  # signed in through the identity provider
+    AUTH_SSO_REFUSED = "auth.sso_refused"  # the provider vouched, but no group may sign in
+    AUTH_SSO_FAILED = "auth.sso_failed"  # a bad state or nonce, the provider refused…
     AUTH_PASSWORD_CHANGED = "auth.password_changed"
     USER_CREATED = "user.created"
     USER_ROLE_CHANGED = "user.role_changed"

@@ -12,4 +12,10 @@ def roles(request):
     role = role_of(getattr(request, "user", None))
     can = {perm.replace(".", "_"): role in allowed for perm, allowed in PERMISSIONS.items()}
     theme = request.COOKIES.get(THEME_COOKIE, "")
-    return {"can": can, "role": role, "theme": theme if theme in THEMES else ""}
+    from django.conf import settings
+
+    from console import sso
+
+    return {"can": can, "role": role, "theme": theme if theme in THEMES else "",
+            "sso_on": sso.enabled(), "sso_name": settings.TANGLAW_OIDC_NAME,
+            "local_login_all": settings.TANGLAW_OIDC_LOCAL_LOGIN == "all"}

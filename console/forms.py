@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import AuthenticationForm
 
 from console import urlsafety
 from console.backends import normalise_base_url
@@ -90,6 +91,23 @@ class BackendForm(forms.ModelForm):
             else:
                 data["base_url"] = normalise_base_url(kind, url)
         return data
+
+
+class LocalLoginForm(AuthenticationForm):
+    """The sign-in form. With single sign-on on, local passwords are for admins (a
+    break-glass way in) unless TANGLAW_OIDC_LOCAL_LOGIN=all."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        from django.conf import settings
+
+        from console import sso
+
+        if sso.enabled() and settings.TANGLAW_OIDC_LOCAL_LOGIN == "admins" and \
+                user.effective_role != "admin":
+            raise forms.ValidationError(
+                f"Sign in with {settings.TANGLAW_OIDC_NAME}: while single sign-on is on, "
+                f"local passwords are for admins only.", code="sso_only")
 
 
 class UserCreateForm(forms.Form):

@@ -19,6 +19,9 @@ class User(AbstractUser):
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     # set for generated one-time passwords: the user must choose their own first
     must_change_password = models.BooleanField(default=False)
+    # "issuer|sub" for a person who signs in with the organisation's identity provider
+    # (console.sso); their role follows their groups there
+    oidc_subject = models.CharField(max_length=300, unique=True, null=True, blank=True)
 
     @property
     def effective_role(self) -> str:

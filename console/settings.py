@@ -177,6 +177,37 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Single sign-on with the organisation's OpenID provider (console.sso): the code flow with
+# PKCE and a nonce; the endpoints from the issuer's discovery document, on first use.
+TANGLAW_OIDC_ISSUER = env_str("TANGLAW_OIDC_ISSUER", "").rstrip("/")
+TANGLAW_OIDC_CLIENT_ID = env_str("TANGLAW_OIDC_CLIENT_ID", "")
+TANGLAW_OIDC_NAME = env_str("TANGLAW_OIDC_NAME", "your organisation")
+TANGLAW_OIDC_ROLES_CLAIM = env_str("TANGLAW_OIDC_ROLES_CLAIM", "groups")
+TANGLAW_OIDC_ADMIN_GROUPS = env_list("TANGLAW_OIDC_ADMIN_GROUPS", [])
+TANGLAW_OIDC_OPERATOR_GROUPS = env_list("TANGLAW_OIDC_OPERATOR_GROUPS", [])
+TANGLAW_OIDC_VIEWER_GROUPS = env_list("TANGLAW_OIDC_VIEWER_GROUPS", [])
+# with SSO on, local passwords are for admins (break-glass); "all" keeps them for everyone
+TANGLAW_OIDC_LOCAL_LOGIN = env_str("TANGLAW_OIDC_LOCAL_LOGIN", "admins")
+if TANGLAW_OIDC_LOCAL_LOGIN not in ("admins", "all"):
+    raise ImproperlyConfigured("TANGLAW_OIDC_LOCAL_LOGIN must be admins or all")
+OIDC_RP_CLIENT_ID = TANGLAW_OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = env_str("TANGLAW_OIDC_CLIENT_SECRET", "")
+OIDC_RP_SIGN_ALGO = env_str("TANGLAW_OIDC_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("TANGLAW_OIDC_SCOPES", "openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = 10
+OIDC_CREATE_USER = True
+OIDC_STORE_ACCESS_TOKEN = OIDC_STORE_ID_TOKEN = False
+LOGIN_REDIRECT_URL_FAILURE = "/login/"
+if TANGLAW_OIDC_ISSUER and TANGLAW_OIDC_CLIENT_ID:
+    if not (TANGLAW_OIDC_ADMIN_GROUPS or TANGLAW_OIDC_OPERATOR_GROUPS
+            or TANGLAW_OIDC_VIEWER_GROUPS):
+        raise ImproperlyConfigured("TANGLAW_OIDC_ISSUER is set but no group may sign in: set "
+                                   "TANGLAW_OIDC_ADMIN_GROUPS, _OPERATOR_GROUPS or "
+                                   "_VIEWER_GROUPS")
+    AUTHENTICATION_BACKENDS.append("console.sso.Backend")
+
 # django-axes: lock a username+IP pair after repeated failures
 AXES_FAILURE_LIMIT = env_int("TANGLAW_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("TANGLAW_LOGIN_COOLOFF_MINUTES", 15, minimum=1))

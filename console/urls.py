@@ -5,7 +5,9 @@ from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path, register_converter
 
+from console import sso
 from console.api import api
+from console.forms import LocalLoginForm
 from console.views import accounts, audit, backends
 from console.views import models as model_views
 from console.views import plans as plan_views
@@ -26,7 +28,11 @@ register_converter(ExportFormat, "export_format")
 
 urlpatterns = [
     path("", accounts.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", auth_views.LoginView.as_view(
+        redirect_authenticated_user=True, authentication_form=LocalLoginForm), name="login"),
+    # single sign-on (console.sso): 404 unless TANGLAW_OIDC_ISSUER is set
+    path("oidc/authenticate/", sso.Start.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", sso.Callback.as_view(), name="oidc_authentication_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/password/", accounts.password_change, name="password_change"),
     path("account/tokens/", accounts.token_list, name="token_list"),

@@ -14,7 +14,8 @@ from tests.support.console_server import ROOT
 from tests.traces.test_pages import external_turn, span, turn
 
 pytestmark = pytest.mark.browser
-RED = "rgb(198, 40, 40)"  # --tg-red
+RED = "rgb(198, 40, 40)"  # --tg-red: badges, bars
+RED_TEXT = "rgb(183, 28, 28)"  # --tg-red-text: red words (4.5:1 on white)
 WRITE = "import json, sys\nfrom traces import store\nstore.add(json.load(sys.stdin))\n" \
         "store.flush()\n"
 
@@ -70,7 +71,7 @@ def test_the_trace_list_and_a_turns_waterfall_on_a_laptop_and_a_phone(page, cons
     expect(steps).to_have_count(9)
     error = page.locator("li.step.step-error", has_text="chat qwen-primary")
     name = error.locator(".step-title")
-    assert name.evaluate("el => getComputedStyle(el).color") == RED
+    assert name.evaluate("el => getComputedStyle(el).color") == RED_TEXT
     assert error.locator("rect").evaluate("el => getComputedStyle(el).fill") == RED
     expect(error).to_contain_text("connection refused by edge-primary")
     for label in ("router", "fallback", "escalation", "approval"):

@@ -17,7 +17,8 @@ from tests.support.llama_server import free_port
 from tests.support.scripted_openai import ScriptedOpenAI, finish, text, tool_whole
 
 pytestmark = pytest.mark.browser
-RED = "rgb(198, 40, 40)"  # --tg-red
+RED = "rgb(198, 40, 40)"  # --tg-red: badges, bars
+RED_TEXT = "rgb(183, 28, 28)"  # --tg-red-text: red words (4.5:1 on white)
 
 
 def test_a_real_turn_with_fallback_escalation_and_approval_as_one_trace(page, console):
@@ -95,7 +96,7 @@ def test_a_real_turn_with_fallback_escalation_and_approval_as_one_trace(page, co
     for failed in (first, fallback):
         expect(failed).to_have_class(re.compile(r"\bstep-error\b"))
         assert failed.locator(".step-title").first.evaluate(
-            "el => getComputedStyle(el).color") == RED
+            "el => getComputedStyle(el).color") == RED_TEXT
         assert failed.locator("rect").first.evaluate(
             "el => getComputedStyle(el).fill") == RED
     expect(fallback).to_contain_text("fallback")
