@@ -15,6 +15,7 @@ urlpatterns = [
     path("agents/model-facts/", views.model_facts, name="agent_model_facts"),
     path("playground/", views.playground, name="playground"),
     path("playground/chat-with/", views.quick_chat, name="quick_chat"),
+    path("playground/conversations/", views.conversation_list, name="conversation_list"),
     path("playground/c/<int:pk>/rename/", views.conversation_rename,
          name="conversation_rename"),
     path("playground/c/<int:pk>/delete/", views.conversation_delete,

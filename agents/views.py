@@ -416,6 +416,20 @@ def conversation_delete(request, pk: int):
     return redirect("playground")
 
 
+@require("conversations.view")
+def conversation_list(request):
+    """The playground's conversation list alone (it refreshes itself: a conversation
+    started elsewhere, renamed in another tab or by the API shows up)."""
+    query = request.GET.get("q", "").strip()[:200]
+    current = request.GET.get("c", "")
+    conversations = actions.search_conversations(
+        Conversation.objects.for_user(request.user).select_related("agent", "owner"),
+        query)[:50]
+    return render(request, "agents/partials/conversation_list.html", {
+        "conversations": conversations, "query": query,
+        "current_id": int(current) if current.isdigit() and len(current) < 19 else None})
+
+
 @require("chat")
 @require_POST
 def quick_chat(request):

@@ -124,6 +124,9 @@ if (form) {
     const agentName = picker ? picker.selectedOptions[0].text.split(" — ")[0] : "";
     item.append(link, el("br"), el("small", "muted", `${agentName} · just now`));
     list.prepend(item);
+    // the list refreshes itself every 20 s (htmx): from now on with this one current
+    const refresh = list.getAttribute("hx-get");
+    if (refresh) list.setAttribute("hx-get", refresh.replace(/([?&]c=)[^&]*/, `$1${id}`));
     // and it can be renamed or deleted right away
     const head = document.getElementById("conversation-head");
     if (head) {

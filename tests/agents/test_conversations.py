@@ -104,3 +104,18 @@ def test_stored_tool_cards_are_labelled_and_readable(operator_client, mine):
     assert "<dt>city</dt><dd>Ōsaka</dd>" in page and "<dt>limit</dt><dd>3</dd>" in page
     assert "Result of <code>lookup</code>" in page and "12 crates…" in page
     assert "\\u" not in page
+
+
+def test_the_list_refreshes_itself_with_what_changed_elsewhere(operator_client, mine,
+                                                                operator_user, agent):
+    page = operator_client.get(f"/playground/?c={mine.pk}").content.decode()
+    assert 'hx-get="/playground/conversations/?q=&amp;c=' + str(mine.pk) in page
+    # a conversation started by a script through the API, and a rename in another tab
+    Conversation.objects.create(owner=operator_user, agent=agent, title="API: nightly check")
+    patch(operator_client, f"/api/conversations/{mine.pk}", {"title": "Renamed elsewhere"})
+    part = operator_client.get(f"/playground/conversations/?c={mine.pk}").content.decode()
+    assert part.startswith('<ul id="conversation-list"') and "<html" not in part
+    assert "API: nightly check" in part and "Renamed elsewhere" in part
+    assert f'<a href="?c={mine.pk}" aria-current="page">' in part
+    found = operator_client.get("/playground/conversations/?q=nightly").content.decode()
+    assert "API: nightly check" in found and "Renamed elsewhere" not in found

@@ -252,3 +252,31 @@ def test_screenshots_in_both_themes_at_both_sizes(browser, console, seeded, sche
             shot(page, f"theme-{scheme}-{size}-{name}")
     finally:
         context.close()
+
+
+def test_the_agent_form_by_keyboard(browser, console, seeded):
+    """Tab reaches every folded section; Enter opens it; the focused field shows it."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        sign_in(page, console)
+        page.goto(console.url + "/agents/new/")
+        page.get_by_label("Name", exact=True).focus()
+        page.keyboard.type("keyboard-agent")
+        focused = "() => document.activeElement.textContent.trim().split('\\n')[0]"
+        for _ in range(80):
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement.tagName") == "SUMMARY" and \
+                    page.evaluate(focused).startswith("Generation"):
+                break
+        assert page.evaluate(focused).startswith("Generation")
+        assert page.evaluate("() => getComputedStyle(document.activeElement)"
+                             ".outlineStyle") != "none"
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        expect(page.get_by_label("Temperature")).to_be_focused()
+        assert page.evaluate("() => getComputedStyle(document.activeElement)"
+                             ".boxShadow + getComputedStyle(document.activeElement)"
+                             ".outlineStyle") not in ("nonenone", "none")
+    finally:
+        context.close()
