@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from agents import blueprints
 from agents.choices import AgentKind, MessageRole, RunOutcome
@@ -216,15 +216,18 @@ def quick_agent(actor: Actor, backend_id: Any, model: Any) -> tuple[Agent, bool]
     existing = Agent.objects.filter(quick=True, backend=backend, model=name,
                                     kind=AgentKind.ASSISTANT).order_by("pk").first()
     if existing is not None:
+        if not existing.enabled:
+            raise Refused(f"the quick chat {existing.name} is disabled: enable it on its "
+                          f"page, or save it as an agent")
         return existing, False
-    label = f"{name} on {backend.name}"[:QUICK_NAME_CHARS]
+    label = f"{name} on {backend.name}"[:QUICK_NAME_CHARS].rstrip()
     taken = set(Agent.objects.filter(name__startswith=label[:QUICK_NAME_CHARS - 5])
                 .values_list("name", flat=True))
     n = 2
     candidate = label
     while candidate in taken:
         suffix = f" ({n})"
-        candidate = label[:QUICK_NAME_CHARS - len(suffix)] + suffix
+        candidate = label[:QUICK_NAME_CHARS - len(suffix)].rstrip() + suffix
         n += 1
     form = AgentForm(data=_form_data({
         "name": candidate, "description": f"Chat with {name} on {backend.name}, started from "
@@ -235,7 +238,13 @@ def quick_agent(actor: Actor, backend_id: Any, model: Any) -> tuple[Agent, bool]
         "tool_ids": [], "enabled": True, "log_content": False}))
     if not form.is_valid():
         raise Invalid(_errors(form), form)
-    return _save(actor, form, [], AuditAction.AGENT_CREATED, None, [], quick=True), True
+    try:
+        return _save(actor, form, [], AuditAction.AGENT_CREATED, None, [], quick=True), True
+    except IntegrityError:  # two clicks at once: the other one made it
+        again = Agent.objects.filter(quick=True, backend=backend, model=name).first()
+        if again is None:
+            raise
+        return again, False
 
 
 def update_agent(actor: Actor, agent: Agent, changes: dict[str, Any]) -> Agent:
@@ -340,7 +349,8 @@ def rename_conversation(actor: Actor, user, conversation: Conversation, title: A
 
 
 def delete_conversation(actor: Actor, user, conversation: Conversation) -> None:
-    """Gone with its messages and runs (the turns' audit events stay)."""
+    """Gone with its messages; its runs stay, without it, as traffic history (metrics,
+    Prometheus counters, the report), and so do the turns' audit events."""
     _own(user, conversation)
     with transaction.atomic():
         pk, owner = conversation.pk, conversation.owner.username

@@ -182,17 +182,19 @@ def _substrings(words: list[str], limit: int) -> list[Hit]:
         wanted |= Q(content__icontains=word) | Q(title__icontains=word)
     hits = []
     for doc in KnowledgeDocument.objects.filter(wanted).only("pk", "title", "content")[:limit]:
-        lowered = doc.content.lower()
-        at, word = min(((lowered.find(w.lower()), w) for w in words
-                        if lowered.find(w.lower()) >= 0), default=(-1, ""))
-        if at < 0:
+        # offsets in the text itself (lower() can change a text's length: "İ")
+        found = [m for m in (re.search(re.escape(w), doc.content, re.IGNORECASE)
+                             for w in words) if m]
+        if not found:
             hits.append(Hit(doc.pk, doc.title, doc.content[:EXCERPT_CHARS]))
             continue
+        match = min(found, key=lambda m: m.start())
+        at, end = match.start(), match.end()
         begin = max(0, at - EXCERPT_CHARS // 2)
-        excerpt = doc.content[begin:at + len(word) + EXCERPT_CHARS // 2]
+        excerpt = doc.content[begin:end + EXCERPT_CHARS // 2]
         prefix = "…" if begin else ""
-        suffix = "…" if at + len(word) + EXCERPT_CHARS // 2 < len(doc.content) else ""
+        suffix = "…" if end + EXCERPT_CHARS // 2 < len(doc.content) else ""
         start = len(prefix) + at - begin
         hits.append(Hit(doc.pk, doc.title, prefix + excerpt + suffix,
-                        [(start, start + len(word))]))
+                        [(start, start + end - at)]))
     return hits

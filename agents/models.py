@@ -227,8 +227,10 @@ class Conversation(models.Model):
 class Run(models.Model):
     """One turn's call(s) to a model: where it went, how fast, how it ended."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE,
-                                     related_name="runs")
+    # kept when its conversation is deleted: the run is the traffic history (metrics,
+    # Prometheus counters, the performance report), the messages are not
+    conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True,
+                                     blank=True, related_name="runs")
     agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, related_name="runs")
     backend = models.ForeignKey(Backend, on_delete=models.SET_NULL, null=True,
                                 related_name="runs")

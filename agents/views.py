@@ -23,6 +23,7 @@ from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.models import Backend
 from console.permissions import check, get_object_for_user, has_perm, require
+from console.safeinput import digits
 from console.templatetags.tanglaw import human_bytes
 from traces.models import ExternalAgent
 
@@ -70,7 +71,7 @@ def _specialists_from_post(request) -> list[dict]:
         picked = request.POST.get(f"specialist_{i}", "")
         words = request.POST.get(f"specialist_keywords_{i}", "")
         if picked:
-            rows.append({"specialist_id": int(picked) if picked.isdigit() else None,
+            rows.append({"specialist_id": int(picked) if digits(picked) else None,
                          "keywords": [w.strip() for w in words.split(",") if w.strip()]})
     return rows
 
@@ -81,7 +82,7 @@ def _fallbacks_from_post(request) -> list[dict]:
         backend = request.POST.get(f"fallback_backend_{i}", "")
         model = request.POST.get(f"fallback_model_{i}", "").strip()
         if backend or model:
-            rows.append({"backend_id": int(backend) if backend.isdigit() else None,
+            rows.append({"backend_id": int(backend) if digits(backend) else None,
                          "model": model})
     return rows
 
@@ -115,7 +116,7 @@ async def model_options(request):
 
 
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, str) and value.isdigit() else 0
+    return int(value) if isinstance(value, str) and digits(value) else 0
 
 
 def _facts_line(model: Any) -> str:
@@ -141,7 +142,7 @@ async def model_facts(request):
     go to a model that cannot call them."""
     backend = await Backend.objects.filter(pk=_int(request.GET.get("backend"))).afirst()
     name = (request.GET.get("model") or "").strip()
-    tools = [t for t in request.GET.getlist("tools") if t.isdigit()]
+    tools = [t for t in request.GET.getlist("tools") if digits(t)]
     context: dict[str, Any] = {"name": name, "tools": len(tools), "backend": backend}
     if backend is not None and name:
         adapter = adapter_for(backend)
@@ -370,11 +371,11 @@ def playground(request):
         Conversation.objects.for_user(request.user).select_related("agent", "owner"),
         query)[:50]
     current = None
-    if request.GET.get("c", "").isdigit():
+    if digits(request.GET.get("c", "")):
         current = get_object_or_404(Conversation.objects.for_user(request.user),
                                     pk=int(request.GET["c"]))
     selected = current.agent if current else None
-    if selected is None and request.GET.get("agent", "").isdigit():
+    if selected is None and digits(request.GET.get("agent", "")):
         selected = next((a for a in agents if a.pk == int(request.GET["agent"])), None)
     selected = selected or (agents[0] if agents else None)
     transcript = _transcript(current) if current else []
@@ -427,7 +428,7 @@ def conversation_list(request):
         query)[:50]
     return render(request, "agents/partials/conversation_list.html", {
         "conversations": conversations, "query": query,
-        "current_id": int(current) if current.isdigit() and len(current) < 19 else None})
+        "current_id": int(current) if digits(current) and len(current) < 19 else None})
 
 
 @require("chat")
@@ -439,7 +440,7 @@ def quick_chat(request):
     backend = request.POST.get("backend", "")
     try:
         agent, created = actions.quick_agent(
-            Actor.from_request(request), int(backend) if backend.isdigit() else backend,
+            Actor.from_request(request), int(backend) if digits(backend) else backend,
             request.POST.get("model", ""))
     except (Invalid, Refused) as exc:
         reason = exc.messages if isinstance(exc, Invalid) else str(exc)

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from console.safeinput import digits
+
 log = logging.getLogger("tanglaw.audit.heads")
 
 
@@ -119,7 +121,7 @@ def syslog_handler(target: str) -> dict[str, Any]:
         address = target
     else:
         host, _, port = target.rpartition(":") if ":" in target else (target, "", "514")
-        if not host or not port.isdigit():
+        if not host or not digits(port):
             raise ValueError(f"TANGLAW_AUDIT_HEADS_SYSLOG: expected /path, host or "
                              f"host:port, not {target!r}")
         address = (host, int(port))

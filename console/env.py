@@ -12,6 +12,8 @@ from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
+from console.safeinput import digits
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -90,7 +92,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def env_ports(name: str, default: list[int]) -> list[int]:
     ports = []
     for item in env_list(name, [str(p) for p in default]):
-        if not item.isdigit() or not 0 < int(item) < 65536:
+        if not digits(item) or not 0 < int(item) < 65536:
             raise ImproperlyConfigured(f"{name} has {item!r}, which is not a TCP port")
         ports.append(int(item))
     return ports

@@ -19,6 +19,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from console.safeinput import digits
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -178,7 +180,7 @@ class BoundedRequestMiddleware(Hybrid):
     def before(self, request):
         length = request.META.get("CONTENT_LENGTH") or ""
         limit = settings.TANGLAW_MAX_UPLOAD_MB * 1024 * 1024
-        if length.isdigit() and int(length) > limit:
+        if digits(length) and int(length) > limit:
             return _too_large(request, f"the request body is larger than "
                                        f"{settings.TANGLAW_MAX_UPLOAD_MB} MB")
         return None
@@ -193,8 +195,8 @@ class BoundedRequestMiddleware(Hybrid):
             if key in TEXT_PARAMS:
                 continue
             for value in values:
-                digits = value.strip().lstrip("+-")
-                if digits.isdigit() and len(digits) > MAX_DIGITS:
+                number = value.strip().lstrip("+-")
+                if digits(number) and len(number) > MAX_DIGITS:
                     message = f"{key}: is too large a number (at most {MAX_DIGITS} digits)"
                     if request.path.startswith("/api/"):
                         return JsonResponse({"detail": message,

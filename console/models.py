@@ -22,6 +22,9 @@ class User(AbstractUser):
     # "issuer|sub" for a person who signs in with the organisation's identity provider
     # (console.sso); their role follows their groups there
     oidc_subject = models.CharField(max_length=300, unique=True, null=True, blank=True)
+    # disabled by single sign-on (out of every group), not by an admin: a later sign-in
+    # in a group turns it on again; an account an admin disabled stays off
+    sso_suspended = models.BooleanField(default=False)
 
     @property
     def effective_role(self) -> str:

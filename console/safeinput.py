@@ -183,3 +183,10 @@ def load_yaml(text: str, field: str = "file", *, max_bytes: int = MAX_YAML_BYTES
     finally:
         loader.dispose()
     return check_value(data, field, max_depth=max_depth, max_nodes=max_nodes)
+
+
+def digits(text: object) -> bool:
+    """Only the ASCII digits 0-9, at least one. `str.isdigit()` is true for "²" and
+    "١٢", and `int("²")` raises: every number read from a request or the environment
+    is checked with this before int()."""
+    return isinstance(text, str) and text.isascii() and text.isdigit()

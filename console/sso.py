@@ -132,9 +132,35 @@ class Backend(OIDCAuthenticationBackend):
         return get_setting("OIDC_OP_JWKS_ENDPOINT")
 
     def authenticate(self, request, **kwargs):
-        if not enabled() or request is None or "code" not in request.GET:
+        # only from the callback (which passes the nonce it kept): never for a sign-in
+        # form or any other authenticate() call on a URL that happens to carry ?code=
+        if not enabled() or request is None or "nonce" not in kwargs:
             return None
         return super().authenticate(request, **kwargs)
+
+    def verify_token(self, token, **kwargs):
+        """The library checks the signature and the nonce; the issuer and the audience
+        are checked here (OIDC Core 3.1.3.7)."""
+        payload = super().verify_token(token, **kwargs)
+        issuer = str(discovery().get("issuer", "")).rstrip("/")
+        audience = payload.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if str(payload.get("iss", "")).rstrip("/") != issuer:
+            raise SuspiciousOperation("the ID token was issued by someone else")
+        if settings.OIDC_RP_CLIENT_ID not in audiences:
+            raise SuspiciousOperation("the ID token is not for this console")
+        return payload
+
+    def get_userinfo(self, access_token, id_token, payload):
+        """The userinfo claims, about the person of the ID token (OIDC Core 5.3.2); the
+        groups from the ID token when the userinfo endpoint has none."""
+        info = super().get_userinfo(access_token, id_token, payload)
+        if info.get("sub") != payload.get("sub"):
+            raise SuspiciousOperation("the userinfo is about someone else than the ID token")
+        claim = settings.TANGLAW_OIDC_ROLES_CLAIM
+        if claim not in info and claim in payload:
+            info[claim] = payload[claim]
+        return info
 
     def filter_users_by_claims(self, claims):
         return self.UserModel.objects.filter(oidc_subject=subject(claims))
@@ -156,8 +182,8 @@ class Backend(OIDCAuthenticationBackend):
         with transaction.atomic():
             if existing is not None and existing.is_active:
                 # out of the groups: the account SSO made (and its API tokens) stops working
-                existing.is_active = False
-                existing.save(update_fields=["is_active"])
+                existing.is_active, existing.sso_suspended = False, True
+                existing.save(update_fields=["is_active", "sso_suspended"])
             audit.record(AuditAction.AUTH_SSO_REFUSED, Actor.from_request(self.request),
                          target=existing, outcome=Outcome.DENIED,
                          detail=f"{_who(claims)}: {why}")
@@ -181,6 +207,14 @@ class Backend(OIDCAuthenticationBackend):
         return user
 
     def update_user(self, user, claims):
+        if not user.is_active and not user.sso_suspended:
+            # an admin turned this account off: the provider cannot turn it on again
+            with transaction.atomic():
+                audit.record(AuditAction.AUTH_SSO_REFUSED, Actor.from_request(self.request),
+                             target=user, outcome=Outcome.DENIED,
+                             detail=f"{_who(claims)}: the account is disabled in Tanglaw")
+            self.request.sso_refusal = "an admin disabled your account in Tanglaw"
+            return user  # inactive: the callback does not sign them in
         role = role_for(claims) or Role.VIEWER  # verify_claims refused anyone without one
         changes: dict[str, tuple[Any, Any]] = {}
         if user.role != role:
@@ -189,10 +223,10 @@ class Backend(OIDCAuthenticationBackend):
             changes["is_active"] = (False, True)
         email = str(claims.get("email") or "")[:254]
         with transaction.atomic():
-            user.role, user.is_active = role, True
+            user.role, user.is_active, user.sso_suspended = role, True, False
             if email:
                 user.email = email
-            user.save(update_fields=["role", "is_active", "email"])
+            user.save(update_fields=["role", "is_active", "sso_suspended", "email"])
             if changes:
                 audit.record(AuditAction.USER_ROLE_CHANGED, Actor.from_request(self.request),
                              target=user, before={k: v[0] for k, v in changes.items()},
@@ -239,6 +273,12 @@ class Callback(OIDCAuthenticationCallbackView):
     def get(self, request):
         if not enabled():
             raise Http404("single sign-on is not configured")
+        # whether this browser started a sign-in, and whether this answer is for it:
+        # only then is a failure audited and the provider's words shown (anyone can
+        # call this URL with made-up parameters)
+        states = request.session.get("oidc_states") or {}
+        self.pending = bool(states)
+        self.ours = request.GET.get("state", "") in states
         try:
             return super().get(request)
         except SuspiciousOperation as exc:
@@ -262,12 +302,17 @@ class Callback(OIDCAuthenticationCallbackView):
                                          f"you may not use Tanglaw: {refusal}.")
             return HttpResponseRedirect(reverse("login"))
         error = self.request.GET.get("error_description") or self.request.GET.get("error")
-        return self._failed(f"the provider said: {error[:200]}" if error else
-                            "the sign-in could not be completed")
+        if error and self.ours:
+            return self._failed(f"the provider said: {error[:200]}")
+        return self._failed("the sign-in could not be completed")
 
     def _failed(self, why: str):
-        audit.record(AuditAction.AUTH_SSO_FAILED, Actor.from_request(self.request),
-                     outcome=Outcome.FAILURE, detail=why[:500])
-        messages.error(self.request, f"Sign-in with {settings.TANGLAW_OIDC_NAME} failed: "
-                                     f"{why}. Try again.")
+        if getattr(self, "pending", False):
+            audit.record(AuditAction.AUTH_SSO_FAILED, Actor.from_request(self.request),
+                         outcome=Outcome.FAILURE, detail=why[:500])
+            messages.error(self.request, f"Sign-in with {settings.TANGLAW_OIDC_NAME} failed: "
+                                         f"{why}. Try again.")
+        else:  # no sign-in of this browser was under way: nothing to record or explain
+            messages.error(self.request, f"Sign-in with {settings.TANGLAW_OIDC_NAME} could "
+                                         f"not be completed. Try again.")
         return HttpResponseRedirect(reverse("login"))

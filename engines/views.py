@@ -12,6 +12,7 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import DeploymentPlan
 from console.permissions import has_perm, require
+from console.safeinput import digits
 from engines import actions, commands, logs
 from engines.choices import STATE_COLOURS, EngineKind
 from engines.forms import EngineForm
@@ -38,7 +39,7 @@ def engine_list(request):
 
 def _initial(request) -> dict:
     plan_id = request.GET.get("plan")
-    if plan_id and plan_id.isdigit():
+    if plan_id and digits(plan_id):
         plan = DeploymentPlan.objects.filter(pk=int(plan_id)).first()
         if plan is not None:
             try:

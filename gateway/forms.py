@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from console.actions import Invalid
 from console.models import ApiToken, Backend, User
+from console.safeinput import digits
 from gateway.actions import LIMITS, MAX_TARGETS
 
 LIMIT_LABELS = {"rpm": "Requests per minute", "tokens_per_day": "Tokens per day",
@@ -117,7 +118,7 @@ def target_rows(post) -> list[dict[str, Any]]:
         backend, model = post.get(f"backend_{n}", ""), post.get(f"model_{n}", "").strip()
         if not backend and not model:
             continue
-        out.append({"backend_id": int(backend) if backend.isdigit() and len(backend) < 19
+        out.append({"backend_id": int(backend) if digits(backend) and len(backend) < 19
                     else backend, "model": model})
     return out
 

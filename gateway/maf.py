@@ -36,7 +36,7 @@ from agents.models import Agent, Tool
 from console.actions import Invalid
 from console.audit import Actor
 from console.models import Backend
-from console.safeinput import UnsafeInput, load_yaml
+from console.safeinput import UnsafeInput, digits, load_yaml
 from gateway.targets import AGENT_PREFIX, agent_slug
 
 # ?api= → MAF's model.apiType: OpenAIChatCompletionClient / OpenAIChatClient (Responses)
@@ -270,7 +270,7 @@ def plan_import(text: str, backend_id: Any, model: Any) -> Plan:
     if backend_id in (None, ""):
         errors["backend_id"] = ["Choose the backend the new agent runs on (the file's "
                                 "connection is not used)."]
-    elif not str(backend_id).isdigit() or len(str(backend_id)) > 18 or not (
+    elif not digits(str(backend_id)) or len(str(backend_id)) > 18 or not (
             backend := Backend.objects.filter(pk=int(backend_id)).first()):
         errors["backend_id"] = ["No such backend."]
     if not isinstance(model, str) or not model.strip():

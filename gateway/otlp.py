@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from console.safeinput import digits
 from gateway.errors import GatewayError
 from gateway.views import authenticate
 from traces import content as content_rules
@@ -98,7 +99,7 @@ def _body(request) -> bytes:
     declared = request.headers.get("Content-Length", "")
     too_big = OtlpError(413, f"the body is larger than {settings.TANGLAW_OTLP_MAX_MB} MB "
                              f"(TANGLAW_OTLP_MAX_MB): send smaller batches")
-    if declared.isdigit() and int(declared) > limit:
+    if digits(declared) and int(declared) > limit:
         raise too_big
     # read here, not through request.body (whose limit is the console's upload size)
     body = request.read(limit + 1)

@@ -35,6 +35,7 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.choices import AuditAction
 from console.models import ApiToken, Backend
+from console.safeinput import digits
 from monitoring.choices import SEVERITY_RANK, AlertState, Comparator, Severity
 from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
 from traces.models import ExternalAgent
@@ -119,14 +120,14 @@ def scopes_for(rule: AlertRule) -> list[str]:
     if rule.scope == "gpus":
         return sorted(set(gpus.values_list("scope", flat=True)))
     kind, _, ident = rule.scope.partition(":")
-    if kind in TARGETS and ident.isdigit():
+    if kind in TARGETS and digits(ident):
         alive = TARGETS[kind].objects.filter(pk=int(ident), enabled=True).exists()
         return [rule.scope] if alive else []
     if kind == "gpu":
         return [rule.scope] if gpus.filter(scope=rule.scope).exists() else []
-    if kind == "xagent" and ident.isdigit():
+    if kind == "xagent" and digits(ident):
         return [rule.scope] if ExternalAgent.objects.filter(pk=int(ident)).exists() else []
-    if kind == "key" and ident.isdigit():
+    if kind == "key" and digits(ident):
         return [rule.scope] if _live_keys(rule).filter(pk=int(ident)).exists() else []
     return [rule.scope]
 
@@ -136,7 +137,7 @@ def why_gone(rule: AlertRule, scope: str) -> str:
     if not rule.enabled:
         return f"the rule {rule.name} was disabled"
     kind, _, ident = scope.partition(":")
-    if kind in TARGETS and ident.isdigit():
+    if kind in TARGETS and digits(ident):
         row = TARGETS[kind].objects.filter(pk=int(ident)).values_list("name", "enabled").first()
         if row is None:
             return f"{kind} {ident} was deleted"
@@ -146,7 +147,7 @@ def why_gone(rule: AlertRule, scope: str) -> str:
         return f"gpu {ident} no longer reports"
     if kind == "xagent":
         return f"external agent {ident} has not reported for the whole trace retention"
-    if kind == "key" and ident.isdigit():
+    if kind == "key" and digits(ident):
         token = ApiToken.objects.filter(pk=int(ident)).first()
         if token is None:
             return f"key {ident} was deleted"
@@ -162,7 +163,7 @@ def budget_values(rule: AlertRule, scopes: list[str], now: datetime) -> dict[str
     """A budget rule's value for each key scope, read for all of them at once."""
     from gateway.budgets import percent_used  # monitoring reads the gateway, not back
 
-    ids = [int(s.partition(":")[2]) for s in scopes if s.partition(":")[2].isdigit()]
+    ids = [int(s.partition(":")[2]) for s in scopes if digits(s.partition(":")[2])]
     used = percent_used(ApiToken.objects.filter(pk__in=ids), BUDGET_METRICS[rule.metric], now)
     return {f"key:{pk}": value for pk, value in used.items()}
 
@@ -226,16 +227,16 @@ def describe(rule: AlertRule, scope: str, value: float | None) -> str:
 
 def scope_label(scope: str) -> str:
     kind, _, ident = scope.partition(":")
-    if kind == "backend" and ident.isdigit():
+    if kind == "backend" and digits(ident):
         name = Backend.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"backend {name or ident}"
-    if kind == "agent" and ident.isdigit():
+    if kind == "agent" and digits(ident):
         name = Agent.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"agent {name or ident}"
-    if kind == "key" and ident.isdigit():
+    if kind == "key" and digits(ident):
         name = ApiToken.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"key {name or ident}"
-    if kind == "xagent" and ident.isdigit():
+    if kind == "xagent" and digits(ident):
         name = ExternalAgent.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"external agent {name or ident}"
     return {"host": "this host"}.get(scope, scope.replace(":", " "))
@@ -382,7 +383,7 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
     scope = str(out.get("scope") or "")
     kind, _, ident = scope.partition(":")
     if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "xagent", "gpu", "key")
-                                     and ident.isdigit() and len(ident) < 19)):
+                                     and digits(ident) and len(ident) < 19)):
         errors["scope"] = ["backends, backend:ID, agents, agent:ID, xagent:ID (an external "
                            "agent), host, audit, gpus, gpu:INDEX, keys or key:ID."]
     elif (out.get("metric") in BUDGET_METRICS) != (scope == "keys" or kind == "key"):

@@ -56,7 +56,9 @@ def deliver(one: Delivery) -> bool:
 def run_due(worker: str, limit: int = 50) -> dict[str, int]:
     """Claim and send every delivery that is due. Safe with several monitors running."""
     now = timezone.now()
-    due = list(Delivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now)
+    # a channel turned off takes nothing more, queued retries included
+    due = list(Delivery.objects.filter(delivered_at__isnull=True, next_attempt_at__lte=now,
+                                       channel__enabled=True)
                .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
                .values_list("pk", flat=True)[:limit])
     sent = failed = 0

@@ -17,6 +17,7 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import Backend
 from console.permissions import has_perm, require
+from console.safeinput import digits
 from monitoring import advisor, alerts, automation, channels, queries, store
 from monitoring.api import set_probe_interval
 from monitoring.choices import (
@@ -100,7 +101,7 @@ def alert_list(request):
             raise PermissionDenied("Your role may not change alert rules.")
         form = request.POST
         ident = form.get("rule", "")
-        if ident and not (ident.isdigit() and len(ident) <= 19):
+        if ident and not (digits(ident) and len(ident) <= 19):
             raise Http404("no such alert rule")
         rule = get_object_or_404(AlertRule, pk=int(ident)) if ident else None
         try:
@@ -133,12 +134,12 @@ def _prefill(request) -> dict[str, str] | None:
     """A new rule's metric and scope from a link (a gateway key's "Alert" link), or the
     rule being edited (?edit=ID)."""
     wanted = request.GET.get("edit", "")
-    if wanted.isdigit() and len(wanted) < 19:
+    if digits(wanted) and len(wanted) < 19:
         rule = AlertRule.objects.filter(pk=int(wanted)).first()
         if rule is not None:
             return {"rule": str(rule.pk), "name": rule.name, "metric": rule.metric,
                     "scope": rule.scope, "comparator": rule.comparator,
-                    "threshold": f"{rule.threshold:g}", "window_s": str(rule.window_s),
+                    "threshold": f"{rule.threshold:.15g}", "window_s": str(rule.window_s),
                     "for_s": str(rule.for_s), "severity": rule.severity,
                     "enabled": "on" if rule.enabled else ""}
     wanted_fields = {k: request.GET[k][:100] for k in ("name", "metric", "scope",
@@ -175,8 +176,13 @@ def rule_enabled(request, pk: int):
     """Turn a rule on or off (its open alerts end when it goes off)."""
     rule = get_object_or_404(AlertRule, pk=pk)
     on = request.POST.get("enabled") == "on"
-    alerts.save_rule(Actor.from_request(request), {"enabled": on}, rule)
-    messages.success(request, f"{'Enabled' if on else 'Disabled'} the rule {rule.name}.")
+    try:
+        alerts.save_rule(Actor.from_request(request), {"enabled": on}, rule)
+    except Invalid as exc:  # the rule's stored scope names something since deleted
+        messages.error(request, f"{rule.name} cannot be saved as it is: {exc.messages} Edit "
+                                f"it, or delete it.")
+    else:
+        messages.success(request, f"{'Enabled' if on else 'Disabled'} the rule {rule.name}.")
     return redirect("alert_list")
 
 

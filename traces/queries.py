@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from console.actions import Invalid
+from console.safeinput import digits
 from traces.choices import SpanStatus
 from traces.models import Span, Trace
 
@@ -66,7 +67,7 @@ def filtered(params: dict[str, Any]) -> QuerySet[Trace]:
         except ValueError:
             raise Invalid({"min_ms": ["A number of milliseconds."]}) from None
     if "conversation" in p:
-        if not p["conversation"].isdigit() or len(p["conversation"]) > 18:
+        if not digits(p["conversation"]) or len(p["conversation"]) > 18:
             raise Invalid({"conversation": ["A conversation id."]})
         qs = qs.filter(conversation_id=int(p["conversation"]))
     if "request" in p:
@@ -85,7 +86,7 @@ def page(qs: QuerySet[Trace], cursor: str = "", limit: int = 50
         raise Invalid({"limit": [f"Use a limit between 1 and {MAX_LIMIT}."]})
     if cursor:
         micros, _, ident = cursor.partition(".")
-        if not (micros.isdigit() and ident.isdigit() and len(micros) < 20 and len(ident) < 19):
+        if not (digits(micros) and digits(ident) and len(micros) < 20 and len(ident) < 19):
             raise Invalid({"cursor": ["Use the next_cursor of the previous page."]})
         at = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
         qs = qs.filter(Q(started_at__lt=at) | Q(started_at=at, id__lt=int(ident)))

@@ -19,6 +19,7 @@ from django.utils.cache import patch_vary_headers
 from agents.models import Agent, Conversation
 from console.actions import Invalid
 from console.permissions import require
+from console.safeinput import digits
 from monitoring.store import WINDOWS
 from traces import queries
 from traces.choices import STATUS_COLOURS, SpanStatus
@@ -63,7 +64,7 @@ def _filters(get) -> tuple[dict[str, str], dict[str, str]]:
 def _agent_of_scope(scope: str) -> str:
     """The agent a monitoring scope names (an alert's `agent:ID` or `xagent:ID`)."""
     kind, _, ident = scope.partition(":")
-    if kind not in ("agent", "xagent") or not ident.isdigit() or len(ident) > 18:
+    if kind not in ("agent", "xagent") or not digits(ident) or len(ident) > 18:
         raise Invalid({"agent": [f"“{scope}” names no agent (agent:ID or xagent:ID)."]})
     names = (Agent.objects if kind == "agent" else ExternalAgent.objects).values_list(
         "name", flat=True)

@@ -108,8 +108,8 @@ async def stream_step(candidate: Candidate, settings: TurnSettings,
     except asyncio.CancelledError:
         # stopped (Stop, a closed tab, shutdown): the reply so far keeps its counts; the
         # engine never sends usage for a stream that was cut
-        if chunks_out:
-            _count(state, None, chunks_out, messages)
+        if chunks_out or usage is not None:
+            _count(state, usage, chunks_out, messages)
         raise
     finally:
         if stream is not None:

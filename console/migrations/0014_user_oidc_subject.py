@@ -15,4 +15,9 @@ class Migration(migrations.Migration):
             name='oidc_subject',
             field=models.CharField(blank=True, max_length=300, null=True, unique=True),
         ),
+        migrations.AddField(
+            model_name='user',
+            name='sso_suspended',
+            field=models.BooleanField(default=False),
+        ),
     ]

@@ -18,6 +18,7 @@ from console.choices import AuditAction
 from console.csvcells import safe_row
 from console.models import AuditEvent
 from console.permissions import require
+from console.safeinput import digits
 
 PAGE_SIZE = 50
 
@@ -60,7 +61,7 @@ def filtered_events(params) -> tuple:
 def page_of(qs, cursor: str, size: int = PAGE_SIZE) -> tuple[list[AuditEvent], int | None]:
     """Keyset paging on seq (newest first): the cursor is the last seq seen."""
     if cursor:
-        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+        if not (cursor.isascii() and digits(cursor) and len(cursor) <= 19):
             raise Invalid({"cursor": ["The cursor must be a number from a previous page."]})
         qs = qs.filter(seq__lt=int(cursor))
     events = list(qs.order_by("-seq")[: size + 1])

@@ -119,3 +119,33 @@ def test_the_list_refreshes_itself_with_what_changed_elsewhere(operator_client, 
     assert f'<a href="?c={mine.pk}" aria-current="page">' in part
     found = operator_client.get("/playground/conversations/?q=nightly").content.decode()
     assert "API: nightly check" in found and "Renamed elsewhere" not in found
+
+
+def test_deleting_a_conversation_keeps_its_runs_as_traffic_history(operator_client, mine,
+                                                                   agent):
+    from django.utils import timezone
+
+    from agents.models import Run
+
+    Run.objects.create(conversation=mine, agent=agent, backend=agent.backend, model="m",
+                       started_at=timezone.now(), outcome="success", tokens_out=12)
+    operator_client.post(f"/playground/c/{mine.pk}/delete/")
+    run = Run.objects.get()
+    assert run.conversation_id is None and run.tokens_out == 12
+
+
+@pytest.mark.parametrize("path", [
+    "/playground/?c=²", "/playground/?agent=²", "/playground/conversations/?c=²",
+    "/agents/model-options/?backend=²", "/agents/model-facts/?backend=²&model=m&tools=²",
+    "/alerts/?edit=²", "/audit/?cursor=²", "/playground/?c=١٢",
+])
+def test_numbers_that_are_not_ascii_digits_are_not_numbers(operator_client, mine, path):
+    # "²".isdigit() is True and int("²") raises: never a 500
+    assert operator_client.get(path).status_code in (200, 400, 404)
+
+
+def test_quick_chat_posted_with_a_superscript_backend(operator_client, agent):
+    answer = operator_client.post("/playground/chat-with/", {"backend": "²", "model": "m"},
+                                  follow=True)
+    assert answer.status_code == 200
+    assert "Could not start the chat: Give the id of a backend." in answer.content.decode()

@@ -124,3 +124,14 @@ def test_agent_uses_search_knowledge(operator_user, scripted):
         "content"])
     assert fed["output"]["results"][0]["title"] == "Ops manual"
     assert "11434" in fed["output"]["results"][0]["excerpt"]
+
+
+@pytest.mark.django_db
+def test_highlights_stay_on_the_word_when_lowercase_changes_the_length(operator_client):
+    # "İ".lower() is two characters: offsets from a lowered copy would drift
+    text = "İİİİ İstanbul depot: the key box is 東京 style."
+    operator_client.post("/api/knowledge", data={"title": "tr", "content": text},
+                         content_type="application/json")
+    hit = operator_client.get("/api/knowledge/search?q=東京").json()[0]
+    start, end = hit["highlights"][0]
+    assert hit["excerpt"][start:end] == "東京"

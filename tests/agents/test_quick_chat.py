@@ -216,3 +216,24 @@ def test_the_overview_discovers_on_arrival_and_register_leads_to_the_models(
     # with a backend the overview no longer scans on every visit
     assert 'hx-trigger="load" hx-swap="innerHTML" aria-live' not in operator_client.get(
         "/").content.decode()
+
+
+def test_a_disabled_quick_chat_is_not_reused_silently(operator_client, backend):
+    agent = post(operator_client, "/api/agents/quick", {"backend_id": backend.pk,
+                                                        "model": "scripted-1"}).json()
+    Agent.objects.filter(pk=agent["id"]).update(enabled=False)
+    again = post(operator_client, "/api/agents/quick", {"backend_id": backend.pk,
+                                                        "model": "scripted-1"})
+    assert again.status_code == 409 and "is disabled" in again.json()["detail"]
+    page = operator_client.post("/playground/chat-with/", {
+        "backend": backend.pk, "model": "scripted-1"}, follow=True).content.decode()
+    assert "Could not start the chat: the quick chat" in page
+
+
+def test_a_name_cut_at_a_space_still_gets_its_number(operator_client, backend):
+    model = "m" * 99  # "<model> on edge-box" cut at 100 characters ends in a space
+    Agent.objects.create(name=model, backend=backend, model="other")
+    answer = post(operator_client, "/api/agents/quick", {"backend_id": backend.pk,
+                                                         "model": model})
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["name"].endswith(" (2)")

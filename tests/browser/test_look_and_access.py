@@ -280,3 +280,50 @@ def test_the_agent_form_by_keyboard(browser, console, seeded):
                              ".outlineStyle") not in ("nonenone", "none")
     finally:
         context.close()
+
+
+def test_the_backend_form_fills_each_kinds_address(browser, console, seeded):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    try:
+        sign_in(page, console)
+        page.goto(console.url + "/backends/new/")
+        url = page.get_by_label("Base URL")
+        expect(url).to_have_value("http://127.0.0.1:11434")
+        page.get_by_label("Kind").select_option("llamacpp")
+        expect(url).to_have_value("http://127.0.0.1:8080")
+        page.get_by_label("Kind").select_option("vllm")
+        expect(url).to_have_value("http://127.0.0.1:8000")
+        url.fill("http://10.0.0.7:9000")  # typed by hand: left alone
+        page.get_by_label("Kind").select_option("ollama")
+        expect(url).to_have_value("http://10.0.0.7:9000")
+        expect(page.locator("main form")).not_to_contain_text("keep the current key")
+    finally:
+        context.close()
+
+
+def test_alert_rules_and_channels_are_changed_on_the_page(browser, console, seeded):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, console)
+        page.goto(console.url + "/alerts/")
+        page.get_by_role("button", name=f"Disable the rule {LONG}").click()
+        expect(page.get_by_text(f"Disabled the rule {LONG}.")).to_be_visible()
+        page.get_by_role("link", name=f"Edit the rule {LONG}").click()
+        expect(page.locator("#new-rule summary")).to_contain_text(f"Edit the rule {LONG}")
+        page.get_by_label("Threshold").fill("6500")
+        page.get_by_role("button", name="Save the rule").click()
+        expect(page.get_by_text(f"Saved the rule {LONG}.")).to_be_visible()
+        expect(page.locator("table.rules")).to_contain_text("6500")
+        page.get_by_role("button", name=f"Send test to {LONG}").click()
+        # hooks.example.org cannot be reached from here: the page says what happened
+        expect(page.locator(".flash-error, .flash-success").first).to_contain_text(
+            f"test notification to {LONG}")
+        shot(page, "alerts-phone")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name=f"Delete the channel {LONG}").click()
+        expect(page.get_by_text(f"Deleted the channel {LONG}")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        context.close()

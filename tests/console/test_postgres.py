@@ -36,7 +36,8 @@ for name, statement in [("update", "UPDATE console_auditevent SET detail = 'x'")
 from agents.knowledge import add_document, search
 add_document(Actor.system(), "Ops manual", "Restart the llama server with the metrics flag.")
 add_document(Actor.system(), "Lunch", "Noodles on Friday.")
-result["search"] = [(h.title, h.excerpt) for h in search("restarting llama")]
+result["search"] = [(h.title, [h.excerpt[a:b] for a, b in h.highlights])
+                    for h in search("restarting llama")]
 result["count"] = AuditEvent.objects.count()
 result["seqs_unique"] = AuditEvent.objects.values("seq").distinct().count()
 print("RESULT" + json.dumps(result))
@@ -50,7 +51,8 @@ def test_audit_on_postgresql(tmp_path):
         assert result["verify"]["ok"] is True and result["verify"]["checked"] == 100
         assert result["count"] == result["seqs_unique"] == 102  # + two knowledge.added
         assert [title for title, _ in result["search"]] == ["Ops manual"]
-        assert "<b>" in result["search"][0][1]  # ts_headline marks the match
+        # ts_headline marks the matches (as spans of the plain excerpt, no <b> in it)
+        assert {w.lower() for w in result["search"][0][1]} >= {"restart", "llama"}
         for name in ("update", "delete", "truncate"):
             assert "append-only" in result[name], result
         assert "OK: 102 events checked" in manage("verify_audit")

@@ -193,3 +193,31 @@ def test_without_configuration_there_is_no_sso(client, settings):
     assert client.get("/oidc/authenticate/").status_code == 404
     assert client.get("/oidc/callback/?code=x&state=y").status_code == 404
     assert "/oidc/authenticate/" not in client.get("/login/").content.decode()
+
+
+def test_an_account_an_admin_disabled_stays_off(client, configured):
+    sign_in(client, configured, "ada")
+    client.logout()
+    ada = User.objects.get(username="ada")
+    ada.is_active = False  # as the Users page does
+    ada.save()
+    refused = sign_in(client, configured, "ada")
+    assert refused["Location"] == "/login/"
+    assert "an admin disabled your account in Tanglaw" in client.get("/login/").content.decode()
+    ada.refresh_from_db()
+    assert not ada.is_active
+    assert client.get("/").status_code == 302
+
+
+def test_made_up_callbacks_write_nothing_to_the_audit_log(client, configured):
+    before = AuditEvent.objects.count()
+    for query in ("error=access_denied&error_description=call+this+number",
+                  "code=x&state=y", "state=only"):
+        answer = client.get(f"/oidc/callback/?{query}")
+        assert answer.status_code == 302 and answer["Location"] == "/login/"
+    page = client.get("/login/").content.decode()
+    assert "call this number" not in page and "could not be completed" in page
+    assert AuditEvent.objects.count() == before
+    # a sign-in form posted to a URL with ?code= does not reach the SSO backend
+    assert client.post("/login/?code=x&state=y", {"username": "ada",
+                                                   "password": "x"}).status_code == 200

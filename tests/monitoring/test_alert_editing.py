@@ -147,3 +147,39 @@ def test_the_api_disables_renames_and_deletes(operator_client, viewer_client, ec
     assert operator_client.post("/api/channels/999999/test").status_code == 404
     assert operator_client.delete(f"/api/channels/{channel.pk}").status_code == 204
     assert AuditEvent.objects.filter(action="channel.deleted").exists()
+
+
+def test_a_rule_whose_target_is_gone_can_still_be_turned_off(operator_client, db):
+    rule = AlertRule.objects.create(name="Old agent", metric="error_rate",
+                                    scope="xagent:424242", comparator=">", threshold=5)
+    page = operator_client.post(f"/alerts/rules/{rule.pk}/enabled/", {"enabled": "off"},
+                                follow=True)
+    assert page.status_code == 200
+    assert "Old agent cannot be saved as it is" in page.content.decode()
+
+
+def test_an_edited_threshold_keeps_its_digits(operator_client, db):
+    rule = AlertRule.objects.create(name="Precise", metric="latency_ms", scope="backends",
+                                    comparator=">", threshold=2500.125)
+    assert 'value="2500.125"' in operator_client.get(f"/alerts/?edit={rule.pk}"
+                                                     ).content.decode()
+
+
+def test_a_disabled_channel_gets_no_queued_retry(echo, db):
+    from django.utils import timezone
+
+    from monitoring import alerts, notify
+    from monitoring.models import Delivery, Sample
+
+    channel = Channel.objects.create(name="ops", kind="webhook",
+                                     target=f"http://127.0.0.1:{echo.port}/status/503")
+    AlertRule.objects.update(enabled=False)
+    AlertRule.objects.create(name="Hot", metric="cpu_percent", scope="host", comparator=">",
+                             threshold=90, window_s=0, severity="critical")
+    Sample.objects.create(ts=timezone.now(), metric="cpu_percent", scope="host", value=99)
+    alerts.evaluate()
+    assert notify.run_due("w1") == {"sent": 0, "failed": 1}  # a 503: a retry is queued
+    Channel.objects.filter(pk=channel.pk).update(enabled=False)
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    assert notify.run_due("w1") == {"sent": 0, "failed": 0}
+    assert len(echo.requests) == 1

@@ -27,7 +27,8 @@ def test_two_monitors_share_the_work(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TANGLAW_", "DJANGO_", "DATABASE_", "REDIS_"))}
     env.update({"TANGLAW_DATA_DIR": str(tmp_path / "data"),
-                "DJANGO_SETTINGS_MODULE": "console.settings"})
+                "DJANGO_SETTINGS_MODULE": "console.settings",
+                "TANGLAW_LOG_LEVEL": "INFO"})  # the rounds are counted from their INFO lines
     manage(env, "migrate", "-v0")
     hook = EchoServer().start()
     with FakeEngine("vllm") as engine:

@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from console import web
+from console.safeinput import digits
 
 
 class Command(BaseCommand):
@@ -33,7 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_monitor=False, server=None, **options):
         server = server or settings.TANGLAW_ASGI_SERVER
-        if not str(port).isdigit() or not 0 < int(port) < 65536:
+        if not digits(str(port)) or not 0 < int(port) < 65536:
             raise CommandError(f"PORT={port} is not a port number (1-65535)")
         # bind before anything else: a port another program holds is a clear error now,
         # not a "running at" line followed by a web server that never started
