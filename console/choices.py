@@ -106,6 +106,9 @@ class AuditAction(models.TextChoices):
     ALERT_RULE_CREATED = "alert_rule.created"
     ALERT_RULE_UPDATED = "alert_rule.updated"
     ALERT_RULE_DELETED = "alert_rule.deleted"
+    DATASET_CREATED = "dataset.created"
+    DATASET_UPDATED = "dataset.updated"  # a new version
+    DATASET_DELETED = "dataset.deleted"
     CONVERSATION_RENAMED = "conversation.renamed"
     CONVERSATION_DELETED = "conversation.deleted"
     CHANNEL_CREATED = "channel.created"

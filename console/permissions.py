@@ -48,6 +48,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "engines.log": _OPERATE,  # what an engine printed (model paths, its errors)
     # run processes on the console's machine: admins (and only allowed commands)
     "engines.manage": frozenset({Role.ADMIN}),
+    "datasets.view": _ALL,  # evaluation datasets: cases, checks, versions
+    "datasets.change": _OPERATE,
     # the whole site at once, deletes included: admins
     "config.apply": frozenset({Role.ADMIN}),
 }

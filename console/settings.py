@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "gateway",
     "traces",
     "engines",
+    "evals",
 ]
 
 MIDDLEWARE = [
@@ -389,7 +390,7 @@ if TANGLAW_AUDIT_HEADS_SYSLOG:
 TANGLAW_WEBSOCKET_ROUTES = ["agents.routing.websocket_urlpatterns",
                             "console.routing.websocket_urlpatterns"]
 TANGLAW_APP_URLS = ["agents.urls", "monitoring.urls", "gateway.urls", "traces.urls",
-                    "engines.urls"]
+                    "engines.urls", "evals.urls"]
 # path prefixes an app serves with its own ASGI app (console.asgi)
 TANGLAW_ASGI_MOUNTS = [("/v1/", "gateway.asgi.application")]
 # the sections of the whole-site configuration file, in the order they apply

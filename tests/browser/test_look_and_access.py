@@ -72,10 +72,13 @@ def seed(console, engine) -> dict:
                            "target": "https://hooks.example.org/" + "h" * 200})
     post("/api/gateway/keys", {"name": "k" * 64})
     post("/api/knowledge", {"title": LONG, "content": "z" * 2000})
+    dataset = post("/api/datasets", {"name": LONG, "description": "d" * 400, "cases": [
+        {"id": "c" * 64, "messages": "q" * 500, "expected": "e" * 300,
+         "checks": [{"kind": "regex", "pattern": "p" * 200}]}]})
     engine.add(text("A" * 400), finish(), usage(10, 90))
     post(f"/api/agents/{agent['id']}/chat", {"message": "q" * 300})
     admin.close()
-    return {"backend": backend["id"], "agent": agent["id"]}
+    return {"backend": backend["id"], "agent": agent["id"], "dataset": dataset["id"]}
 
 
 PAGES = ["/", "/backends/", "/backends/new/", "/backends/discover/", "/models/", "/plans/",
@@ -90,7 +93,8 @@ PAGES = ["/", "/backends/", "/backends/new/", "/backends/discover/", "/models/",
 def all_pages(seeded) -> list[str]:
     b, a = seeded["backend"], seeded["agent"]
     return [*PAGES, f"/backends/{b}/", f"/backends/{b}/edit/", f"/backends/{b}/models/",
-            f"/agents/{a}/", f"/agents/{a}/edit/", f"/playground/?agent={a}"]
+            f"/agents/{a}/", f"/agents/{a}/edit/", f"/playground/?agent={a}",
+            "/datasets/", f"/datasets/{seeded['dataset']}/"]
 
 
 def _settle(page) -> None:

@@ -1,0 +1,69 @@
+"""The dataset pages: from a CSV or JSON Lines, a new version from a file, an older
+version shown as it was, roles, bad files named."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from evals.models import Dataset
+
+pytestmark = pytest.mark.django_db
+
+CSV = ("id,input,expected,contains\n"
+       "add,What is 19*21?,399,399\n"
+       "city,Where is the depot?,,Ōsaka\n").encode()
+JSONL = ('{"id": "weekday", "messages": "What day is it?", '
+         '"checks": [{"kind": "tool_called", "name": "current_time"}]}\n\n'
+         '{"messages": [{"role": "system", "content": "Be brief."}, '
+         '{"role": "user", "content": "Stock of valve-7?"}]}\n')
+
+
+def test_a_dataset_from_a_csv_then_a_version_from_json_lines(operator_client, viewer_client):
+    empty = viewer_client.get("/datasets/").content.decode()
+    assert "No datasets yet" in empty and "An operator can create one." in empty
+    made = operator_client.post("/datasets/", {
+        "name": "desk", "description": "desk questions",
+        "file": SimpleUploadedFile("cases.csv", CSV)})
+    dataset = Dataset.objects.get()
+    assert made.status_code == 302 and made["Location"] == f"/datasets/{dataset.pk}/"
+    page = operator_client.get(made["Location"]).content.decode()
+    assert "What is 19*21?" in page and "<code>contains &quot;Ōsaka&quot;</code>" in page
+    assert "version 1" in page
+    operator_client.post(f"/datasets/{dataset.pk}/versions/", {
+        "jsonl": JSONL, "note": "weekday and stock"})
+    dataset.refresh_from_db()
+    assert dataset.version == 2
+    current = operator_client.get(f"/datasets/{dataset.pk}/").content.decode()
+    assert "Stock of valve-7?" in current and "(2 messages)" in current
+    assert "<code>calls current_time</code>" in current
+    old = viewer_client.get(f"/datasets/{dataset.pk}/?version=1").content.decode()
+    assert "This is an older version" in old and "What is 19*21?" in old
+    assert "Stock of valve-7?" not in old
+    assert viewer_client.get(f"/datasets/{dataset.pk}/?version=²").status_code == 200
+
+
+@pytest.mark.parametrize("upload,says", [
+    (SimpleUploadedFile("cases.csv", b"question,answer\nhi,hello\n"), "needs an input column"),
+    (SimpleUploadedFile("cases.jsonl", b'{"messages": "q"}\n{oops\n'), "line 2"),
+    (SimpleUploadedFile("cases.txt", b"q"), "a .jsonl or .csv file"),
+    (SimpleUploadedFile("cases.csv", b"\xff\xfe\x00"), "UTF-8 text"),
+    (SimpleUploadedFile("cases.jsonl", b'{"messages": "q", "checks": [{"kind": "x"}]}\n'),
+     "cases[0].checks[0].kind"),
+])
+def test_bad_files_are_named_and_nothing_is_made(operator_client, upload, says):
+    page = operator_client.post("/datasets/", {"name": "desk", "file": upload})
+    assert page.status_code == 200 and says in page.content.decode()
+    assert 'value="desk"' in page.content.decode()  # what was typed stays
+    assert not Dataset.objects.exists()
+
+
+def test_viewers_read_and_do_not_change(operator_client, viewer_client):
+    operator_client.post("/datasets/", {"name": "desk",
+                                        "file": SimpleUploadedFile("c.csv", CSV)})
+    dataset = Dataset.objects.get()
+    assert viewer_client.post("/datasets/", {"name": "x"}).status_code == 403
+    assert viewer_client.post(f"/datasets/{dataset.pk}/versions/",
+                              {"jsonl": JSONL}).status_code == 403
+    assert viewer_client.post(f"/datasets/{dataset.pk}/delete/").status_code == 403
+    assert "New version" not in viewer_client.get(f"/datasets/{dataset.pk}/").content.decode()
+    operator_client.post(f"/datasets/{dataset.pk}/delete/")
+    assert not Dataset.objects.exists()
