@@ -102,9 +102,11 @@ def test_through_the_gateway_maf_and_tanglaw_spans_join_one_trace(console):
     upstream = next(s for s in ours if s["kind"] == "client")
     assert upstream["parent_id"] == server["span_id"] and upstream["name"] == "chat tiny"
     assert upstream["attributes"]["tanglaw.backend"] == "llama/tiny"
-    usage_rows = console.admin.get("/api/gateway/usage", params={"window": "24h",
-                                                                 "group": "model"}).json()
-    assert any(g["key"] == "llama/tiny" for g in usage_rows["groups"])
+    # usage rows are written in batches off the request path (TANGLAW_GATEWAY_FLUSH_S),
+    # apart from the spans: wait for them as for the spans
+    wait_for(lambda: console.admin.get("/api/gateway/usage", params={
+        "window": "24h", "group": "model"}).json(),
+        lambda rows: any(g["key"] == "llama/tiny" for g in rows["groups"]))
 
 
 def test_a_tool_that_raises_fires_the_external_agents_error_rule(console, scripted_backend):
