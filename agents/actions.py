@@ -229,13 +229,14 @@ def quick_agent(actor: Actor, backend_id: Any, model: Any) -> tuple[Agent, bool]
         suffix = f" ({n})"
         candidate = label[:QUICK_NAME_CHARS - len(suffix)].rstrip() + suffix
         n += 1
+    # the settings a new agent's form starts with (AgentForm's and the model's defaults)
+    defaults = {key: field.initial for key, field in AgentForm.base_fields.items()
+                if field.initial is not None}
     form = AgentForm(data=_form_data({
-        "name": candidate, "description": f"Chat with {name} on {backend.name}, started from "
-                                          f"its model.",
+        **defaults, "name": candidate,
+        "description": f"Chat with {name} on {backend.name}, started from its model.",
         "kind": AgentKind.ASSISTANT, "backend_id": backend.pk, "model": name,
-        "temperature": 0.7, "max_tokens": 1024, "first_token_timeout_s": 60,
-        "idle_timeout_s": 30, "turn_timeout_s": 300, "max_tool_iterations": 6,
-        "tool_ids": [], "enabled": True, "log_content": False}))
+        "tool_ids": []}))
     if not form.is_valid():
         raise Invalid(_errors(form), form)
     try:
@@ -325,9 +326,13 @@ def _errors(form) -> dict[str, list[str]]:
 TITLE_CHARS = 200  # Conversation.title
 
 
-def _own(user, conversation: Conversation) -> None:
+def may_change(user, conversation: Conversation) -> bool:
     """Only its owner (or an admin) may rename or delete a conversation."""
-    if conversation.owner_id != user.pk and user.effective_role != "admin":
+    return conversation.owner_id == user.pk or user.effective_role == "admin"
+
+
+def _own(user, conversation: Conversation) -> None:
+    if not may_change(user, conversation):
         raise Refused("only its owner (or an admin) may change this conversation")
 
 

@@ -23,7 +23,7 @@ from console.backends import adapter_for
 from console.backends.base import BackendError
 from console.models import Backend
 from console.permissions import check, get_object_for_user, has_perm, require
-from console.safeinput import digits
+from console.safeinput import digits, small_int
 from console.templatetags.tanglaw import human_bytes
 from traces.models import ExternalAgent
 
@@ -116,7 +116,7 @@ async def model_options(request):
 
 
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, str) and digits(value) else 0
+    return small_int(value) or 0
 
 
 def _facts_line(model: Any) -> str:
@@ -371,12 +371,12 @@ def playground(request):
         Conversation.objects.for_user(request.user).select_related("agent", "owner"),
         query)[:50]
     current = None
-    if digits(request.GET.get("c", "")):
-        current = get_object_or_404(Conversation.objects.for_user(request.user),
-                                    pk=int(request.GET["c"]))
+    wanted, agent_id = small_int(request.GET.get("c")), small_int(request.GET.get("agent"))
+    if wanted is not None:
+        current = get_object_or_404(Conversation.objects.for_user(request.user), pk=wanted)
     selected = current.agent if current else None
-    if selected is None and digits(request.GET.get("agent", "")):
-        selected = next((a for a in agents if a.pk == int(request.GET["agent"])), None)
+    if selected is None and agent_id is not None:
+        selected = next((a for a in agents if a.pk == agent_id), None)
     selected = selected or (agents[0] if agents else None)
     transcript = _transcript(current) if current else []
     can_chat = has_perm(request.user, "chat") and (current is None
@@ -387,8 +387,7 @@ def playground(request):
         "backends": Backend.objects.filter(enabled=True).order_by("name") if can_chat else [],
         "conversations": conversations, "current": current, "query": query,
         "selected": selected, "transcript": transcript, "can_chat": can_chat,
-        "can_change": current is not None and (current.owner_id == request.user.pk
-                                               or request.user.effective_role == "admin")})
+        "can_change": current is not None and actions.may_change(request.user, current)})
 
 
 @require("conversations.view")
@@ -428,7 +427,7 @@ def conversation_list(request):
         query)[:50]
     return render(request, "agents/partials/conversation_list.html", {
         "conversations": conversations, "query": query,
-        "current_id": int(current) if digits(current) and len(current) < 19 else None})
+        "current_id": small_int(current)})
 
 
 @require("chat")

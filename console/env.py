@@ -96,3 +96,13 @@ def env_ports(name: str, default: list[int]) -> list[int]:
             raise ImproperlyConfigured(f"{name} has {item!r}, which is not a TCP port")
         ports.append(int(item))
     return ports
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level() -> str:
+    """TANGLAW_LOG_LEVEL (LOG_LEVEL when unset), WARNING by default, upper-cased. Read by
+    the settings (which refuse a bad one) and by the web servers, which start before
+    the settings are loaded."""
+    return (env_str("TANGLAW_LOG_LEVEL") or env_str("LOG_LEVEL") or "WARNING").upper()

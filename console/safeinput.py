@@ -190,3 +190,11 @@ def digits(text: object) -> bool:
     "١٢", and `int("²")` raises: every number read from a request or the environment
     is checked with this before int()."""
     return isinstance(text, str) and text.isascii() and text.isdigit()
+
+
+def small_int(text: object, max_digits: int = 18) -> int | None:
+    """An id or a number from a request: ASCII digits only, at most `max_digits` of them
+    (a database integer), else None."""
+    if not digits(text) or len(str(text)) > max_digits:
+        return None
+    return int(str(text))

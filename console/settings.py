@@ -17,7 +17,16 @@ from django.core.exceptions import ImproperlyConfigured
 
 from console import audit_heads, datadir, web
 from console.clientaddr import parse_networks
-from console.env import env_bool, env_float, env_int, env_list, env_ports, env_str
+from console.env import (
+    LOG_LEVELS,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_ports,
+    env_str,
+    log_level,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = datadir.ensure_dir(Path(env_str("TANGLAW_DATA_DIR", str(BASE_DIR / "data"))).resolve())
@@ -360,8 +369,8 @@ TANGLAW_MCP_STDIO_COMMANDS = env_list("TANGLAW_MCP_STDIO_COMMANDS", [])
 
 # Quiet by default: warnings and errors (make run adds its start lines). INFO adds each
 # monitor round, the servers' access logs and expected 4xx answers; DEBUG everything.
-TANGLAW_LOG_LEVEL = (env_str("TANGLAW_LOG_LEVEL") or env_str("LOG_LEVEL") or "WARNING").upper()
-if TANGLAW_LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+TANGLAW_LOG_LEVEL = log_level()
+if TANGLAW_LOG_LEVEL not in LOG_LEVELS:
     raise ImproperlyConfigured(f"TANGLAW_LOG_LEVEL={TANGLAW_LOG_LEVEL!r} is not one of DEBUG, "
                                f"INFO, WARNING, ERROR, CRITICAL")
 LOGGING: dict[str, Any] = {

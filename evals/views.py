@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from console.actions import Invalid
 from console.audit import Actor
 from console.permissions import has_perm, require
-from console.safeinput import digits
+from console.safeinput import small_int
 from evals import actions
 from evals.checks import describe
 from evals.models import Dataset
@@ -60,9 +60,9 @@ def dataset_list(request):
 @require("datasets.view")
 def dataset_detail(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
-    wanted = request.GET.get("version", "")
-    number = int(wanted) if digits(wanted) and len(wanted) < 10 else dataset.version
-    version = get_object_or_404(dataset.versions, number=number)
+    number = small_int(request.GET.get("version"), max_digits=9)
+    version = get_object_or_404(dataset.versions,
+                                number=dataset.version if number is None else number)
     cases = [{**case, "question": next((m["content"] for m in reversed(case["messages"])
                                         if m["role"] == "user"), ""),
               "check_words": [describe(c) for c in case.get("checks", [])]}
@@ -84,8 +84,7 @@ def dataset_version(request, pk: int):
         version = actions.new_version(Actor.from_request(request), dataset, {
             "cases": cases, "note": request.POST.get("note", "")[:200]})
     except Invalid as exc:
-        messages.error(request, "No new version: " + "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        messages.error(request, f"No new version: {exc}")
         return redirect("dataset_detail", pk=dataset.pk)
     messages.success(request, f"Version {version.number}: {len(version.cases)} cases.")
     return redirect("dataset_detail", pk=dataset.pk)

@@ -17,7 +17,7 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.models import Backend
 from console.permissions import has_perm, require
-from console.safeinput import digits
+from console.safeinput import small_int
 from monitoring import advisor, alerts, automation, channels, queries, store
 from monitoring.api import set_probe_interval
 from monitoring.choices import (
@@ -101,9 +101,10 @@ def alert_list(request):
             raise PermissionDenied("Your role may not change alert rules.")
         form = request.POST
         ident = form.get("rule", "")
-        if ident and not (digits(ident) and len(ident) <= 19):
+        pk = small_int(ident, max_digits=19)
+        if ident and pk is None:
             raise Http404("no such alert rule")
-        rule = get_object_or_404(AlertRule, pk=int(ident)) if ident else None
+        rule = get_object_or_404(AlertRule, pk=pk) if ident else None
         try:
             data = {"name": form.get("name", ""), "metric": form.get("metric", ""),
                     "scope": form.get("scope", ""), "comparator": form.get("comparator", ""),
@@ -133,9 +134,9 @@ def alert_list(request):
 def _prefill(request) -> dict[str, str] | None:
     """A new rule's metric and scope from a link (a gateway key's "Alert" link), or the
     rule being edited (?edit=ID)."""
-    wanted = request.GET.get("edit", "")
-    if digits(wanted) and len(wanted) < 19:
-        rule = AlertRule.objects.filter(pk=int(wanted)).first()
+    wanted = small_int(request.GET.get("edit"))
+    if wanted is not None:
+        rule = AlertRule.objects.filter(pk=wanted).first()
         if rule is not None:
             return {"rule": str(rule.pk), "name": rule.name, "metric": rule.metric,
                     "scope": rule.scope, "comparator": rule.comparator,
@@ -196,8 +197,7 @@ def channel_create(request):
             "target": form.get("target", ""), "slack": "slack" in form,
             "min_severity": form.get("min_severity", "warning")})
     except Invalid as exc:
-        messages.error(request, "Channel not added: " + "; ".join(
-            f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        messages.error(request, f"Channel not added: {exc}")
     else:
         messages.success(request, f"Alerts now go to {channel.name} too.")
     return redirect(reverse("alert_list") + "#channels")

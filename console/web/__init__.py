@@ -54,10 +54,9 @@ def access_log_wanted() -> bool:
     """Access lines only at TANGLAW_LOG_LEVEL INFO or DEBUG: by default `make run` prints
     its start lines, warnings and errors, not a line per request. (Read from the
     environment: the server starts before Django's settings are loaded.)"""
-    from console.env import env_str
+    from console.env import log_level
 
-    level = (env_str("TANGLAW_LOG_LEVEL") or env_str("LOG_LEVEL") or "WARNING").upper()
-    return level in ("DEBUG", "INFO")
+    return log_level() in ("DEBUG", "INFO")
 
 
 def redact_path(path: str) -> str:
