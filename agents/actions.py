@@ -627,12 +627,14 @@ def prepare_gateway(actor: Actor, user, agent_id: int, messages: list[dict[str, 
                     text: str, *, client_tools: list[dict[str, Any]],
                     extra: dict[str, Any], first_extra: dict[str, Any],
                     temperature: float | None = None,
-                    max_tokens: int | None = None) -> Prepared:
-    """A gateway call of an agent (gateway.agent_runs): the caller's messages are the
-    history (its system message comes after the agent's prompt), `text` its last
-    question, kept as a new conversation of the key's owner. The caller's tools are
-    returned to it when the model calls them; they may not share a name with the
-    agent's own. Raises Invalid or Refused."""
+                    max_tokens: int | None = None, title: str = "",
+                    origin: str = Conversation.Origin.GATEWAY) -> Prepared:
+    """A gateway call of an agent (gateway.agent_runs), and a comparison's or an
+    experiment's (evals.running): the caller's messages are the history (its system
+    message comes after the agent's prompt), `text` its last question, kept as a new
+    conversation of the caller (`title`, `origin`). The caller's tools are returned to
+    it when the model calls them; they may not share a name with the agent's own.
+    Raises Invalid or Refused."""
     found = blueprints.blueprint(agent_id) if user.is_authenticated and user.is_active \
         else None
     if found is None:
@@ -651,8 +653,8 @@ def prepare_gateway(actor: Actor, user, agent_id: int, messages: list[dict[str, 
         settings.temperature = temperature
     if max_tokens is not None:
         settings.max_tokens = min(max_tokens, settings.max_tokens)
-    conversation = Conversation(owner=user, agent=agent,
-                                title=("API: " + (text.strip() or agent.name))[:60])
+    conversation = Conversation(owner=user, agent=agent, origin=origin,
+                                title=(title or "API: " + (text.strip() or agent.name))[:60])
     settings.slots = _acquire(user, settings)
     return Prepared(agent, conversation, text, settings, messages, append_text=False)
 

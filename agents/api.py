@@ -450,7 +450,7 @@ def list_conversations(request, q: str = "", limit: int = 50):
     title or any message."""
     need(request, "conversations.view")
     rows = actions.search_conversations(
-        Conversation.objects.for_user(request.user).select_related("owner"), q)
+        Conversation.objects.for_user(request.user).listed().select_related("owner"), q)
     return list(rows[:max(1, min(limit, 200))])
 
 

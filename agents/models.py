@@ -194,6 +194,11 @@ class ConversationQuerySet(models.QuerySet):
             return self
         return self.filter(owner=user)
 
+    def listed(self):
+        """The playground's list: not the turns an experiment ran (each case on each
+        target is a conversation, reached from the experiment's results)."""
+        return self.exclude(origin=Conversation.Origin.EXPERIMENT)
+
 
 class Conversation(models.Model):
     """A chat between one user and one agent."""
@@ -205,6 +210,14 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Origin(models.TextChoices):
+        CHAT = "", "chat"  # the playground, the chat API
+        GATEWAY = "gateway", "gateway"
+        COMPARE = "compare", "comparison"
+        EXPERIMENT = "experiment", "experiment"
+
+    origin = models.CharField(max_length=16, blank=True, default="", choices=Origin.choices)
 
     objects = ConversationQuerySet.as_manager()
 

@@ -48,6 +48,10 @@ from traces import store as trace_store
 from traces.recorder import Recorder
 
 CHECKPOINT_S = 5.0  # a crash mid-reply loses at most this much of the text
+# turns no one watches as they run: a tool that needs approval is refused, not waited for
+UNATTENDED = {"compare", "experiment"}
+UNATTENDED_REFUSAL = ("refused: no one approves tools during a comparison or an "
+                      "experiment")
 
 log = logging.getLogger("tanglaw.chat")
 T = TypeVar("T")
@@ -142,16 +146,18 @@ class TurnSession:
                       messages: list[dict[str, Any]], text: str, *, admit: Admit | None = None,
                       checkpoint_s: float | None = CHECKPOINT_S,
                       traceparent: str | None = None, request_id: str = "",
-                      **options: Any) -> TurnSession:
-        """A gateway caller's messages for an agent (actions.prepare_gateway)."""
+                      transport: str = "gateway", **options: Any) -> TurnSession:
+        """A caller's messages for an agent (actions.prepare_gateway): a gateway call,
+        or a comparison's or an experiment's turn (`transport` "compare", "experiment":
+        unattended, so a tool that needs approval is refused)."""
 
         def hop() -> tuple[Any, actions.Prepared]:
             who = admit() if admit is not None else user
             return who, actions.prepare_gateway(actor, who, agent_id, messages, text,
                                                 **options)
 
-        who, prepared = await db_hop("gateway")(hop)()
-        return cls(actor, who, prepared, transport="gateway", checkpoint_s=checkpoint_s,
+        who, prepared = await db_hop(transport)(hop)()
+        return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s,
                    traceparent=traceparent, request_id=request_id)
 
     @classmethod
@@ -205,6 +211,8 @@ class TurnSession:
             if not self.stored:
                 return  # the write failed: the turn is being stopped; nothing more is sent
             if frame["type"] == "approval_required":
+                if self.transport in UNATTENDED:
+                    return  # _approve refuses it at once
                 frame = await self._open_approval(frame)
             await emit(frame)
 
@@ -253,6 +261,8 @@ class TurnSession:
                 "deadline": approval.deadline.isoformat()}
 
     async def _approve(self, call: dict[str, Any]) -> tuple[bool, str]:
+        if self.transport in UNATTENDED:
+            return False, UNATTENDED_REFUSAL
         approval = self.waiting.get(str(call["id"]))
         if approval is None:  # the approval_required frame was never sent (write failed)
             return False, "the turn was stopped"

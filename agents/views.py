@@ -368,7 +368,7 @@ def playground(request):
         "backend").order_by("quick", "name"))
     query = request.GET.get("q", "").strip()[:200]
     conversations = actions.search_conversations(
-        Conversation.objects.for_user(request.user).select_related("agent", "owner"),
+        Conversation.objects.for_user(request.user).listed().select_related("agent", "owner"),
         query)[:50]
     current = None
     wanted, agent_id = small_int(request.GET.get("c")), small_int(request.GET.get("agent"))
@@ -423,7 +423,7 @@ def conversation_list(request):
     query = request.GET.get("q", "").strip()[:200]
     current = request.GET.get("c", "")
     conversations = actions.search_conversations(
-        Conversation.objects.for_user(request.user).select_related("agent", "owner"),
+        Conversation.objects.for_user(request.user).listed().select_related("agent", "owner"),
         query)[:50]
     return render(request, "agents/partials/conversation_list.html", {
         "conversations": conversations, "query": query,

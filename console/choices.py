@@ -109,6 +109,12 @@ class AuditAction(models.TextChoices):
     DATASET_CREATED = "dataset.created"
     DATASET_UPDATED = "dataset.updated"  # a new version
     DATASET_DELETED = "dataset.deleted"
+    EXPERIMENT_STARTED = "experiment.started"
+    EXPERIMENT_CANCELLED = "experiment.cancelled"
+    EXPERIMENT_RESUMED = "experiment.resumed"
+    EXPERIMENT_FINISHED = "experiment.finished"
+    EXPERIMENT_DELETED = "experiment.deleted"
+    COMPARED = "agent.compared"  # one message to several targets
     CONVERSATION_RENAMED = "conversation.renamed"
     CONVERSATION_DELETED = "conversation.deleted"
     CHANNEL_CREATED = "channel.created"

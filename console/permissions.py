@@ -50,6 +50,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "engines.manage": frozenset({Role.ADMIN}),
     "datasets.view": _ALL,  # evaluation datasets: cases, checks, versions
     "datasets.change": _OPERATE,
+    "experiments.view": _ALL,  # experiments: their progress, results and exports
+    "experiments.run": _OPERATE,  # start, cancel, resume, delete (their own; admins any)
     # the whole site at once, deletes included: admins
     "config.apply": frozenset({Role.ADMIN}),
 }

@@ -13,6 +13,8 @@ from console.audit import Actor
 from console.choices import AuditAction
 from evals import checks as check_kinds
 from evals.models import Dataset, DatasetVersion
+from gateway.errors import GatewayError
+from gateway.wire import check_tools
 
 MAX_CASES = 2000
 MAX_MESSAGES = 50
@@ -32,9 +34,10 @@ def clean_cases(cases: Any) -> tuple[list[dict[str, Any]], dict[str, list[str]]]
     for i, case in enumerate(cases):
         path = f"cases[{i}]"
         if not isinstance(case, dict):
-            errors[path] = ["a case: {messages, expected?, checks?}"]
+            errors[path] = ["a case: {messages, expected?, checks?, tools?}"]
             continue
-        for key in sorted(set(case) - {"id", "messages", "expected", "checks", "source"}):
+        for key in sorted(set(case) - {"id", "messages", "expected", "checks", "source",
+                                       "tools"}):
             errors[f"{path}.{key}"] = ["unknown field"]
         ident = case.get("id", str(i + 1))
         if not isinstance(ident, str | int) or isinstance(ident, bool) or not str(ident) \
@@ -64,6 +67,11 @@ def clean_cases(cases: Any) -> tuple[list[dict[str, Any]], dict[str, list[str]]]
             errors[f"{path}.expected"] = ["text, or leave it out"]
         specs, check_errors = check_kinds.validate(case.get("checks"), f"{path}.checks")
         errors.update(check_errors)
+        tools = case.get("tools")
+        try:
+            check_tools(tools)
+        except GatewayError as exc:
+            errors[f"{path}.{exc.param or 'tools'}"] = [exc.message]
         source = case.get("source")
         if source is not None and not isinstance(source, dict):
             errors[f"{path}.source"] = ["where the case came from: {conversation_id, …}"]
@@ -71,12 +79,32 @@ def clean_cases(cases: Any) -> tuple[list[dict[str, Any]], dict[str, list[str]]]
             {"role": m["role"], "content": m["content"]} for m in messages
             if isinstance(m, dict) and "role" in m and "content" in m],
             **({"expected": expected} if isinstance(expected, str) else {}),
-            "checks": specs, **({"source": source} if isinstance(source, dict) else {})})
+            "checks": specs, **({"source": source} if isinstance(source, dict) else {}),
+            **({"tools": tools} if isinstance(tools, list) and tools else {})})
     return out, errors
 
 
+def _judges_exist(lists: list[tuple[str, list[dict[str, Any]]]],
+                  errors: dict[str, list[str]]) -> None:
+    """Every judge check names an agent that exists (one query)."""
+    from agents.models import Agent
+
+    wanted = {(f"{path}[{j}].agent", spec.get("agent")) for path, specs in lists
+              for j, spec in enumerate(specs)
+              if isinstance(spec, dict) and spec.get("kind") == "judge"
+              and isinstance(spec.get("agent"), int)}
+    known = set(Agent.objects.filter(pk__in={a for _, a in wanted})
+                .values_list("pk", flat=True)) if wanted else set()
+    for where, agent in sorted(wanted):
+        if agent not in known and where not in errors:
+            errors[where] = [f"no agent has the id {agent}"]
+
+
+FIELDS = {"name", "description", "cases", "checks", "note"}
+
+
 def _clean(data: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[str]] = {key: ["unknown field"] for key in sorted(set(data) - FIELDS)}
     name = data.get("name", dataset.name if dataset else None)
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
@@ -90,6 +118,8 @@ def _clean(data: dict[str, Any], dataset: Dataset | None) -> dict[str, Any]:
     errors.update(case_errors)
     specs, check_errors = check_kinds.validate(data.get("checks", []), "checks")
     errors.update(check_errors)
+    _judges_exist([("checks", specs)] + [(f"cases[{i}].checks", c["checks"])
+                                         for i, c in enumerate(cases)], errors)
     note = data.get("note", "")
     if not isinstance(note, str) or len(note) > 200:
         errors["note"] = ["text (at most 200 characters)"]

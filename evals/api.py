@@ -1,16 +1,18 @@
-"""Datasets in the JSON API (mounted on console's /api/)."""
+"""Datasets and experiments in the JSON API (mounted on console's /api/)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+from django.http import HttpResponse
 from ninja import Router, Schema, Status
 
 from console.api import found, need
 from console.audit import Actor
-from evals import actions
-from evals.models import Dataset
+from evals import actions, experiments, export
+from evals.models import Dataset, Experiment
 
 router = Router(tags=["datasets"])
 
@@ -60,6 +62,16 @@ class VersionIn(Schema):
     note: Any = ""
 
 
+def _given(request, payload: Schema) -> dict[str, Any]:
+    """The fields the body gave, unknown ones too (the schema would drop them silently:
+    the actions name them in a 422)."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else payload.dict()
+
+
 def _out(dataset: Dataset, number: int | None = None) -> dict[str, Any]:
     version = found(dataset.versions, "version of this dataset",
                     number=number if number is not None else dataset.version)
@@ -81,7 +93,8 @@ def create_dataset(request, payload: DatasetIn):
     checks?, source?}], checks?: [...] (every case gets them), note?}` → version 1."""
     need(request, "datasets.change")
     dataset = actions.create_dataset(Actor.from_request(request), request.user,
-                                     payload.dict())
+                                     {"description": "", "cases": [], "checks": [], "note": "",
+                                      **_given(request, payload)})
     return Status(201, _out(dataset))
 
 
@@ -103,7 +116,7 @@ def add_version(request, pk: int, payload: VersionIn):
     name and description change in place."""
     need(request, "datasets.change")
     dataset = found(Dataset.objects, "dataset", pk=pk)
-    changes = {k: v for k, v in payload.dict().items() if v is not None}
+    changes = {k: v for k, v in _given(request, payload).items() if v is not None}
     version = actions.new_version(Actor.from_request(request), dataset, changes)
     return Status(201, _out(dataset, version.number))
 
@@ -113,4 +126,120 @@ def delete_dataset(request, pk: int):
     need(request, "datasets.change")
     actions.delete_dataset(Actor.from_request(request),
                            found(Dataset.objects, "dataset", pk=pk))
+    return Status(204, None)
+
+
+# -- experiments ---------------------------------------------------------------------
+
+class ExperimentRow(Schema):
+    id: int
+    name: str
+    dataset_id: int
+    state: str
+    done: int
+    total: int
+    created_at: datetime
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_name(experiment) -> str:
+        return str(experiment)
+
+
+class ExperimentIn(Schema):
+    dataset_id: Any = None
+    version: Any = None
+    targets: Any = None
+    concurrency: Any = None
+    seed: Any = None
+    name: Any = None
+
+
+def _experiment(request, pk: int) -> Experiment:
+    return found(Experiment.objects.select_related("dataset", "version", "created_by"),
+                 "experiment", pk=pk)
+
+
+@router.get("/experiments", response=list[ExperimentRow], tags=["experiments"])
+def list_experiments(request, dataset_id: int | None = None, limit: int = 50):
+    """Experiments, newest first (`dataset_id` keeps one dataset's)."""
+    need(request, "experiments.view")
+    rows = Experiment.objects.all()
+    if dataset_id is not None:
+        rows = rows.filter(dataset_id=dataset_id)
+    return list(rows[:max(1, min(limit, 200))])
+
+
+@router.post("/experiments", response={201: dict, 403: dict, 422: dict},
+             tags=["experiments"])
+def create_experiment(request, payload: ExperimentIn):
+    """`{dataset_id, version? (the current one), targets: [{agent_id} | {backend_id,
+    model}, with params? {temperature, max_tokens, top_p, seed, tool_choice} and
+    label?], concurrency? (1–8, default 2), seed?, name?}` → a queued experiment, which
+    a monitor runs. Each case on each target is a turn of the turn service (metrics,
+    traces, audit); a model target runs as that model's quick agent."""
+    need(request, "experiments.run")
+    data = {k: v for k, v in _given(request, payload).items() if v is not None}
+    experiment = experiments.create_experiment(Actor.from_request(request), request.user,
+                                               data)
+    return Status(201, export.experiment_dict(_experiment(request, experiment.pk)))
+
+
+@router.get("/experiments/{pk}", response=dict, tags=["experiments"])
+def get_experiment(request, pk: int, results: bool = True):
+    """State, progress, the targets with what each ran on (engine, version, model digest
+    or file, quantization, host), a summary per target (pass rate with its 95 % Wilson
+    interval, latency percentiles, tokens/s, judge mean) and every case's result."""
+    need(request, "experiments.view")
+    return export.experiment_dict(_experiment(request, pk), results=results)
+
+
+@router.get("/experiments/{pk}/regressions", response=dict, tags=["experiments"])
+def experiment_regressions(request, pk: int, against: int):
+    """What changed since another run of the same targets (`against`: the earlier
+    experiment's id): cases that passed then and fail now, cases fixed, and the median
+    time before and after."""
+    need(request, "experiments.view")
+    after, before = _experiment(request, pk), _experiment(request, against)
+    return {"before": before.pk, "after": after.pk,
+            "targets": [d.as_dict() for d in export.regressions(before, after)]}
+
+
+@router.get("/experiments/{pk}/export.csv", response={200: None}, tags=["experiments"])
+def experiment_csv(request, pk: int):
+    """One row per case and target (cells that would run as spreadsheet formulas are
+    quoted)."""
+    need(request, "experiments.view")
+    experiment = _experiment(request, pk)
+    response = HttpResponse(export.csv_text(experiment), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.csv"'
+    return response
+
+
+@router.post("/experiments/{pk}/cancel", response={200: dict, 403: dict, 409: dict},
+             tags=["experiments"])
+def cancel_experiment(request, pk: int):
+    """Stops it within a second; what was recorded stays. 409 when it has ended."""
+    need(request, "experiments.run")
+    experiment = experiments.cancel(Actor.from_request(request), request.user,
+                                    _experiment(request, pk))
+    return export.experiment_dict(experiment, results=False)
+
+
+@router.post("/experiments/{pk}/resume", response={200: dict, 403: dict, 409: dict},
+             tags=["experiments"])
+def resume_experiment(request, pk: int):
+    """A cancelled or failed experiment queued again: only the cases without a result
+    run."""
+    need(request, "experiments.run")
+    experiment = experiments.resume(Actor.from_request(request), request.user,
+                                    _experiment(request, pk))
+    return export.experiment_dict(experiment, results=False)
+
+
+@router.delete("/experiments/{pk}", response={204: None, 403: dict, 409: dict},
+               tags=["experiments"])
+def delete_experiment(request, pk: int):
+    need(request, "experiments.run")
+    experiments.delete(Actor.from_request(request), request.user, _experiment(request, pk))
     return Status(204, None)

@@ -1,5 +1,6 @@
 """Checks of one reply, all computed offline: exact, contains, regex, valid JSON, JSON
-Schema, a tool called (with arguments matching a schema), latency and token limits.
+Schema, a tool called (with arguments matching a schema), latency and token limits,
+and a judge (another agent scoring with a rubric: evals.judge runs it).
 
 A check is a mapping with a `kind` and its own fields; `validate` says what is wrong
 with one (by path, so a dataset's errors name their case and check), `run` decides it
@@ -87,6 +88,23 @@ def _validate_regex(spec, path, errors):
             errors[f"{path}.pattern"] = [f"not a regular expression: {exc}"]
 
 
+def _validate_judge(spec, path, errors):
+    agent = spec.get("agent")
+    if isinstance(agent, bool) or not isinstance(agent, int) or agent < 1:
+        errors[f"{path}.agent"] = ["the id of the agent that judges"]
+    _text(spec, "rubric", path, errors, 4000)
+    low, high = spec.get("min", 1), spec.get("max", 5)
+    for key, value in (("min", low), ("max", high)):
+        if isinstance(value, bool) or not isinstance(value, int) or not -1000 <= value <= 1000:
+            errors[f"{path}.{key}"] = ["a whole number"]
+    if f"{path}.min" not in errors and f"{path}.max" not in errors and low >= high:
+        errors[f"{path}.max"] = ["more than min"]
+    pass_at = spec.get("pass_at", high)
+    if isinstance(pass_at, bool) or not isinstance(pass_at, int | float) or (
+            isinstance(low, int) and isinstance(high, int) and not low <= pass_at <= high):
+        errors[f"{path}.pass_at"] = ["a score between min and max"]
+
+
 def _validate_tool(spec, path, errors):
     _text(spec, "name", path, errors, 64)
     _schema(spec, "arguments", path, errors, required=False)
@@ -101,11 +119,12 @@ VALIDATORS = {
     "tool_called": _validate_tool,
     "max_latency_ms": lambda spec, path, errors: _limit(spec, "value", path, errors),
     "max_tokens": lambda spec, path, errors: _limit(spec, "value", path, errors),
+    "judge": _validate_judge,
 }
 FIELDS = {"exact": {"value", "ignore_case"}, "contains": {"value", "ignore_case"},
           "regex": {"pattern"}, "json_valid": set(), "json_schema": {"schema"},
           "tool_called": {"name", "arguments"}, "max_latency_ms": {"value"},
-          "max_tokens": {"value"}}
+          "max_tokens": {"value"}, "judge": {"agent", "rubric", "min", "max", "pass_at"}}
 KINDS = tuple(VALIDATORS)
 
 
@@ -127,7 +146,8 @@ def validate(checks: Any, path: str) -> tuple[list[dict[str, Any]], dict[str, li
     return checks, errors
 
 
-def _json(text: str) -> tuple[bool, Any, str]:
+def json_of(text: str) -> tuple[bool, Any, str]:
+    """(parsed, the value, why not): a reply as JSON, a ```json fence accepted."""
     body = text.strip()
     fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.S)
     if fence:  # a model's usual wrapping
@@ -155,7 +175,7 @@ def run(spec: dict[str, Any], reply: Reply) -> Outcome:
         passed = re.search(spec["pattern"], reply.text) is not None
         return Outcome(kind, passed, "" if passed else f"no match for /{spec['pattern'][:80]}/")
     if kind in ("json_valid", "json_schema"):
-        ok, value, why = _json(reply.text)
+        ok, value, why = json_of(reply.text)
         if not ok:
             return Outcome(kind, False, f"not JSON: {why}")
         if kind == "json_valid":
@@ -176,7 +196,7 @@ def run(spec: dict[str, Any], reply: Reply) -> Outcome:
         for call in calls:
             arguments = call.get("arguments")
             if isinstance(arguments, str):
-                ok, arguments, last = _json(arguments)
+                ok, arguments, last = json_of(arguments)
                 if not ok:
                     continue
             try:
@@ -201,7 +221,8 @@ def run(spec: dict[str, Any], reply: Reply) -> Outcome:
 
 
 def run_all(specs: list[dict[str, Any]], reply: Reply) -> list[Outcome]:
-    return [run(spec, reply) for spec in specs]
+    """Every offline check (a judge is asked by evals.judge, not here)."""
+    return [run(spec, reply) for spec in specs if spec["kind"] != "judge"]
 
 
 def describe(spec: dict[str, Any]) -> str:
@@ -211,6 +232,9 @@ def describe(spec: dict[str, Any]) -> str:
         return f"{kind.replace('_', ' ')} {json.dumps(spec.get('value'), ensure_ascii=False)}"
     if kind == "regex":
         return f"matches /{spec.get('pattern')}/"
+    if kind == "judge":
+        return (f"judged by agent {spec.get('agent')} on {spec.get('min', 1)}–"
+                f"{spec.get('max', 5)}, passes at {spec.get('pass_at', spec.get('max', 5))}")
     if kind == "tool_called":
         return f"calls {spec.get('name')}" + (" with matching arguments"
                                                if spec.get("arguments") else "")

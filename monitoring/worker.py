@@ -1,6 +1,6 @@
 """The monitor: probe, collect, roll up, prune, evaluate alerts, notify, advise, run
-model pulls (console.jobs: a thread of its own, so a long pull never delays a round) and
-the managed engines (engines.supervisor: another thread).
+model pulls (console.jobs: a thread of its own, so a long pull never delays a round),
+experiments (evals.runner: another) and the managed engines (engines.supervisor: another).
 
 One small method per step, so tests call them directly. Work that must happen
 once per interval across several monitor processes is claimed with a
@@ -27,6 +27,7 @@ from console import egress, jobs
 from console.actions.backends import record_probe
 from console.models import Backend
 from engines.supervisor import SupervisorThread
+from evals.runner import ExperimentRunner
 from monitoring import alerts, notify, store, traffic
 from monitoring.collectors import Reading
 from monitoring.collectors.gpu import GpuCollector
@@ -278,6 +279,7 @@ class Monitor:
         settle_heap()
         last_round = next_round = next_host = 0.0
         runner = jobs.JobRunner(self.worker).start()
+        experiments = ExperimentRunner(self.worker).start()
         supervisor = SupervisorThread(self.worker).start() \
             if settings.TANGLAW_ENGINE_SUPERVISOR else None
         while not self.stopping:
@@ -305,6 +307,7 @@ class Monitor:
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.2)
         runner.stop()  # its pulls go back in the queue for the next monitor
+        experiments.stop()  # and its experiments
         if supervisor is not None:
             supervisor.stop()  # its engines stop, queued for the next monitor
         Heartbeat.objects.filter(worker=self.worker).delete()

@@ -85,6 +85,9 @@ class ScriptedOpenAI(LoopbackServer):
         self.headers: list[dict[str, str]] = []  # each request's headers, names lower-case
         self.disconnects = 0
         self.framing = "close"
+        # a function of the request body to its script, for requests in any order (an
+        # experiment's cases run concurrently); the queued scripts come first
+        self.responder: Any = None
 
     def add(self, *items) -> ScriptedOpenAI:
         script: list[Any] = []
@@ -117,9 +120,12 @@ class ScriptedOpenAI(LoopbackServer):
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                fake.requests.append(json.loads(self.rfile.read(length) or b"{}"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                fake.requests.append(body)
                 fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-                script = fake.scripts.pop(0) if fake.scripts else text("(no script)") + finish()
+                script = fake.scripts.pop(0) if fake.scripts else \
+                    fake.responder(body) if fake.responder is not None else \
+                    text("(no script)") + finish()
                 fake.play(self, script)
 
         self.serve(Handler)
