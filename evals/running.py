@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -131,13 +132,14 @@ def clean_targets(actor: Actor, user: Any, value: Any, *, path: str = "targets",
                           params, agent.backend, agent.model))
     if errors:
         raise Invalid(errors)
-    # labels tell the columns apart: the same agent twice gets its parameters in its label
-    seen: dict[str, int] = {}
+    # labels tell the columns apart: the same agent twice is labelled with its parameters
+    counts = Counter(t.label for t in out)
     for target in out:
-        if target.label in seen:
-            extra = ", ".join(f"{k} {v}" for k, v in target.params.items()) or "again"
-            target.label = f"{target.label} ({extra})"
-        seen[target.label] = seen.get(target.label, 0) + 1
+        if counts[target.label] > 1 and target.params:
+            target.label += " (" + ", ".join(f"{k} {v}" for k, v in target.params.items()) + ")"
+    seen: Counter = Counter()
+    for target in out:
+        seen[target.label] += 1
         if seen[target.label] > 1:
             target.label = f"{target.label} #{seen[target.label]}"
     return out

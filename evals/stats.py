@@ -171,3 +171,31 @@ def diff(before: ExperimentTarget, after: ExperimentTarget) -> RunDiff:
     out.median_ms_after = percentile([t for c in shared
                                       if (t := b[c].total_ms) is not None], 0.5)
     return out
+
+
+def verdict(base: TargetStats, other: TargetStats) -> str:
+    """`other` against `base` in one sentence: as good or not (the 95 % intervals), and
+    how much faster or slower (the median time of a whole reply)."""
+    if other.runs == 0 or base.runs == 0:
+        return ""
+    if other.all_failed:
+        return f"{other.target.label} failed every call: {other.first_error}"
+    a, b = base.pass_rate or 0.0, other.pass_rate or 0.0
+    if other.ci[0] > base.ci[1]:
+        quality = f"passes more often than {base.target.label} ({b:.0%} against {a:.0%})"
+    elif other.ci[1] < base.ci[0]:
+        quality = f"passes less often than {base.target.label} ({b:.0%} against {a:.0%})"
+    else:
+        quality = (f"is as good as {base.target.label} within the 95 % intervals "
+                   f"({b:.0%} against {a:.0%}; {base.runs} cases)")
+    speed = ""
+    if base.total_p50 and other.total_p50:
+        ratio = base.total_p50 / other.total_p50
+        if ratio >= 1.05:
+            speed = f", and {ratio:.1f}× faster"
+        elif ratio <= 0.95:
+            speed = f", and {1 / ratio:.1f}× slower"
+        else:
+            speed = ", at about the same speed"
+        speed += f" (median {other.total_p50:.0f} ms against {base.total_p50:.0f} ms)"
+    return f"{other.target.label} {quality}{speed}."

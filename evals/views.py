@@ -1,20 +1,25 @@
 """Dataset pages: the list, a new dataset (from a file or pasted JSON Lines), one
-dataset at any of its versions, a new version from a file."""
+dataset at any of its versions, a new version from a file. Experiment pages: start one,
+watch its progress, read its results (targets compared, cases side by side, failures
+first, what regressed since an earlier run), export them."""
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.actions import Invalid
+from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm, require
 from console.safeinput import small_int
-from evals import actions
+from evals import actions, experiments, export, stats
 from evals.checks import describe
-from evals.models import Dataset
+from evals.models import Dataset, Experiment
 
 
 def _upload(request) -> list | None:
@@ -97,3 +102,156 @@ def dataset_delete(request, pk: int):
     actions.delete_dataset(Actor.from_request(request), dataset)
     messages.success(request, f"Deleted {dataset.name} and its versions.")
     return redirect("dataset_list")
+
+
+# -- experiments ---------------------------------------------------------------------
+
+MAX_FORM_TARGETS = 4
+
+
+def _targets_from_post(post) -> list[dict]:
+    """The form's target rows: `target` is agent:ID or backend:ID (then `model`), with an
+    optional temperature and max_tokens each."""
+    targets = []
+    for i in range(MAX_FORM_TARGETS):
+        choice = post.get(f"target-{i}", "")
+        kind, _, pk = choice.partition(":")
+        number = small_int(pk)
+        if not choice:
+            continue
+        spec: dict = {"agent_id": number} if kind == "agent" else {
+            "backend_id": number, "model": post.get(f"model-{i}", "").strip()}
+        params: dict = {}
+        temperature = post.get(f"temperature-{i}", "").strip()
+        if temperature:
+            try:
+                params["temperature"] = float(temperature)
+            except ValueError:
+                params["temperature"] = temperature  # named in the error
+        most = post.get(f"max_tokens-{i}", "").strip()
+        if most:
+            params["max_tokens"] = small_int(most) if small_int(most) is not None else most
+        if params:
+            spec["params"] = params
+        targets.append(spec)
+    return targets
+
+
+def _form_context(request, errors: dict, posted) -> dict:
+    from agents.models import Agent
+    from console.models import Backend
+
+    return {"datasets": Dataset.objects.all(),
+            "agents": Agent.objects.for_user(request.user).filter(enabled=True)
+            .select_related("backend").order_by("quick", "name"),
+            "backends": Backend.objects.filter(enabled=True).order_by("name"),
+            "rows": range(MAX_FORM_TARGETS), "errors": errors, "posted": posted,
+            "experiments": Experiment.objects.select_related("dataset")[:50]}
+
+
+@require("experiments.view")
+@require_http_methods(["GET", "POST"])
+def experiment_list(request):
+    errors: dict = {}
+    if request.method == "POST":
+        if not has_perm(request.user, "experiments.run"):
+            raise PermissionDenied("Your role may not run experiments.")
+        data: dict = {"dataset_id": small_int(request.POST.get("dataset")),
+                      "targets": _targets_from_post(request.POST)}
+        for key in ("concurrency", "seed", "version"):
+            value = request.POST.get(key, "").strip()
+            if value:
+                data[key] = small_int(value) if small_int(value) is not None else value
+        if request.POST.get("name", "").strip():
+            data["name"] = request.POST["name"].strip()
+        try:
+            experiment = experiments.create_experiment(Actor.from_request(request),
+                                                       request.user, data)
+        except Invalid as exc:
+            errors = exc.errors
+        else:
+            messages.success(request, f"Started {experiment}: {experiment.total} runs. "
+                                      f"It goes on if you leave this page.")
+            return redirect("experiment_detail", pk=experiment.pk)
+    context = _form_context(request, errors, request.POST)
+    context["chosen_dataset"] = small_int(request.POST.get("dataset") or
+                                          request.GET.get("dataset"))
+    return render(request, "evals/experiment_list.html", context)
+
+
+def _results(experiment: Experiment) -> list[dict]:
+    """Each case's results side by side, the cases some target failed first."""
+    targets = list(experiment.targets.all())
+    by_case: dict[str, dict] = {}
+    for r in experiment.results.all():
+        row = by_case.setdefault(r.case_id, {"case_id": r.case_id, "position": r.position,
+                                             "cells": {}})
+        row["cells"][r.target_id] = r
+    rows = []
+    for row in by_case.values():
+        row["cells"] = [row["cells"].get(t.pk) for t in targets]
+        row["failed"] = any(c is not None and not c.passed for c in row["cells"])
+        rows.append(row)
+    rows.sort(key=lambda r: (not r["failed"], r["position"]))
+    return rows
+
+
+@require("experiments.view")
+def experiment_detail(request, pk: int):
+    experiment = get_object_or_404(Experiment.objects.select_related(
+        "dataset", "version", "created_by"), pk=pk)
+    if request.GET.get("part") == "progress":
+        return render(request, "evals/partials/experiment_progress.html",
+                      {"experiment": experiment})
+    summary = stats.experiment_stats(experiment)
+    verdicts = [stats.verdict(summary[0], other) for other in summary[1:]] if summary else []
+    others = Experiment.objects.filter(dataset=experiment.dataset).exclude(pk=pk)[:20]
+    against = small_int(request.GET.get("against"))
+    diffs = None
+    if against is not None:
+        earlier = get_object_or_404(Experiment, pk=against)
+        diffs = export.regressions(earlier, experiment)
+    return render(request, "evals/experiment_detail.html", {
+        "experiment": experiment, "summary": summary, "verdicts": [v for v in verdicts if v],
+        "targets": list(experiment.targets.all()), "rows": _results(experiment),
+        "others": others, "against": against, "diffs": diffs,
+        "may_change": experiments.may_change(request.user, experiment)
+        and has_perm(request.user, "experiments.run")})
+
+
+@require("experiments.view")
+def experiment_export(request, pk: int, fmt: str):
+    if fmt not in ("csv", "json"):
+        raise Http404("export as .csv or .json")
+    experiment = get_object_or_404(Experiment.objects.select_related(
+        "dataset", "version", "created_by"), pk=pk)
+    if fmt == "csv":
+        response = HttpResponse(export.csv_text(experiment), content_type="text/csv")
+    else:
+        response = HttpResponse(json.dumps(export.experiment_dict(experiment), default=str,
+                                           ensure_ascii=False, indent=1),
+                                content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="experiment-{pk}.{fmt}"'
+    return response
+
+
+@require("experiments.run")
+@require_POST
+def experiment_action(request, pk: int, action: str):
+    experiment = get_object_or_404(Experiment.objects.select_related("dataset"), pk=pk)
+    act = {"cancel": experiments.cancel, "resume": experiments.resume}.get(action)
+    try:
+        if action == "delete":
+            experiments.delete(Actor.from_request(request), request.user, experiment)
+            messages.success(request, f"Deleted {experiment} and its results.")
+            return redirect("experiment_list")
+        if act is None:
+            raise Refused(f"unknown action {action}")
+        act(Actor.from_request(request), request.user, experiment)
+    except Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, {"cancel": "Cancelling: what was recorded stays.",
+                                   "resume": "Queued again: the cases without a result "
+                                             "will run."}[action])
+    return redirect("experiment_detail", pk=pk)

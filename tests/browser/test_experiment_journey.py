@@ -1,0 +1,67 @@
+"""An experiment in the browser, against the real llama-server: the same model with two
+parameter sets (long replies and short ones), started from the form, watched as it
+runs in the console's own monitor, read from one page: "is B as good as A, and how much
+faster?" (the README's screenshot), at 1280×800 and 390×844."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import shot, sign_in
+from tests.support.console_server import ADMIN_PASSWORD, signed_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.engine]
+
+
+def seed(console, llama_server) -> int:
+    admin = signed_in(console.url, ADMIN_PASSWORD)
+    csrf = {"X-CSRFToken": admin.cookies["csrftoken"], "Referer": console.url}
+    backend = admin.post("/api/backends", headers=csrf, json={
+        "name": "llama-box", "kind": "llamacpp", "base_url": llama_server.url})
+    assert backend.status_code == 201, backend.text
+    cases = [{"id": f"q{i}", "messages": f"Describe part {i} of the pump in a few words."}
+             for i in range(6)]
+    dataset = admin.post("/api/datasets", headers=csrf, json={
+        "name": "pump-desk", "cases": cases,
+        "checks": [{"kind": "regex", "pattern": r"\S"},
+                   {"kind": "max_tokens", "value": 40}]})
+    assert dataset.status_code == 201, dataset.text
+    admin.close()
+    return backend.json()["id"]
+
+
+def test_is_model_b_as_good_as_a_and_how_much_faster(browser, console, llama_server):
+    backend = seed(console, llama_server)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    sign_in(page, console)
+    page.goto(console.url + "/experiments/")
+    expect(page.get_by_text("No experiments yet")).to_be_visible()
+    page.get_by_label("Target 1").select_option(f"backend:{backend}")
+    page.locator("input[name=model-0]").fill(llama_server.alias)
+    page.get_by_label("Target 2").select_option(f"backend:{backend}")
+    page.locator("input[name=model-1]").fill(llama_server.alias)
+    page.get_by_label("Name").fill("tiny: 48 tokens against 12")
+    page.locator("input[name=max_tokens-0]").fill("48")
+    page.locator("input[name=max_tokens-1]").fill("12")
+    page.get_by_role("button", name="Start experiment").click()
+    expect(page.get_by_role("heading", name="tiny: 48 tokens against 12")).to_be_visible()
+    progress = page.locator("#experiment-progress progress")
+    expect(progress).to_have_attribute("max", "12")
+    expect(page.get_by_text("Succeeded")).to_be_visible(timeout=240_000)
+    page.reload()
+    expect(page.get_by_role("heading", name="Targets")).to_be_visible()
+    cards = page.locator(".target-card")
+    expect(cards).to_have_count(2)
+    # B's short replies pass the 40-token check that A's long ones fail, in less time
+    expect(page.locator(".verdict")).to_contain_text("(max_tokens 12) passes more often than")
+    expect(page.locator(".verdict")).to_contain_text("faster")
+    expect(cards.first).to_contain_text("tokens/s")
+    expect(cards.first).to_contain_text("llamacpp")
+    shot(page, "experiment-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    wide = page.evaluate("() => document.documentElement.scrollWidth")
+    assert wide <= 390, f"the page is {wide}px wide on a phone"
+    shot(page, "experiment-phone")
+    context.close()
