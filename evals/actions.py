@@ -219,3 +219,59 @@ def cases_from_file(filename: str, text: str) -> list[dict[str, Any]]:
             cases.append(case)
         return cases
     raise Invalid({"file": ["a .jsonl or .csv file"]})
+
+
+def case_from_conversation(user, conversation_id: Any, message_id: Any = None, *,
+                           expected: bool = True) -> dict[str, Any]:
+    """A case from a conversation turn (its last question unless `message_id` names a
+    user message): the messages up to that question, the reply as the expected answer
+    when `expected`, and the turn it came from as its `source`. Only a conversation the
+    user may read (their own; an admin's: any)."""
+    from agents.choices import MessageRole
+    from agents.models import Conversation
+
+    def number(value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    conversation = Conversation.objects.for_user(user).filter(
+        pk=number(conversation_id)).first() if number(conversation_id) else None
+    if conversation is None:
+        raise Invalid({"conversation_id": ["no such conversation of yours"]})
+    messages = list(conversation.messages.filter(superseded=False).order_by("pk"))
+    questions = [m for m in messages if m.role == MessageRole.USER]
+    if message_id is not None:
+        question = next((m for m in questions if m.pk == number(message_id)), None)
+        if question is None:
+            raise Invalid({"message_id": ["not a question in this conversation"]})
+    elif questions:
+        question = questions[-1]
+    else:
+        raise Invalid({"conversation_id": ["the conversation has no question yet"]})
+    history = [{"role": m.role, "content": m.content} for m in messages
+               if m.pk <= question.pk and m.role in ("user", "assistant") and m.content.strip()]
+    case: dict[str, Any] = {"id": f"turn-{question.pk}", "messages": history,
+                            "source": {"conversation_id": conversation.pk,
+                                       "message_id": question.pk}}
+    reply = next((m for m in messages if m.pk > question.pk and m.role == MessageRole.ASSISTANT
+                  and m.content.strip()), None)
+    if reply is not None and reply.run_id is not None:
+        case["source"]["run_id"] = reply.run_id
+        trace = reply.run.trace_id if reply.run else ""
+        if trace:
+            case["source"]["trace_id"] = trace
+    if expected and reply is not None:
+        case["expected"] = reply.content
+    return case
+
+
+def add_case(actor: Actor, dataset: Dataset, case: dict[str, Any],
+             note: str = "") -> DatasetVersion:
+    """The dataset's next version: its cases and this one (an id already taken gets a
+    suffix)."""
+    current = dataset.versions.get(number=dataset.version)
+    taken = {c["id"] for c in current.cases}
+    ident, n = case["id"], 2
+    while ident in taken:
+        ident, n = f"{case['id']}-{n}", n + 1
+    return new_version(actor, dataset, {"cases": [*current.cases, {**case, "id": ident}],
+                                        "note": note or "added a turn"})

@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpResponse
 from ninja import Router, Schema, Status
 
+from console.actions import Invalid
 from console.api import found, need
 from console.audit import Actor
 from evals import actions, experiments, export
@@ -243,3 +244,28 @@ def delete_experiment(request, pk: int):
     need(request, "experiments.run")
     experiments.delete(Actor.from_request(request), request.user, _experiment(request, pk))
     return Status(204, None)
+
+
+class TurnIn(Schema):
+    conversation_id: Any = None
+    message_id: Any = None
+    expected: Any = True
+    checks: Any = None
+
+
+@router.post("/datasets/{pk}/cases", response={201: DatasetOut, 422: dict})
+def add_turn(request, pk: int, payload: TurnIn):
+    """*Add to dataset*: a conversation turn as a new case in the dataset's next version
+    (`message_id`: which question, the last one by default; `expected`: the reply as the
+    expected answer, true by default; `checks` of its own). The case's `source` names
+    the conversation, message, run and trace it came from."""
+    need(request, "datasets.change")
+    dataset = found(Dataset.objects, "dataset", pk=pk)
+    if not isinstance(payload.expected, bool):
+        raise Invalid({"expected": ["true or false"]})
+    case = actions.case_from_conversation(request.user, payload.conversation_id,
+                                          payload.message_id, expected=payload.expected)
+    if payload.checks is not None:
+        case["checks"] = payload.checks
+    version = actions.add_case(Actor.from_request(request), dataset, case)
+    return Status(201, _out(dataset, version.number))

@@ -4,6 +4,7 @@ from evals import views
 
 urlpatterns = [
     path("datasets/", views.dataset_list, name="dataset_list"),
+    path("datasets/add-turn/", views.dataset_add_turn, name="dataset_add_turn"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/versions/", views.dataset_version, name="dataset_version"),
     path("datasets/<int:pk>/delete/", views.dataset_delete, name="dataset_delete"),

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.actions import Invalid, Refused
@@ -255,3 +256,28 @@ def experiment_action(request, pk: int, action: str):
                                    "resume": "Queued again: the cases without a result "
                                              "will run."}[action])
     return redirect("experiment_detail", pk=pk)
+
+
+@require("datasets.change")
+@require_http_methods(["GET", "POST"])
+def dataset_add_turn(request):
+    """*Add to dataset* beside a conversation: GET is the form (the playground loads it
+    when opened), POST adds the conversation's last turn to the chosen dataset."""
+    conversation = small_int(request.POST.get("conversation") or request.GET.get("c"))
+    if request.method == "GET":
+        return render(request, "evals/partials/add_turn.html", {
+            "datasets": Dataset.objects.all(), "conversation": conversation})
+    back = f"{reverse('playground')}?c={conversation or ''}"
+    dataset = Dataset.objects.filter(pk=small_int(request.POST.get("dataset")) or 0).first()
+    try:
+        if dataset is None:
+            raise Invalid({"dataset": ["choose a dataset"]})
+        case = actions.case_from_conversation(request.user, conversation,
+                                              expected=bool(request.POST.get("expected")))
+        version = actions.add_case(Actor.from_request(request), dataset, case)
+    except Invalid as exc:
+        messages.error(request, f"Not added: {exc}")
+        return redirect(back)
+    messages.success(request, f"Added the last turn to {dataset.name} (version "
+                              f"{version.number}, {len(version.cases)} cases).")
+    return redirect(back)
