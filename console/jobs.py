@@ -278,40 +278,75 @@ def step(worker: str, limit: int = MAX_RUNNING) -> dict[str, int]:
     return {"expired": expired, "ran": len(mine)}
 
 
-class JobRunner:
-    """The monitor's pulls: one thread with one event loop, each claimed pull a task in
-    it, so a pull of many minutes never holds up a probe round. The Monitor owns it:
-    started with run_forever, stopped (pulls put back in the queue) when it stops."""
+class ClaimRunner:
+    """A monitor's share of a queue of leased work (model pulls here, experiments in
+    evals.runner): one thread with one event loop, each claimed item a task in it, so a
+    long one never holds up a probe round. The Monitor owns it: started with
+    run_forever, stopped (what it runs put back in the queue) when it stops.
 
-    def __init__(self, worker: str, *, max_running: int = MAX_RUNNING):
-        self.worker, self.max_running = worker, max_running
+    Subclasses name their queue's `expire(now)`, `claim(worker, limit)` and
+    `run(pk, worker, stopping)`."""
+
+    name = "jobs"
+    max_running = MAX_RUNNING
+    drain_s = 10.0  # how long a stop waits for its items to go back in the queue
+
+    def __init__(self, worker: str, *, max_running: int | None = None):
+        self.worker = worker
+        if max_running is not None:
+            self.max_running = max_running
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> JobRunner:
+    def expire(self) -> int:
+        raise NotImplementedError
+
+    def claim(self, worker: str, limit: int) -> list[int]:
+        raise NotImplementedError
+
+    async def run(self, pk: int, worker: str, stopping: threading.Event) -> None:
+        raise NotImplementedError
+
+    def start(self) -> ClaimRunner:
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),),
-                                        name="jobs", daemon=True)
+                                        name=self.name, daemon=True)
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
         self.stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(timeout, self.drain_s + 5))
 
     async def _serve(self) -> None:
         tasks: set[asyncio.Task] = set()
         while not self.stopping.is_set():
             try:
-                await sync_to_async(expire)()
+                await sync_to_async(self.expire)()
                 free = self.max_running - len(tasks)
-                for pk in (await sync_to_async(claim)(self.worker, free)) if free > 0 else []:
-                    task = asyncio.create_task(run(pk, self.worker, self.stopping))
+                for pk in (await sync_to_async(self.claim)(self.worker, free)) \
+                        if free > 0 else []:
+                    task = asyncio.create_task(self.run(pk, self.worker, self.stopping))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             except Exception:  # noqa: BLE001 - the database may be back next time
-                log.exception("looking for pulls to run failed")
+                log.exception("looking for %s to run failed", self.name)
             await asyncio.sleep(POLL_S)
-        if tasks:  # each sees `stopping` within SAVE_EVERY_S and puts its pull back
-            await asyncio.wait(tasks, timeout=10)
+        if tasks:  # each sees `stopping` within a second and puts its item back
+            await asyncio.wait(tasks, timeout=self.drain_s)
         await sync_to_async(close_old_connections)()
+
+
+class JobRunner(ClaimRunner):
+    """The monitor's model pulls."""
+
+    name = "jobs"
+
+    def expire(self) -> int:
+        return expire()
+
+    def claim(self, worker: str, limit: int) -> list[int]:
+        return claim(worker, limit)
+
+    async def run(self, pk: int, worker: str, stopping: threading.Event) -> None:
+        await run(pk, worker, stopping)

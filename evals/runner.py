@@ -28,6 +28,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from console.audit import Actor
+from console.jobs import ClaimRunner
 from evals import checks, experiments, running
 from evals.models import CaseResult, Experiment, ExperimentTarget
 
@@ -255,39 +256,19 @@ def step(worker: str, limit: int = MAX_RUNNING) -> dict[str, int]:
     return {"expired": expired, "ran": len(mine)}
 
 
-class ExperimentRunner:
-    """The monitor's experiments: one thread with one event loop, each claimed
-    experiment a task in it; stopped (experiments queued again) with the monitor."""
+class ExperimentRunner(ClaimRunner):
+    """The monitor's experiments (console.jobs.ClaimRunner); stopped with the monitor,
+    its experiments go back in the queue."""
 
-    def __init__(self, worker: str, *, max_running: int = MAX_RUNNING):
-        self.worker, self.max_running = worker, max_running
-        self.stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+    name = "experiments"
+    max_running = MAX_RUNNING
+    drain_s = 15.0
 
-    def start(self) -> ExperimentRunner:
-        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),),
-                                        name="experiments", daemon=True)
-        self._thread.start()
-        return self
+    def expire(self) -> int:
+        return expire()
 
-    def stop(self, timeout: float = 20.0) -> None:
-        self.stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def claim(self, worker: str, limit: int) -> list[int]:
+        return claim(worker, limit)
 
-    async def _serve(self) -> None:
-        tasks: set[asyncio.Task] = set()
-        while not self.stopping.is_set():
-            try:
-                await sync_to_async(expire)()
-                free = self.max_running - len(tasks)
-                for pk in (await sync_to_async(claim)(self.worker, free)) if free > 0 else []:
-                    task = asyncio.create_task(run(pk, self.worker, self.stopping))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-            except Exception:  # noqa: BLE001 - the database may be back next time
-                log.exception("looking for experiments to run failed")
-            await asyncio.sleep(POLL_S)
-        if tasks:
-            await asyncio.wait(tasks, timeout=15)
-        await sync_to_async(close_old_connections)()
+    async def run(self, pk: int, worker: str, stopping: threading.Event) -> None:
+        await run(pk, worker, stopping)

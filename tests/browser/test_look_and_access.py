@@ -94,7 +94,7 @@ def all_pages(seeded) -> list[str]:
     b, a = seeded["backend"], seeded["agent"]
     return [*PAGES, f"/backends/{b}/", f"/backends/{b}/edit/", f"/backends/{b}/models/",
             f"/agents/{a}/", f"/agents/{a}/edit/", f"/playground/?agent={a}",
-            "/datasets/", f"/datasets/{seeded['dataset']}/"]
+            "/datasets/", f"/datasets/{seeded['dataset']}/", "/experiments/"]
 
 
 def _settle(page) -> None:

@@ -412,3 +412,20 @@ def test_a_tool_that_needs_approval_is_refused_not_waited_for(operator_client, b
         if scripted.requests[1]["messages"][-1]["content"].startswith("{") else \
         scripted.requests[1]["messages"][-1]["content"]
     assert "no one approves tools" in str(tool_message)
+
+
+def test_the_monitors_runner_thread_picks_up_a_queued_experiment(operator_client, dataset,
+                                                                 box):
+    """As `manage.py monitor` runs them: its ExperimentRunner thread claims the queued
+    experiment within a second and runs it to the end, without a step being called."""
+    thread = runner.ExperimentRunner("monitor-1").start()
+    try:
+        body = start(operator_client, dataset, [{"backend_id": box.pk, "model": "scripted-1"}])
+        deadline = time.monotonic() + 60
+        while Experiment.objects.get(pk=body["id"]).state != "succeeded":
+            assert time.monotonic() < deadline, Experiment.objects.get(pk=body["id"]).state
+            time.sleep(0.1)
+    finally:
+        thread.stop()
+    assert CaseResult.objects.filter(experiment_id=body["id"]).count() == 20
+    assert not thread._thread.is_alive()
