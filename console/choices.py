@@ -114,7 +114,6 @@ class AuditAction(models.TextChoices):
     EXPERIMENT_RESUMED = "experiment.resumed"
     EXPERIMENT_FINISHED = "experiment.finished"
     EXPERIMENT_DELETED = "experiment.deleted"
-    COMPARED = "agent.compared"  # one message to several targets
     CONVERSATION_RENAMED = "conversation.renamed"
     CONVERSATION_DELETED = "conversation.deleted"
     CHANNEL_CREATED = "channel.created"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from console import audit
@@ -118,11 +117,10 @@ def resume(actor: Actor, user, experiment: Experiment) -> Experiment:
     """A cancelled or failed experiment queued again: the cases without a result run."""
     if not may_change(user, experiment):
         raise Refused("only the one who started an experiment, or an admin, may resume it")
-    if not Experiment.objects.filter(
-            Q(state=Experiment.State.CANCELLED) | Q(state=Experiment.State.FAILED),
-            pk=experiment.pk).update(state=Experiment.State.QUEUED, cancel_requested=False,
-                                     owner=None, lease_until=None, error="",
-                                     detail="queued again", finished_at=None):
+    ended = (Experiment.State.CANCELLED, Experiment.State.FAILED)
+    if not Experiment.objects.filter(pk=experiment.pk, state__in=ended).update(
+            state=Experiment.State.QUEUED, cancel_requested=False, owner=None,
+            lease_until=None, error="", detail="queued again", finished_at=None):
         raise Refused(f"the experiment is {experiment.state}: only a cancelled or failed "
                       f"one can be resumed")
     experiment.refresh_from_db()

@@ -44,8 +44,9 @@ def experiment_dict(experiment: Experiment, *, results: bool = True) -> dict[str
         "finished_at": experiment.finished_at,
         "targets": [target_dict(t) for t in targets]}
     if results:
-        body["summary"] = [s.as_dict() for s in stats.experiment_stats(experiment)]
-        body["results"] = [result_dict(r, positions) for r in experiment.results.all()]
+        rows = list(experiment.results.all())
+        body["summary"] = [s.as_dict() for s in stats.experiment_stats(targets, rows)]
+        body["results"] = [result_dict(r, positions) for r in rows]
     return body
 
 

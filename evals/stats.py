@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.models import CaseResult, Experiment, ExperimentTarget
+from evals.models import CaseResult, ExperimentTarget
 
 Z95 = 1.959963984540054
 
@@ -99,11 +99,14 @@ def summarise(target: ExperimentTarget, results: list[CaseResult]) -> TargetStat
     return stats
 
 
-def experiment_stats(experiment: Experiment) -> list[TargetStats]:
-    results: dict[int, list[CaseResult]] = {}
-    for result in experiment.results.all():
-        results.setdefault(result.target_id, []).append(result)
-    return [summarise(t, results.get(t.pk, [])) for t in experiment.targets.all()]
+def experiment_stats(targets: list[ExperimentTarget],
+                     results: list[CaseResult]) -> list[TargetStats]:
+    """Each target's numbers, from the experiment's targets and results as loaded once
+    by the caller (a page and the API show the results too)."""
+    by_target: dict[int, list[CaseResult]] = {}
+    for result in results:
+        by_target.setdefault(result.target_id, []).append(result)
+    return [summarise(t, by_target.get(t.pk, [])) for t in targets]
 
 
 @dataclass

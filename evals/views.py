@@ -180,11 +180,10 @@ def experiment_list(request):
     return render(request, "evals/experiment_list.html", context)
 
 
-def _results(experiment: Experiment) -> list[dict]:
+def _results(targets: list, results: list) -> list[dict]:
     """Each case's results side by side, the cases some target failed first."""
-    targets = list(experiment.targets.all())
     by_case: dict[str, dict] = {}
-    for r in experiment.results.all():
+    for r in results:
         row = by_case.setdefault(r.case_id, {"case_id": r.case_id, "position": r.position,
                                              "cells": {}})
         row["cells"][r.target_id] = r
@@ -204,7 +203,8 @@ def experiment_detail(request, pk: int):
     if request.GET.get("part") == "progress":
         return render(request, "evals/partials/experiment_progress.html",
                       {"experiment": experiment})
-    summary = stats.experiment_stats(experiment)
+    targets, results = list(experiment.targets.all()), list(experiment.results.all())
+    summary = stats.experiment_stats(targets, results)
     verdicts = [stats.verdict(summary[0], other) for other in summary[1:]] if summary else []
     others = Experiment.objects.filter(dataset=experiment.dataset).exclude(pk=pk)[:20]
     against = small_int(request.GET.get("against"))
@@ -214,7 +214,7 @@ def experiment_detail(request, pk: int):
         diffs = export.regressions(earlier, experiment)
     return render(request, "evals/experiment_detail.html", {
         "experiment": experiment, "summary": summary, "verdicts": [v for v in verdicts if v],
-        "targets": list(experiment.targets.all()), "rows": _results(experiment),
+        "targets": targets, "rows": _results(targets, results),
         "others": others, "against": against, "diffs": diffs,
         "may_change": experiments.may_change(request.user, experiment)
         and has_perm(request.user, "experiments.run")})
