@@ -353,6 +353,28 @@ def rename_conversation(actor: Actor, user, conversation: Conversation, title: A
     return conversation
 
 
+def continue_comparison(actor: Actor, user, conversation_id: Any) -> Conversation:
+    """A comparison's column, chosen to go on with: its conversation (the messages it was
+    given, the question and that target's answer) joins the playground's list, with that
+    target's agent. The other columns stay out of the list."""
+    if not isinstance(conversation_id, int) or isinstance(conversation_id, bool):
+        raise Invalid({"conversation_id": ["the id of a comparison's conversation"]})
+    conversation = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
+    if conversation is None:
+        raise Invalid({"conversation_id": ["no such conversation of yours"]})
+    _own(user, conversation)
+    if conversation.origin != Conversation.Origin.COMPARE:
+        raise Refused("that conversation is not a comparison's (it is in the playground "
+                      "already)")
+    with transaction.atomic():
+        conversation.origin = Conversation.Origin.CHAT
+        conversation.save(update_fields=["origin", "updated_at"])
+        audit.record(AuditAction.CONVERSATION_CONTINUED, actor, target=conversation,
+                     after={"agent": conversation.agent.name if conversation.agent else None,
+                            "from": "comparison"})
+    return conversation
+
+
 def delete_conversation(actor: Actor, user, conversation: Conversation) -> None:
     """Gone with its messages; its runs stay, without it, as traffic history (metrics,
     Prometheus counters, the report), and so do the turns' audit events."""
@@ -605,6 +627,9 @@ class Prepared:
     past: list[dict[str, Any]]
     regeneration: Regeneration | None = None
     append_text: bool = True  # False: `past` already ends with what to answer (gateway)
+    # a comparison's: the caller's earlier messages, kept in the conversation before the
+    # question, so that it can be continued in the playground (continue_comparison)
+    history: list[dict[str, Any]] | None = None
 
 
 def prepare_message(actor: Actor, user, agent_id: int, text: str,
@@ -628,13 +653,16 @@ def prepare_gateway(actor: Actor, user, agent_id: int, messages: list[dict[str, 
                     extra: dict[str, Any], first_extra: dict[str, Any],
                     temperature: float | None = None,
                     max_tokens: int | None = None, title: str = "",
-                    origin: str = Conversation.Origin.GATEWAY) -> Prepared:
+                    origin: str = Conversation.Origin.GATEWAY,
+                    keep_history: bool = False) -> Prepared:
     """A gateway call of an agent (gateway.agent_runs), and a comparison's or an
     experiment's (evals.running): the caller's messages are the history (its system
     message comes after the agent's prompt), `text` its last question, kept as a new
     conversation of the caller (`title`, `origin`). The caller's tools are returned to
     it when the model calls them; they may not share a name with the agent's own.
-    Raises Invalid or Refused."""
+    `keep_history`: the earlier user and assistant messages are kept in the
+    conversation too (a comparison's, which may be continued). Raises Invalid or
+    Refused."""
     found = blueprints.blueprint(agent_id) if user.is_authenticated and user.is_active \
         else None
     if found is None:
@@ -656,7 +684,11 @@ def prepare_gateway(actor: Actor, user, agent_id: int, messages: list[dict[str, 
     conversation = Conversation(owner=user, agent=agent, origin=origin,
                                 title=(title or "API: " + (text.strip() or agent.name))[:60])
     settings.slots = _acquire(user, settings)
-    return Prepared(agent, conversation, text, settings, messages, append_text=False)
+    history = [m for m in messages[:-1] if m.get("role") in (MessageRole.USER,
+               MessageRole.ASSISTANT) and isinstance(m.get("content"), str)
+               and m["content"].strip()] if keep_history else None
+    return Prepared(agent, conversation, text, settings, messages, append_text=False,
+                    history=history)
 
 
 def prepare_regenerate(actor: Actor, user, conversation_id: int) -> Prepared:
@@ -674,5 +706,12 @@ def store_start(prepared: Prepared) -> None:
     starts; a crash mid-reply never loses the question."""
     if prepared.regeneration is not None:
         replace_answer(prepared.regeneration)
+    elif prepared.history:
+        with transaction.atomic():
+            prepared.conversation.save()
+            Message.objects.bulk_create(
+                Message(conversation=prepared.conversation, role=m["role"],
+                        content=m["content"]) for m in prepared.history)
+            save_user_message(prepared.conversation, prepared.text)
     else:
         save_user_message(prepared.conversation, prepared.text)

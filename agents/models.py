@@ -196,8 +196,10 @@ class ConversationQuerySet(models.QuerySet):
 
     def listed(self):
         """The playground's list: not the turns an experiment ran (each case on each
-        target is a conversation, reached from the experiment's results)."""
-        return self.exclude(origin=Conversation.Origin.EXPERIMENT)
+        target is a conversation, reached from the experiment's results), nor a
+        comparison's columns until one is chosen to go on with."""
+        return self.exclude(origin__in=(Conversation.Origin.EXPERIMENT,
+                                        Conversation.Origin.COMPARE))
 
 
 class Conversation(models.Model):

@@ -115,6 +115,8 @@ class AuditAction(models.TextChoices):
     EXPERIMENT_FINISHED = "experiment.finished"
     EXPERIMENT_DELETED = "experiment.deleted"
     CONVERSATION_RENAMED = "conversation.renamed"
+    CONVERSATION_CONTINUED = "conversation.continued"  # a comparison's column, in the playground
+    AGENT_COMPARED = "agent.compared"  # one message to several targets at once
     CONVERSATION_DELETED = "conversation.deleted"
     CHANNEL_CREATED = "channel.created"
     CHANNEL_UPDATED = "channel.updated"

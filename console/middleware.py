@@ -148,9 +148,11 @@ class BodyTooLargeMiddleware(Hybrid):
 
 
 MAX_DIGITS = 19  # a 64-bit integer: the widest id or number the database stores
-# query parameters that carry free text (a search may be a long number), never an id
+# query parameters that carry free text (a search may be a long number), or ids that are
+# text (a trace's or span's hex id, a request id: all digits now and then), never a number
 TEXT_PARAMS = frozenset({"q", "query", "search", "text", "actor", "target", "action",
-                         "model", "name", "since", "until", "next"})
+                         "model", "name", "since", "until", "next", "trace", "trace_id",
+                         "span", "span_id", "request", "request_id"})
 
 
 def _too_large(request, message: str):

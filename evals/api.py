@@ -6,13 +6,15 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpResponse
+from asgiref.sync import sync_to_async
+from django.http import HttpResponse, StreamingHttpResponse
+from django.urls import reverse
 from ninja import Router, Schema, Status
 
 from console.actions import Invalid
-from console.api import found, need
+from console.api import ChatThrottle, admit, found, need
 from console.audit import Actor
-from evals import actions, experiments, export
+from evals import actions, compare, experiments, export, replay
 from evals.models import Dataset, Experiment
 
 router = Router(tags=["datasets"])
@@ -249,23 +251,117 @@ def delete_experiment(request, pk: int):
 class TurnIn(Schema):
     conversation_id: Any = None
     message_id: Any = None
+    trace_id: Any = None
+    span_id: Any = None
     expected: Any = True
     checks: Any = None
 
 
 @router.post("/datasets/{pk}/cases", response={201: DatasetOut, 422: dict})
 def add_turn(request, pk: int, payload: TurnIn):
-    """*Add to dataset*: a conversation turn as a new case in the dataset's next version
-    (`message_id`: which question, the last one by default; `expected`: the reply as the
-    expected answer, true by default; `checks` of its own). The case's `source` names
-    the conversation, message, run and trace it came from."""
+    """*Add to dataset*: a conversation turn (`conversation_id`, `message_id`: which
+    question, the last one by default) or a trace (`trace_id`, `span_id`: a model call
+    of a code-first agent, or a Tanglaw turn) as a new case in the dataset's next
+    version (`expected`: the reply as the expected answer, true by default; `checks` of
+    its own). The case's `source` names the conversation, message, run, trace or span it
+    came from."""
     need(request, "datasets.change")
     dataset = found(Dataset.objects, "dataset", pk=pk)
     if not isinstance(payload.expected, bool):
         raise Invalid({"expected": ["true or false"]})
-    case = actions.case_from_conversation(request.user, payload.conversation_id,
-                                          payload.message_id, expected=payload.expected)
+    if payload.conversation_id is None and payload.trace_id is not None:
+        case = replay.case_from_trace(request.user, payload.trace_id, payload.span_id,
+                                      expected=payload.expected)
+    else:
+        case = actions.case_from_conversation(request.user, payload.conversation_id,
+                                              payload.message_id, expected=payload.expected)
     if payload.checks is not None:
         case["checks"] = payload.checks
     version = actions.add_case(Actor.from_request(request), dataset, case)
     return Status(201, _out(dataset, version.number))
+
+
+# -- compare ------------------------------------------------------------------------------
+
+class CompareIn(Schema):
+    messages: Any = None
+    text: Any = None
+    targets: Any = None
+    title: Any = None
+
+
+@router.post("/compare", response={200: None, 403: dict, 422: dict, 429: dict},
+             tags=["compare"], throttle=[])
+async def compare_targets(request, payload: CompareIn):
+    """One message to 1–4 targets at once, streamed as Server-Sent Events: `{messages?
+    (the history, the last one the user's), text? (the question), targets: [{agent_id} |
+    {backend_id, model}, with params? {temperature, max_tokens, top_p, seed,
+    tool_choice} and label?], title?}`. Frames: `compare_started` (the columns), then
+    each column's turn frames (turn_started, delta, tool_call, tool_result, error) with
+    its `column`, a `column_done` per column (conversation_id, trace_id, error, metrics:
+    ttft_ms, tokens_per_s, tokens_in, tokens_out, total_ms) and `compare_done`. Each
+    column is a turn of the turn service, kept as a conversation out of the playground's
+    list until `POST /api/compare/continue` chooses it. Closing the connection stops
+    every column."""
+    def prepare() -> compare.Comparison:
+        admit(request, "chat", ChatThrottle())
+        return compare.clean(Actor.from_request(request), request.user,
+                             _given(request, payload))
+
+    comparison = await sync_to_async(prepare)()
+    actor, user = Actor.from_request(request), request.user
+
+    async def events():
+        async for frame in compare.stream(actor, user, comparison):
+            yield b"data: " + json.dumps(frame, separators=(",", ":")).encode() + b"\n\n"
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+class ContinueIn(Schema):
+    conversation_id: Any = None
+
+
+@router.post("/compare/continue", response={200: dict, 403: dict, 409: dict, 422: dict},
+             tags=["compare"])
+def continue_comparison(request, payload: ContinueIn):
+    """Go on with one column: its conversation (the messages, the question, that target's
+    answer) joins the playground's list. → `{conversation_id, agent_id, url}`."""
+    from agents.actions import continue_comparison as go_on
+
+    need(request, "chat")
+    conversation = go_on(Actor.from_request(request), request.user, payload.conversation_id)
+    return {"conversation_id": conversation.pk, "agent_id": conversation.agent_id,
+            "url": f"{reverse('playground')}?c={conversation.pk}"}
+
+
+class SaveIn(Schema):
+    agent_id: Any = None
+    params: Any = None
+    name: Any = None
+
+
+@router.post("/compare/save", response={200: dict, 403: dict, 409: dict, 422: dict},
+             tags=["compare"])
+def save_compared_settings(request, payload: SaveIn):
+    """A column's temperature and max_tokens as its agent's next version (a quick agent
+    becomes an agent, `name` optional). → `{agent_id, name, version, url}`."""
+    need(request, "agents.change")
+    agent = compare.save_settings(Actor.from_request(request), request.user,
+                                  _given(request, payload))
+    return {"agent_id": agent.pk, "name": agent.name, "version": agent.version,
+            "url": reverse("agent_detail", args=[agent.pk])}
+
+
+@router.get("/compare/replay", response={200: dict, 422: dict}, tags=["compare"])
+def replay_source(request, conversation_id: int | None = None, message_id: int | None = None,
+                  trace_id: str | None = None, span_id: str | None = None):
+    """The messages a *Replay* sends: a conversation's turn (the history up to that
+    question) or a trace span's input messages. → `{messages}`."""
+    need(request, "conversations.view")
+    return {"messages": replay.replay_messages(
+        request.user, conversation_id=conversation_id, message_id=message_id,
+        trace_id=trace_id, span_id=span_id)}

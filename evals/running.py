@@ -163,7 +163,7 @@ async def ask(actor: Actor, user: Any, agent_id: int, messages: list[dict[str, A
               params: dict[str, Any], transport: str, title: str,
               tools: list[dict[str, Any]] | None = None, seed: int | None = None,
               emit: Emit | None = None, origin: str = "experiment",
-              ) -> tuple[Reply, TurnSession | None]:
+              keep_history: bool = False) -> tuple[Reply, TurnSession | None]:
     """One turn of the agent on these messages (the last one the user's). A generation
     slot that is busy is waited for (up to BUSY_WAIT_S); a refusal is the reply's error,
     never an exception: one failing target never stops the others."""
@@ -183,7 +183,7 @@ async def ask(actor: Actor, user: Any, agent_id: int, messages: list[dict[str, A
                 actor, user, agent_id, messages, text, client_tools=list(tools or []),
                 extra=extra, first_extra=first_extra,
                 temperature=params.get("temperature"), max_tokens=params.get("max_tokens"),
-                transport=transport, title=title, origin=origin)
+                transport=transport, title=title, origin=origin, keep_history=keep_history)
             break
         except Busy as exc:
             if waited >= BUSY_WAIT_S:

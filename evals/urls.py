@@ -8,6 +8,7 @@ urlpatterns = [
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/versions/", views.dataset_version, name="dataset_version"),
     path("datasets/<int:pk>/delete/", views.dataset_delete, name="dataset_delete"),
+    path("compare/", views.compare_page, name="compare"),
     path("experiments/", views.experiment_list, name="experiment_list"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/export.<str:fmt>", views.experiment_export,

@@ -18,7 +18,7 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm, require
 from console.safeinput import small_int
-from evals import actions, experiments, export, stats
+from evals import actions, experiments, export, replay, stats
 from evals.checks import describe
 from evals.models import Dataset, Experiment
 
@@ -261,23 +261,63 @@ def experiment_action(request, pk: int, action: str):
 @require("datasets.change")
 @require_http_methods(["GET", "POST"])
 def dataset_add_turn(request):
-    """*Add to dataset* beside a conversation: GET is the form (the playground loads it
-    when opened), POST adds the conversation's last turn to the chosen dataset."""
-    conversation = small_int(request.POST.get("conversation") or request.GET.get("c"))
+    """*Add to dataset* beside a conversation or a trace: GET is the form (the playground
+    and the trace page load it when opened), POST adds the conversation's last turn, or
+    the trace's turn (a span's input and output), to the chosen dataset."""
+    source = request.POST if request.method == "POST" else request.GET
+    conversation = small_int(source.get("conversation") or source.get("c"))
+    trace = source.get("trace", "").strip()[:32]
+    span = source.get("span", "").strip()[:16]
     if request.method == "GET":
         return render(request, "evals/partials/add_turn.html", {
-            "datasets": Dataset.objects.all(), "conversation": conversation})
-    back = f"{reverse('playground')}?c={conversation or ''}"
+            "datasets": Dataset.objects.all(), "conversation": conversation,
+            "trace": trace, "span": span})
+    back = reverse("trace_detail", args=[trace]) if trace and not conversation else \
+        f"{reverse('playground')}?c={conversation or ''}"
     dataset = Dataset.objects.filter(pk=small_int(request.POST.get("dataset")) or 0).first()
+    expected = bool(request.POST.get("expected"))
     try:
         if dataset is None:
             raise Invalid({"dataset": ["choose a dataset"]})
-        case = actions.case_from_conversation(request.user, conversation,
-                                              expected=bool(request.POST.get("expected")))
+        if trace and not conversation:
+            case = replay.case_from_trace(request.user, trace, span or None, expected=expected)
+        else:
+            case = actions.case_from_conversation(request.user, conversation,
+                                                  expected=expected)
         version = actions.add_case(Actor.from_request(request), dataset, case)
     except Invalid as exc:
         messages.error(request, f"Not added: {exc}")
         return redirect(back)
-    messages.success(request, f"Added the last turn to {dataset.name} (version "
-                              f"{version.number}, {len(version.cases)} cases).")
+    messages.success(request, f"Added the {'turn' if trace else 'last turn'} to "
+                              f"{dataset.name} (version {version.number}, "
+                              f"{len(version.cases)} cases).")
     return redirect(back)
+
+
+# -- compare -----------------------------------------------------------------------------
+
+@require("chat")
+def compare_page(request):
+    """One message to up to four targets, side by side (the streaming is compare.js on
+    POST /api/compare). `?conversation=&message=` or `?trace=&span=`: a *Replay*, its
+    earlier messages shown and sent along."""
+    history: list = []
+    question, error = "", ""
+    get = request.GET
+    try:
+        if get.get("conversation") or get.get("trace"):
+            found = replay.replay_messages(
+                request.user, conversation_id=small_int(get.get("conversation")) or -1
+                if get.get("conversation") else None,
+                message_id=small_int(get.get("message")),
+                trace_id=get.get("trace", "")[:32] or None, span_id=get.get("span", "")[:16])
+            history, question = found[:-1], found[-1]["content"]
+    except Invalid as exc:
+        error = f"Nothing to replay: {exc}"
+    context = _form_context(request, {}, {})
+    chosen = small_int(get.get("agent"))
+    context.update(history=history, question=question, replay_error=error,
+                   chosen=chosen,
+                   history_json=json.dumps(history, ensure_ascii=False),
+                   can_save=has_perm(request.user, "agents.change"))
+    return render(request, "evals/compare.html", context)
