@@ -167,6 +167,15 @@ def new_version(actor: Actor, dataset: Dataset, data: dict[str, Any]) -> Dataset
     return version
 
 
+def remove_case(actor: Actor, dataset: Dataset, case_id: Any) -> DatasetVersion:
+    """The dataset's next version without one case (earlier versions keep it)."""
+    current = dataset.versions.get(number=dataset.version)
+    kept = [c for c in current.cases if c["id"] != str(case_id)]
+    if len(kept) == len(current.cases):
+        raise Invalid({"case_id": [f"version {current.number} has no case {case_id!r}"]})
+    return new_version(actor, dataset, {"cases": kept, "note": f"removed {case_id}"[:200]})
+
+
 def delete_dataset(actor: Actor, dataset: Dataset) -> None:
     with transaction.atomic():
         pk, name, versions = dataset.pk, dataset.name, dataset.version

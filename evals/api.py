@@ -248,6 +248,15 @@ def delete_experiment(request, pk: int):
     return Status(204, None)
 
 
+@router.delete("/datasets/{pk}/cases/{case_id}", response={200: DatasetOut, 422: dict})
+def remove_case(request, pk: int, case_id: str):
+    """The dataset's next version without this case (earlier versions keep it)."""
+    need(request, "datasets.change")
+    dataset = found(Dataset.objects, "dataset", pk=pk)
+    version = actions.remove_case(Actor.from_request(request), dataset, case_id)
+    return _out(dataset, version.number)
+
+
 class TurnIn(Schema):
     conversation_id: Any = None
     message_id: Any = None

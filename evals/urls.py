@@ -7,6 +7,8 @@ urlpatterns = [
     path("datasets/add-turn/", views.dataset_add_turn, name="dataset_add_turn"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("datasets/<int:pk>/versions/", views.dataset_version, name="dataset_version"),
+    path("datasets/<int:pk>/remove-case/", views.dataset_remove_case,
+         name="dataset_remove_case"),
     path("datasets/<int:pk>/delete/", views.dataset_delete, name="dataset_delete"),
     path("compare/", views.compare_page, name="compare"),
     path("experiments/", views.experiment_list, name="experiment_list"),

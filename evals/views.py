@@ -23,6 +23,11 @@ from evals.checks import describe
 from evals.models import Dataset, Experiment
 
 
+def cases_of(version) -> str:
+    count = len(version.cases)
+    return f"{count} case" if count == 1 else f"{count} cases"
+
+
 def _upload(request) -> list | None:
     """Cases from the uploaded file, or from the pasted JSON Lines; None: neither."""
     upload = request.FILES.get("file")
@@ -57,7 +62,7 @@ def dataset_list(request):
             errors = exc.errors
         else:
             messages.success(request, f"Created {dataset.name} with "
-                                      f"{len(dataset.versions.get().cases)} cases.")
+                                      f"{cases_of(dataset.versions.get())}.")
             return redirect("dataset_detail", pk=dataset.pk)
     return render(request, "evals/dataset_list.html", {
         "datasets": Dataset.objects.all(), "errors": errors, "posted": request.POST})
@@ -75,6 +80,10 @@ def dataset_detail(request, pk: int):
              for case in version.cases]
     return render(request, "evals/dataset_detail.html", {
         "dataset": dataset, "version": version, "cases": cases,
+        # the new-version form starts from this version's cases: edit them, save
+        "jsonl": "\n".join(json.dumps(case, ensure_ascii=False) for case in version.cases),
+        "editable": version.number == dataset.version
+        and has_perm(request.user, "datasets.change"),
         "checks": [describe(c) for c in version.checks],
         "versions": dataset.versions.all()})
 
@@ -92,7 +101,22 @@ def dataset_version(request, pk: int):
     except Invalid as exc:
         messages.error(request, f"No new version: {exc}")
         return redirect("dataset_detail", pk=dataset.pk)
-    messages.success(request, f"Version {version.number}: {len(version.cases)} cases.")
+    messages.success(request, f"Version {version.number}: {cases_of(version)}.")
+    return redirect("dataset_detail", pk=dataset.pk)
+
+
+@require("datasets.change")
+@require_POST
+def dataset_remove_case(request, pk: int):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    case_id = request.POST.get("case", "")[:64]
+    try:
+        version = actions.remove_case(Actor.from_request(request), dataset, case_id)
+    except Invalid as exc:
+        messages.error(request, f"Nothing removed: {exc}")
+    else:
+        messages.success(request, f"Removed {case_id}: version {version.number} has "
+                                  f"{cases_of(version)}.")
     return redirect("dataset_detail", pk=dataset.pk)
 
 
@@ -290,7 +314,7 @@ def dataset_add_turn(request):
         return redirect(back)
     messages.success(request, f"Added the {'turn' if trace else 'last turn'} to "
                               f"{dataset.name} (version {version.number}, "
-                              f"{len(version.cases)} cases).")
+                              f"{cases_of(version)}).")
     return redirect(back)
 
 

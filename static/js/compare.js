@@ -154,6 +154,7 @@ if (form) {
       board.replaceChildren();
       columns.clear();
       frame.columns.forEach(column);
+      board.scrollIntoView({ block: "start", behavior: "smooth" });
       status.textContent = `Asking ${frame.columns.length} targets…`;
       return;
     }

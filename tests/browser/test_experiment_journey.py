@@ -65,3 +65,45 @@ def test_is_model_b_as_good_as_a_and_how_much_faster(browser, console, llama_ser
     assert wide <= 390, f"the page is {wide}px wide on a phone"
     shot(page, "experiment-phone")
     context.close()
+
+
+def test_compare_two_parameter_sets_side_by_side(browser, console, llama_server):
+    """One message to the real llama-server twice (long and short replies): both columns
+    stream with their timings; one is kept as an agent, the other continued."""
+    backend = seed(console, llama_server)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    sign_in(page, console)
+    page.goto(console.url + "/playground/")
+    page.locator("#open-compare").click()
+    expect(page.get_by_role("heading", name="Compare")).to_be_visible()
+    for i, most in ((0, "32"), (1, "8")):
+        page.get_by_label(f"Target {i + 1}").select_option(f"backend:{backend}")
+        page.locator(f"input[name=model-{i}]").fill(llama_server.alias)
+        page.locator(f"input[name=max_tokens-{i}]").fill(most)
+    page.get_by_label("Message").fill("Describe the pump in a few words.")
+    page.get_by_role("button", name="Compare").click()
+    columns = page.locator(".compare-column")
+    expect(columns).to_have_count(2)
+    for i in (0, 1):
+        timings = columns.nth(i).locator(".timings")
+        expect(timings).to_contain_text("tok/s", timeout=120_000)
+        expect(timings).to_contain_text("TTFT")
+        assert columns.nth(i).locator(".body").inner_text().strip()
+    expect(columns.nth(0).locator("h2")).to_contain_text("max_tokens 32")
+    # the engine's own token counts: the short column stopped at its 8
+    assert "8 tokens" in columns.nth(1).locator(".timings").inner_text()
+    expect(page.locator("#compare-status")).to_have_text("Done.")
+    shot(page, "compare-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    wide = page.evaluate("() => document.documentElement.scrollWidth")
+    assert wide <= 390, f"the page is {wide}px wide on a phone"
+    shot(page, "compare-phone")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    columns.nth(0).get_by_role("button", name="Save as an agent").click()
+    expect(columns.nth(0).get_by_role("link", name="Saved:")).to_be_visible()
+    columns.nth(1).get_by_role("button", name="Continue with this").click()
+    page.wait_for_url("**/playground/?c=*")
+    expect(page.locator("#transcript .msg-user").last).to_contain_text("Describe the pump")
+    expect(page.locator("#composer")).to_be_visible()
+    context.close()

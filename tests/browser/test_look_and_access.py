@@ -75,10 +75,13 @@ def seed(console, engine) -> dict:
     dataset = post("/api/datasets", {"name": LONG, "description": "d" * 400, "cases": [
         {"id": "c" * 64, "messages": "q" * 500, "expected": "e" * 300,
          "checks": [{"kind": "regex", "pattern": "p" * 200}]}]})
+    experiment = post("/api/experiments", {"dataset_id": dataset["id"], "name": LONG,
+                                           "targets": [{"agent_id": agent["id"]}]})
     engine.add(text("A" * 400), finish(), usage(10, 90))
-    post(f"/api/agents/{agent['id']}/chat", {"message": "q" * 300})
+    chat = post(f"/api/agents/{agent['id']}/chat", {"message": "q" * 300})
     admin.close()
-    return {"backend": backend["id"], "agent": agent["id"], "dataset": dataset["id"]}
+    return {"backend": backend["id"], "agent": agent["id"], "dataset": dataset["id"],
+            "experiment": experiment["id"], "conversation": chat["conversation_id"]}
 
 
 PAGES = ["/", "/backends/", "/backends/new/", "/backends/discover/", "/models/", "/plans/",
@@ -94,7 +97,9 @@ def all_pages(seeded) -> list[str]:
     b, a = seeded["backend"], seeded["agent"]
     return [*PAGES, f"/backends/{b}/", f"/backends/{b}/edit/", f"/backends/{b}/models/",
             f"/agents/{a}/", f"/agents/{a}/edit/", f"/playground/?agent={a}",
-            "/datasets/", f"/datasets/{seeded['dataset']}/", "/experiments/"]
+            "/datasets/", f"/datasets/{seeded['dataset']}/", "/experiments/",
+            f"/experiments/{seeded['experiment']}/", "/compare/",
+            f"/compare/?conversation={seeded['conversation']}"]
 
 
 def _settle(page) -> None:

@@ -1,6 +1,9 @@
 """The dataset pages: from a CSV or JSON Lines, a new version from a file, an older
 version shown as it was, roles, bad files named."""
 
+import html
+import json
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -67,3 +70,35 @@ def test_viewers_read_and_do_not_change(operator_client, viewer_client):
     assert "New version" not in viewer_client.get(f"/datasets/{dataset.pk}/").content.decode()
     operator_client.post(f"/datasets/{dataset.pk}/delete/")
     assert not Dataset.objects.exists()
+
+
+def test_editing_the_cases_on_the_page_and_removing_one(operator_client, viewer_client):
+    made = operator_client.post("/api/datasets", data=json.dumps({"name": "desk", "cases": [
+        {"id": "a", "messages": "one?", "expected": "1"},
+        {"id": "b", "messages": "two?"}]}), content_type="application/json").json()
+    page = operator_client.get(f"/datasets/{made['id']}/").content.decode()
+    # the editor starts from this version's cases, one JSON object per line
+    assert '{"id": "a", "messages": [{"role": "user", "content": "one?"}], ' \
+           '"expected": "1", "checks": []}' in html.unescape(page)
+    edited = operator_client.post(f"/datasets/{made['id']}/versions/", {
+        "jsonl": '{"id": "a", "messages": "one?", "expected": "one"}\n'
+                 '{"id": "b", "messages": "two?"}', "note": "spelled out"}, follow=True)
+    assert b"Version 2: 2 cases." in edited.content
+    removed = operator_client.post(f"/datasets/{made['id']}/remove-case/", {"case": "b"},
+                                   follow=True)
+    assert b"Removed b: version 3 has 1 case." in removed.content
+    got = operator_client.get(f"/api/datasets/{made['id']}").json()
+    assert [c["id"] for c in got["cases"]] == ["a"] and got["cases"][0]["expected"] == "one"
+    old = operator_client.get(f"/api/datasets/{made['id']}?version=2").json()
+    assert [c["id"] for c in old["cases"]] == ["a", "b"]
+    # the API's twin, and what it refuses
+    gone = operator_client.delete(f"/api/datasets/{made['id']}/cases/a")
+    assert gone.status_code == 200 and gone.json()["version"] == 4 and gone.json()["cases"] == []
+    missing = operator_client.delete(f"/api/datasets/{made['id']}/cases/a")
+    assert missing.status_code == 422 and "case_id" in missing.json()["errors"]
+    nothing = operator_client.post(f"/datasets/{made['id']}/remove-case/", {"case": "zz"},
+                                   follow=True)
+    assert b"Nothing removed" in nothing.content
+    assert viewer_client.delete(f"/api/datasets/{made['id']}/cases/a").status_code == 403
+    assert b"Remove case" not in viewer_client.get(f"/datasets/{made['id']}/?version=3").content
+    assert Dataset.objects.get(pk=made["id"]).version == 4
