@@ -116,6 +116,7 @@ class AuditAction(models.TextChoices):
     EXPERIMENT_DELETED = "experiment.deleted"
     CONVERSATION_RENAMED = "conversation.renamed"
     CONVERSATION_CONTINUED = "conversation.continued"  # a comparison's column, in the playground
+    AGENT_REGRESSION_SET = "agent.regression_set"  # the dataset an agent's changes run on
     AGENT_COMPARED = "agent.compared"  # one message to several targets at once
     CONVERSATION_DELETED = "conversation.deleted"
     CHANNEL_CREATED = "channel.created"

@@ -10,11 +10,12 @@ from asgiref.sync import sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from ninja import Router, Schema, Status
+from ninja.errors import HttpError
 
 from console.actions import Invalid
 from console.api import ChatThrottle, admit, found, need
 from console.audit import Actor
-from evals import actions, compare, experiments, export, replay
+from evals import actions, compare, experiments, export, gates, replay
 from evals.models import Dataset, Experiment
 
 router = Router(tags=["datasets"])
@@ -374,3 +375,54 @@ def replay_source(request, conversation_id: int | None = None, message_id: int |
     return {"messages": replay.replay_messages(
         request.user, conversation_id=conversation_id, message_id=message_id,
         trace_id=trace_id, span_id=span_id)}
+
+
+# -- regression sets --------------------------------------------------------------------
+
+class RegressionSetIn(Schema):
+    dataset_id: Any = None
+
+
+@router.get("/agents/{pk}/regression-set", response={200: dict, 404: dict},
+            tags=["experiments"])
+def get_regression_set(request, pk: int, version: int | None = None):
+    """The dataset the agent's changes are checked on, the runs of its newest versions
+    (pass rate with its 95 % interval, latency percentiles, tokens/s), `this` version's
+    (`version`, the current one by default) beside the `previous` one, and the `diff`
+    between them (cases regressed and fixed)."""
+    need(request, "agents.view")
+    return gates.summary_dict(_agent(request, pk), version)
+
+
+@router.put("/agents/{pk}/regression-set", response={200: dict, 403: dict, 404: dict,
+                                                     422: dict}, tags=["experiments"])
+def set_regression_set(request, pk: int, payload: RegressionSetIn):
+    """`{dataset_id}` names the agent's regression set; `{dataset_id: null}` removes it."""
+    need(request, "agents.change")
+    body = _given(request, payload)
+    unknown = sorted(set(body) - {"dataset_id"})
+    if unknown:
+        raise Invalid({k: ["unknown field"] for k in unknown})
+    agent = _agent(request, pk)
+    gates.choose(Actor.from_request(request), agent, body.get("dataset_id"))
+    return gates.summary_dict(agent)
+
+
+@router.post("/agents/{pk}/regression-set/run", response={201: dict, 403: dict, 404: dict,
+                                                          409: dict, 422: dict},
+             tags=["experiments"])
+def run_regression_set(request, pk: int):
+    """The regression set's current version on the agent as it is now → the experiment
+    (queued; `GET /api/experiments/{id}` follows it). 409 when the agent has no set, or
+    this version is being checked already."""
+    need(request, "experiments.run")
+    experiment = gates.run(Actor.from_request(request), request.user, _agent(request, pk))
+    return Status(201, export.experiment_dict(_experiment(request, experiment.pk),
+                                              results=False))
+
+
+def _agent(request, pk: int) -> Any:
+    try:
+        return gates.agent_of(request.user, pk)
+    except Invalid:
+        raise HttpError(404, "no such agent") from None

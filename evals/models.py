@@ -163,3 +163,23 @@ class CaseResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case_id} on {self.target_id}: {'passed' if self.passed else 'failed'}"
+
+
+class RegressionSet(models.Model):
+    """The dataset an agent's changes are checked against: saving a new version offers to
+    run it, and the version pages show each version's results beside the one before.
+    Kept here, not on the agent: agents knows nothing of evals."""
+
+    agent = models.OneToOneField("agents.Agent", on_delete=models.CASCADE,
+                                 related_name="+")
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE,
+                                related_name="regression_sets")
+    set_by = models.CharField(max_length=150, blank=True, default="")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} for agent {self.agent_id}"
+
+    @property
+    def audit_label(self) -> str:
+        return f"regression set of agent {self.agent_id}"

@@ -11,6 +11,7 @@ urlpatterns = [
          name="dataset_remove_case"),
     path("datasets/<int:pk>/delete/", views.dataset_delete, name="dataset_delete"),
     path("compare/", views.compare_page, name="compare"),
+    path("agents/<int:pk>/regression-set/", views.agent_gate, name="agent_gate"),
     path("experiments/", views.experiment_list, name="experiment_list"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment_detail"),
     path("experiments/<int:pk>/export.<str:fmt>", views.experiment_export,

@@ -18,7 +18,7 @@ from console.actions import Invalid, Refused
 from console.audit import Actor
 from console.permissions import has_perm, require
 from console.safeinput import small_int
-from evals import actions, experiments, export, replay, stats
+from evals import actions, experiments, export, gates, replay, stats
 from evals.checks import describe
 from evals.models import Dataset, Experiment
 
@@ -345,3 +345,46 @@ def compare_page(request):
                    history_json=json.dumps(history, ensure_ascii=False),
                    can_save=has_perm(request.user, "agents.change"))
     return render(request, "evals/compare.html", context)
+
+
+# -- regression sets --------------------------------------------------------------------
+
+@require("agents.view")
+@require_http_methods(["GET", "POST"])
+def agent_gate(request, pk: int):
+    """The agent page's regression-set panel (loaded by the agent's pages, which know
+    evals only by this URL's name): GET the panel (`?version=`: a version's page), POST
+    `action=choose` (a dataset, or none) or `action=run` (the set on the agent now)."""
+    try:
+        agent = gates.agent_of(request.user, pk)
+    except Invalid:
+        raise Http404("no such agent") from None
+    version = small_int(request.GET.get("version") or request.POST.get("version"))
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "choose":
+                if not has_perm(request.user, "agents.change"):
+                    raise PermissionDenied("Your role may not change agents.")
+                chosen = gates.choose(Actor.from_request(request), agent,
+                                      small_int(request.POST.get("dataset")) or None)
+                messages.success(request, f"{agent.name} is checked on {chosen.dataset.name}."
+                                 if chosen else f"{agent.name} has no regression set now.")
+            elif action == "run":
+                if not has_perm(request.user, "experiments.run"):
+                    raise PermissionDenied("Your role may not run experiments.")
+                experiment = gates.run(Actor.from_request(request), request.user, agent)
+                messages.success(request, f"Started {experiment}: it goes on if you leave "
+                                          f"this page.")
+            else:
+                raise Refused(f"unknown action {action!r}")
+        except (Invalid, Refused) as exc:
+            messages.error(request, f"Not done: {exc}")
+        if version and version != agent.version:
+            return redirect("agent_version", pk=agent.pk, number=version)
+        return redirect("agent_detail", pk=agent.pk)
+    found = gates.summary(agent, version)
+    return render(request, "evals/partials/agent_gate.html", {
+        **found, "agent": agent, "current": (version or agent.version) == agent.version,
+        "datasets": Dataset.objects.all() if has_perm(request.user, "agents.change") else [],
+        "may_run": has_perm(request.user, "experiments.run")})
