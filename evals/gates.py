@@ -51,8 +51,8 @@ def choose(actor: Actor, agent: Any, dataset_id: Any) -> RegressionSet | None:
             audit.record(AuditAction.AGENT_REGRESSION_SET, actor, target=agent,
                          before={"dataset": before.dataset.name}, after={"dataset": None})
         return None
-    dataset = Dataset.objects.filter(pk=_number(dataset_id)).first() \
-        if _number(dataset_id) is not None else None
+    number = _number(dataset_id)
+    dataset = Dataset.objects.filter(pk=number).first() if number is not None else None
     if dataset is None:
         raise Invalid({"dataset_id": ["no such dataset"]})
     if before is not None and before.dataset_id == dataset.pk:
@@ -103,7 +103,8 @@ def runs_by_version(agent: Any, dataset: Dataset) -> dict[int, VersionRun]:
     for target in (ExperimentTarget.objects.filter(agent=agent, experiment__dataset=dataset)
                    .exclude(agent_version=None).select_related("experiment__version")
                    .order_by("-experiment__created_at")):
-        found.setdefault(target.agent_version, target)
+        if target.agent_version is not None:
+            found.setdefault(target.agent_version, target)
     newest = sorted(found, reverse=True)[:SHOWN_VERSIONS]
     results: dict[int, list] = {}
     for result in [r for v in newest for r in found[v].results.all()]:
