@@ -375,6 +375,22 @@ def continue_comparison(actor: Actor, user, conversation_id: Any) -> Conversatio
     return conversation
 
 
+def prune_comparisons(now=None) -> int:
+    """A comparison's columns no one chose to go on with, older than
+    TANGLAW_COMPARE_RETENTION_H, are deleted with their messages (the monitor's prune);
+    their runs stay, as for any deleted conversation, and so do their traces and audit
+    events. Returns how many."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.TANGLAW_COMPARE_RETENTION_H)
+    old = Conversation.objects.filter(origin=Conversation.Origin.COMPARE,
+                                      updated_at__lt=cutoff)
+    return old.delete()[1].get("agents.Conversation", 0)
+
+
 def delete_conversation(actor: Actor, user, conversation: Conversation) -> None:
     """Gone with its messages; its runs stay, without it, as traffic history (metrics,
     Prometheus counters, the report), and so do the turns' audit events."""

@@ -97,6 +97,23 @@ async def outlast(work: Awaitable[T]) -> T:
     return result
 
 
+async def prepare(transport: str, hop: Callable[[], tuple[Any, actions.Prepared]]
+                  ) -> tuple[Any, actions.Prepared]:
+    """A turn's first hop, which takes its generation slots. A caller cancelled while the
+    hop runs (a client gone, a comparison stopped) leaks none: the hop runs to its end
+    and whatever it took is given back."""
+    task = asyncio.ensure_future(db_hop(transport)(hop)())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        def give_back(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                limits.release(done.result()[1].settings.slots)
+
+        task.add_done_callback(give_back)
+        raise
+
+
 class TurnSession:
     """One question (or a regenerate of the last one) and its answer."""
 
@@ -138,7 +155,7 @@ class TurnSession:
             who = admit() if admit is not None else user
             return who, actions.prepare_message(actor, who, agent_id, text, conversation_id)
 
-        who, prepared = await db_hop(transport)(hop)()
+        who, prepared = await prepare(transport, hop)
         return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s)
 
     @classmethod
@@ -156,7 +173,7 @@ class TurnSession:
             return who, actions.prepare_gateway(actor, who, agent_id, messages, text,
                                                 **options)
 
-        who, prepared = await db_hop(transport)(hop)()
+        who, prepared = await prepare(transport, hop)
         return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s,
                    traceparent=traceparent, request_id=request_id)
 
@@ -171,7 +188,7 @@ class TurnSession:
             who = admit() if admit is not None else user
             return who, actions.prepare_regenerate(actor, who, conversation_id)
 
-        who, prepared = await db_hop(transport)(hop)()
+        who, prepared = await prepare(transport, hop)
         return cls(actor, who, prepared, transport=transport, checkpoint_s=checkpoint_s)
 
     # -- frames --------------------------------------------------------------------------

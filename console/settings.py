@@ -303,6 +303,8 @@ TANGLAW_MONITOR_NICE = env_int("TANGLAW_MONITOR_NICE", 10, minimum=0, maximum=19
 TANGLAW_RAW_RETENTION_H = env_int("TANGLAW_RAW_RETENTION_H", 48, minimum=1)
 TANGLAW_MINUTE_RETENTION_D = env_int("TANGLAW_MINUTE_RETENTION_D", 30, minimum=1)
 TANGLAW_HOUR_RETENTION_D = env_int("TANGLAW_HOUR_RETENTION_D", 730, minimum=1)
+# a comparison's columns no one continued in the playground (their runs and traces stay)
+TANGLAW_COMPARE_RETENTION_H = env_int("TANGLAW_COMPARE_RETENTION_H", 72, minimum=1)
 TANGLAW_ALERT_EMAIL_FROM = env_str("TANGLAW_ALERT_EMAIL_FROM", "tanglaw@localhost")
 
 # the audit log's checkpoint key: HMAC-SHA256 over the chain head every N events, kept

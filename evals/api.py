@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.urls import reverse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
+from agents.streaming import event
 from console.actions import Invalid
 from console.api import ChatThrottle, admit, found, need
 from console.audit import Actor
@@ -322,8 +324,10 @@ async def compare_targets(request, payload: CompareIn):
     actor, user = Actor.from_request(request), request.user
 
     async def events():
-        async for frame in compare.stream(actor, user, comparison):
-            yield b"data: " + json.dumps(frame, separators=(",", ":")).encode() + b"\n\n"
+        # closing this generator closes the comparison's at once, which stops its columns
+        async with aclosing(compare.stream(actor, user, comparison)) as frames:
+            async for frame in frames:
+                yield event(frame)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
@@ -372,6 +376,8 @@ def replay_source(request, conversation_id: int | None = None, message_id: int |
     """The messages a *Replay* sends: a conversation's turn (the history up to that
     question) or a trace span's input messages. → `{messages}`."""
     need(request, "conversations.view")
+    if trace_id is not None:
+        need(request, "traces.view")
     return {"messages": replay.replay_messages(
         request.user, conversation_id=conversation_id, message_id=message_id,
         trace_id=trace_id, span_id=span_id)}

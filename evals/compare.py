@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +91,7 @@ def column_of(i: int, target: Target) -> dict[str, Any]:
 
 
 async def stream(actor: Actor, user: Any, comparison: Comparison
-                 ) -> AsyncIterator[dict[str, Any]]:
+                 ) -> AsyncGenerator[dict[str, Any], None]:
     """The columns' frames as they come; every column ends with `column_done`."""
     compare_id = uuid.uuid4().hex[:16]
     columns = [column_of(i, t) for i, t in enumerate(comparison.targets)]
@@ -107,25 +107,28 @@ async def stream(actor: Actor, user: Any, comparison: Comparison
         done: dict[str, Any] = {"type": "column_done", "column": i, "conversation_id": None,
                                 "trace_id": None, "error": "", "incomplete": False,
                                 "metrics": {}}
+        seen: list[Any] = []
         try:
-            reply, session = await ask(
+            reply, _ = await ask(
                 actor, user, target.agent.pk, comparison.messages, params=target.params,
                 transport="compare", origin="compare", title=comparison.title, emit=emit,
-                keep_history=True)
+                keep_history=True, started=seen.append)
             done["error"] = reply.error
-            if session is not None:
-                state = session.state
-                done.update(conversation_id=session.conversation.pk if session.stored
-                            else None, incomplete=state.incomplete,
-                            finish_reason=state.finish_reason, metrics=state.metrics(),
-                            trace_id=session.trace.trace_id if session.trace.enabled
-                            else None, text_chars=len(state.text))
         except asyncio.CancelledError:
+            done["stopped"] = True  # the client went away: the partial reply is kept
             raise
         except Exception:  # noqa: BLE001 - one column failing never stops the others
             log.exception("a comparison's column failed")
             done["error"] = "this column failed (see the console's log)"
-        ended.append(done)
+        finally:
+            if seen:
+                state = seen[0].state
+                done.update(conversation_id=seen[0].conversation.pk if seen[0].stored
+                            else None, incomplete=state.incomplete,
+                            finish_reason=state.finish_reason, metrics=state.metrics(),
+                            trace_id=seen[0].trace.trace_id if seen[0].trace.enabled
+                            else None, text_chars=len(state.text))
+            ended.append(done)
         await frames.put(done)
 
     tasks = [asyncio.create_task(column(i, t)) for i, t in enumerate(comparison.targets)]
@@ -158,7 +161,8 @@ def _record(actor: Actor, comparison: Comparison, columns: list[dict[str, Any]],
                                   "conversation_id": by_column.get(c["column"], {}).get(
                                       "conversation_id"),
                                   "error": bool(by_column.get(c["column"], {}).get("error")),
-                                  "stopped": c["column"] not in by_column}
+                                  "stopped": by_column.get(c["column"], {}).get(
+                                      "stopped", c["column"] not in by_column)}
                                  for c in columns]})
 
 

@@ -6,6 +6,7 @@ dataset* from a trace keeps them as a case."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from console.actions import Invalid
@@ -65,18 +66,29 @@ def _question_of_run(run: Any) -> int | None:
     return last.pk if last is not None else None
 
 
+MOST_SPANS = 500  # a trace's first spans are searched for input messages
+
+
+def trace_id_of(value: Any) -> str:
+    """A trace id as traces stores it (hex, lower case); Invalid otherwise."""
+    trace = value.strip().lower() if isinstance(value, str) else ""
+    if not re.fullmatch(r"[0-9a-f]{1,32}", trace):
+        raise Invalid({"trace_id": ["a trace's id (up to 32 hex digits)"]})
+    return trace
+
+
 def _spans(trace_id: Any, span_id: Any) -> tuple[list[Any], Any]:
     from traces.models import Span
 
-    if not isinstance(trace_id, str) or not trace_id.strip():
-        raise Invalid({"trace_id": ["a conversation or a trace"]})
-    spans = list(Span.objects.filter(trace_id=trace_id.strip()[:32]).order_by("start_ns")
-                 .only("span_id", "external", "attributes"))
+    trace = trace_id_of(trace_id)
+    spans = list(Span.objects.filter(trace_id=trace).order_by("start_ns")
+                 .only("span_id", "external", "attributes")[:MOST_SPANS])
     if not spans:
         raise Invalid({"trace_id": ["no such trace"]})
     chosen = None
     if span_id not in (None, ""):
-        chosen = next((s for s in spans if s.span_id == span_id), None)
+        wanted = span_id.strip().lower() if isinstance(span_id, str) else None
+        chosen = next((s for s in spans if s.span_id == wanted), None)
         if chosen is None:
             raise Invalid({"span_id": ["no such span in this trace"]})
     return spans, chosen
@@ -100,7 +112,7 @@ def _run_case(user: Any, trace_id: str, expected: bool) -> dict[str, Any] | None
     """The trace's turn as a case, from its conversation (when the user may read it)."""
     from agents.models import Run
 
-    run = Run.objects.filter(trace_id=trace_id.strip()[:32]).exclude(
+    run = Run.objects.filter(trace_id=trace_id).exclude(
         conversation=None).select_related("conversation").first()
     if run is None:
         return None
@@ -117,16 +129,21 @@ def replay_messages(user: Any, *, conversation_id: Any = None, message_id: Any =
     span's input messages (the trace's first model call with content when the span has
     none; the turn's conversation when the trace kept no content). Raises Invalid."""
     if conversation_id is not None:
-        return actions.case_from_conversation(user, conversation_id, message_id,
-                                              expected=False)["messages"]
-    spans, chosen = _spans(trace_id, span_id)
-    _, messages = _from_spans(spans, chosen)
-    if messages:
-        return messages
-    case = _run_case(user, trace_id, expected=False)
-    if case is None:
-        raise Invalid({"trace_id": [NO_CONTENT]})
-    return case["messages"]
+        messages = actions.case_from_conversation(user, conversation_id, message_id,
+                                                  expected=False)["messages"]
+        field = "message_id" if message_id is not None else "conversation_id"
+    else:
+        spans, chosen = _spans(trace_id, span_id)
+        _, messages = _from_spans(spans, chosen)
+        if not messages:
+            case = _run_case(user, trace_id_of(trace_id), expected=False)
+            if case is None:
+                raise Invalid({"trace_id": [NO_CONTENT]})
+            messages = case["messages"]
+        field = "span_id" if span_id else "trace_id"
+    if not messages or messages[-1]["role"] != "user":
+        raise Invalid({field: ["that turn's question has no text to send again"]})
+    return messages
 
 
 def case_from_trace(user: Any, trace_id: Any, span_id: Any = None, *,
@@ -135,7 +152,7 @@ def case_from_trace(user: Any, trace_id: Any, span_id: Any = None, *,
     history, the question and its reply), otherwise the span's input messages and, as
     the expected answer, its output. `source` names the trace and span."""
     spans, chosen = _spans(trace_id, span_id)
-    trace = trace_id.strip()[:32]
+    trace = trace_id_of(trace_id)
     if chosen is None or not chosen.external:
         found = _run_case(user, trace, expected)
         if found is not None:

@@ -163,10 +163,13 @@ async def ask(actor: Actor, user: Any, agent_id: int, messages: list[dict[str, A
               params: dict[str, Any], transport: str, title: str,
               tools: list[dict[str, Any]] | None = None, seed: int | None = None,
               emit: Emit | None = None, origin: str = "experiment",
-              keep_history: bool = False) -> tuple[Reply, TurnSession | None]:
+              keep_history: bool = False,
+              started: Callable[[TurnSession], Any] | None = None,
+              ) -> tuple[Reply, TurnSession | None]:
     """One turn of the agent on these messages (the last one the user's). A generation
     slot that is busy is waited for (up to BUSY_WAIT_S); a refusal is the reply's error,
-    never an exception: one failing target never stops the others."""
+    never an exception: one failing target never stops the others. `started` gets the
+    turn as soon as it has one."""
     extra = {k: params[k] for k in ("top_p", "seed") if k in params}
     if seed is not None:
         extra.setdefault("seed", seed)
@@ -192,6 +195,8 @@ async def ask(actor: Actor, user: Any, agent_id: int, messages: list[dict[str, A
             waited += 0.5
         except (Invalid, Refused) as exc:
             return Reply(error=str(exc)), None
+    if started is not None:
+        started(session)  # the caller knows the turn even if it is cancelled while it runs
     await session.run(emit or _discard)
     return reply_of(session), session
 

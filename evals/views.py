@@ -6,6 +6,7 @@ first, what regressed since an earlier run), export them."""
 from __future__ import annotations
 
 import json
+import re
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -21,6 +22,9 @@ from console.safeinput import small_int
 from evals import actions, experiments, export, gates, replay, stats
 from evals.checks import describe
 from evals.models import Dataset, Experiment
+
+# the editor's text is a form field, which Django bounds (DATA_UPLOAD_MAX_MEMORY_SIZE)
+EDIT_LIMIT = 2_000_000
 
 
 def cases_of(version) -> str:
@@ -74,6 +78,7 @@ def dataset_detail(request, pk: int):
     number = small_int(request.GET.get("version"), max_digits=9)
     version = get_object_or_404(dataset.versions,
                                 number=dataset.version if number is None else number)
+    jsonl = "\n".join(json.dumps(case, ensure_ascii=False) for case in version.cases)
     cases = [{**case, "question": next((m["content"] for m in reversed(case["messages"])
                                         if m["role"] == "user"), ""),
               "check_words": [describe(c) for c in case.get("checks", [])]}
@@ -81,7 +86,8 @@ def dataset_detail(request, pk: int):
     return render(request, "evals/dataset_detail.html", {
         "dataset": dataset, "version": version, "cases": cases,
         # the new-version form starts from this version's cases: edit them, save
-        "jsonl": "\n".join(json.dumps(case, ensure_ascii=False) for case in version.cases),
+        "jsonl": jsonl if len(jsonl) <= EDIT_LIMIT else "",
+        "jsonl_too_big": len(jsonl.encode()) if len(jsonl) > EDIT_LIMIT else 0,
         "editable": version.number == dataset.version
         and has_perm(request.user, "datasets.change"),
         "checks": [describe(c) for c in version.checks],
@@ -162,16 +168,20 @@ def _targets_from_post(post) -> list[dict]:
     return targets
 
 
-def _form_context(request, errors: dict, posted) -> dict:
+def _target_choices(request) -> dict:
+    """What a target row offers: the user's enabled agents, and the enabled backends."""
     from agents.models import Agent
     from console.models import Backend
 
-    return {"datasets": Dataset.objects.all(),
-            "agents": Agent.objects.for_user(request.user).filter(enabled=True)
+    return {"agents": Agent.objects.for_user(request.user).filter(enabled=True)
             .select_related("backend").order_by("quick", "name"),
             "backends": Backend.objects.filter(enabled=True).order_by("name"),
-            "rows": range(MAX_FORM_TARGETS), "errors": errors, "posted": posted,
-            "experiments": Experiment.objects.select_related("dataset")[:50]}
+            "rows": range(MAX_FORM_TARGETS)}
+
+
+def _form_context(request, errors: dict, posted) -> dict:
+    return {**_target_choices(request), "datasets": Dataset.objects.all(), "errors": errors,
+            "posted": posted, "experiments": Experiment.objects.select_related("dataset")[:50]}
 
 
 @require("experiments.view")
@@ -290,8 +300,10 @@ def dataset_add_turn(request):
     the trace's turn (a span's input and output), to the chosen dataset."""
     source = request.POST if request.method == "POST" else request.GET
     conversation = small_int(source.get("conversation") or source.get("c"))
-    trace = source.get("trace", "").strip()[:32]
-    span = source.get("span", "").strip()[:16]
+    trace = source.get("trace", "").strip().lower()[:32]
+    span = source.get("span", "").strip().lower()[:16]
+    if not re.fullmatch(r"[0-9a-f]*", trace) or not re.fullmatch(r"[0-9a-f]*", span):
+        trace = span = ""  # not ids: the form says there is nothing to add
     if request.method == "GET":
         return render(request, "evals/partials/add_turn.html", {
             "datasets": Dataset.objects.all(), "conversation": conversation,
@@ -338,8 +350,9 @@ def compare_page(request):
             history, question = found[:-1], found[-1]["content"]
     except Invalid as exc:
         error = f"Nothing to replay: {exc}"
-    context = _form_context(request, {}, {})
     chosen = small_int(get.get("agent"))
+    context = {**_target_choices(request),
+               "has_system": any(m["role"] == "system" for m in history)}
     context.update(history=history, question=question, replay_error=error,
                    chosen=chosen,
                    history_json=json.dumps(history, ensure_ascii=False),
@@ -366,8 +379,11 @@ def agent_gate(request, pk: int):
             if action == "choose":
                 if not has_perm(request.user, "agents.change"):
                     raise PermissionDenied("Your role may not change agents.")
+                given = request.POST.get("dataset", "").strip()
+                if given and small_int(given) is None:
+                    raise Invalid({"dataset": ["choose a dataset, or (none)"]})
                 chosen = gates.choose(Actor.from_request(request), agent,
-                                      small_int(request.POST.get("dataset")) or None)
+                                      small_int(given) if given else None)
                 messages.success(request, f"{agent.name} is checked on {chosen.dataset.name}."
                                  if chosen else f"{agent.name} has no regression set now.")
             elif action == "run":
@@ -375,7 +391,9 @@ def agent_gate(request, pk: int):
                     raise PermissionDenied("Your role may not run experiments.")
                 experiment = gates.run(Actor.from_request(request), request.user, agent)
                 messages.success(request, f"Started {experiment}: it goes on if you leave "
-                                          f"this page.")
+                                          f"this page; {agent.name}'s page shows it beside "
+                                          f"the version before.")
+                return redirect("experiment_detail", pk=experiment.pk)
             else:
                 raise Refused(f"unknown action {action!r}")
         except (Invalid, Refused) as exc:

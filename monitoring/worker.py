@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from agents.actions import prune_comparisons
 from console import egress, jobs
 from console.actions.backends import record_probe
 from console.models import Backend
@@ -187,7 +188,8 @@ class Monitor:
         return store.rollup()
 
     def prune(self) -> dict[str, int]:
-        return {**store.prune(), **{f"trace_{k}": v for k, v in retention.prune().items()}}
+        return {**store.prune(), **{f"trace_{k}": v for k, v in retention.prune().items()},
+                "comparisons": prune_comparisons()}
 
     def evaluate(self) -> dict[str, int]:
         return alerts.evaluate()

@@ -94,7 +94,8 @@ if (form) {
     const actions = el("div", "actions");
     card.append(head, message, tools, timings, actions);
     board.append(card);
-    const state = { info, card, body, tools, timings, actions, text: "", first: null };
+    const state = { info, card, body, message, tools, timings, actions, text: "", first: null,
+      errors: new Set() };
     columns.set(info.column, state);
     return state;
   };
@@ -105,7 +106,7 @@ if (form) {
     else if (!frame.error) state.body.textContent = "(no text)";
     if (frame.error) {
       state.card.classList.add("failed");
-      state.card.append(el("p", "error-text", frame.error));
+      if (!state.errors.has(frame.error)) state.message.after(el("p", "error-text", frame.error));
     }
     const tokens = m.tokens_out === null || m.tokens_out === undefined ? "—" : m.tokens_out;
     const rate = m.tokens_per_s === null || m.tokens_per_s === undefined ? "—" : m.tokens_per_s;
@@ -144,7 +145,7 @@ if (form) {
     }
     if (frame.trace_id) {
       const trace = el("a", "", "Trace");
-      trace.href = `/traces/${frame.trace_id}/`;
+      trace.href = form.dataset.trace.replace("TRACE", frame.trace_id);
       state.actions.append(trace);
     }
   };
@@ -177,6 +178,11 @@ if (form) {
       state.tools.append(el("li", frame.ok ? "" : "error-text", frame.ok ? "Tool answered" : "Tool failed"));
     } else if (frame.type === "route") {
       state.tools.append(el("li", "muted", `↪ ${frame.agent}: ${frame.reason || ""}`));
+    } else if (frame.type === "error") {
+      // a failure mid-reply: the column says why, beside what it had written
+      state.errors.add(frame.message);
+      state.card.classList.add("failed");
+      state.message.after(el("p", "error-text", frame.message));
     } else if (frame.type === "column_done") {
       finish(state, frame);
     }

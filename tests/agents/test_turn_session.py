@@ -3,6 +3,7 @@ chat API and its stream, a stream client that goes away, a question that cannot 
 saved, and the single save of a stopped turn."""
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -270,4 +271,39 @@ def test_a_question_that_cannot_be_saved_stops_the_turn_with_a_clear_error(
     assert error["type"] == "error" and "could not be saved" in error["message"]
     assert "disk full" not in json.dumps(error)
     assert not Message.objects.exists() and not Run.objects.exists()
+    assert cache.get(f"tanglaw:gen:user:{operator_user.pk}") == 0
+
+
+def test_a_turn_cancelled_while_it_starts_gives_its_slots_back(operator_user, agent,  # noqa: F811
+                                                               monkeypatch):
+    """The first hop takes the generation slots; a caller cancelled during it (a client
+    gone, a comparison stopped) must not leave them taken until they expire."""
+    from agents.turns import TurnSession
+    from console.audit import Actor
+
+    real = actions.prepare_gateway
+    entered = []
+
+    def slow(*args, **kwargs):
+        prepared = real(*args, **kwargs)
+        entered.append(True)
+        time.sleep(0.5)  # the caller is cancelled meanwhile
+        return prepared
+
+    monkeypatch.setattr(actions, "prepare_gateway", slow)
+
+    async def main():
+        start = asyncio.ensure_future(TurnSession.gateway(
+            Actor(username="oscar"), operator_user, agent.pk,
+            [{"role": "user", "content": "hi"}], "hi", client_tools=[], extra={},
+            first_extra={}, transport="compare"))
+        while not entered:
+            await asyncio.sleep(0.01)
+        assert cache.get(f"tanglaw:gen:user:{operator_user.pk}") == 1
+        start.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await start
+        await asyncio.sleep(0.8)  # the hop ends, and gives back what it took
+
+    asyncio.run(main())
     assert cache.get(f"tanglaw:gen:user:{operator_user.pk}") == 0

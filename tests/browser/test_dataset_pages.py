@@ -30,7 +30,7 @@ def test_a_dataset_is_made_edited_and_read_back(browser, console):
     editor = page.get_by_label("Cases as JSON Lines")
     assert '"expected": "4"' in editor.input_value()
     editor.fill(editor.input_value().replace('"expected": "4"', '"expected": "four"'))
-    page.get_by_label("What changed").fill("spelled out")
+    page.locator("form:has(textarea[name=jsonl]) input[name=note]").fill("spelled out")
     page.get_by_role("button", name="Save as version 2").click()
     expect(page.get_by_text("Version 2: 2 cases.")).to_be_visible()
     expect(page.locator("tbody")).to_contain_text("four")

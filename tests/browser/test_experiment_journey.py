@@ -107,3 +107,44 @@ def test_compare_two_parameter_sets_side_by_side(browser, console, llama_server)
     expect(page.locator("#transcript .msg-user").last).to_contain_text("Describe the pump")
     expect(page.locator("#composer")).to_be_visible()
     context.close()
+
+
+def test_a_new_agent_version_is_checked_on_its_regression_set(browser, console, llama_server):
+    """The agent's page: choose a dataset, run it, change the agent, run it on the new
+    version: the two versions' results side by side, with what regressed."""
+    backend = seed(console, llama_server)
+    admin = signed_in(console.url, ADMIN_PASSWORD)
+    csrf = {"X-CSRFToken": admin.cookies["csrftoken"], "Referer": console.url}
+    agent = admin.post("/api/agents", headers=csrf, json={
+        "name": "pump desk", "backend_id": backend, "model": llama_server.alias,
+        "max_tokens": 12, "tool_ids": []}).json()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    sign_in(page, console)
+    page.goto(f"{console.url}/agents/{agent['id']}/")
+    panel = page.locator(".regression-panel")
+    expect(panel).to_contain_text("No dataset checks this agent's changes yet.")
+    panel.get_by_label("Dataset").select_option(label="pump-desk (v1)")
+    panel.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("pump desk is checked on pump-desk.")).to_be_visible()
+    page.get_by_role("button", name="Run it on version 1").click()
+    expect(page.get_by_text("Succeeded")).to_be_visible(timeout=240_000)
+    # a new version that writes longer replies than the dataset's 40-token check allows
+    changed = admin.patch(f"/api/agents/{agent['id']}", headers=csrf, json={"max_tokens": 48})
+    assert changed.json()["version"] == 2, changed.text
+    admin.close()
+    page.goto(f"{console.url}/agents/{agent['id']}/")
+    expect(panel).to_contain_text("Version 2 has not been run on pump-desk yet.")
+    expect(panel).to_contain_text("The version before: v1")
+    page.get_by_role("button", name="Run it on version 2").click()
+    expect(page.get_by_text("Succeeded")).to_be_visible(timeout=240_000)
+    page.goto(f"{console.url}/agents/{agent['id']}/")
+    expect(panel.locator("#gate-verdict")).to_contain_text("Version 2 against version 1:")
+    expect(panel.locator("#gate-verdict")).to_contain_text("6 cases regressed")
+    expect(panel.locator(".target-card")).to_have_count(2)
+    panel.scroll_into_view_if_needed()
+    shot(page, "regression-set-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    wide = page.evaluate("() => document.documentElement.scrollWidth")
+    assert wide <= 390, f"the page is {wide}px wide on a phone"
+    context.close()

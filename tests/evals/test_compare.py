@@ -290,6 +290,8 @@ def test_a_client_that_goes_away_stops_every_column(operator_user, box, scripted
     assert len(kept) == 2 and all(m.incomplete and 0 < len(m.content) < 200 for m in kept)
     event = AuditEvent.objects.get(action="agent.compared")
     assert all(t["stopped"] for t in event.after["targets"])
+    kept_in = {m.conversation_id for m in kept}
+    assert {t["conversation_id"] for t in event.after["targets"]} == kept_in
 
 
 # -- replay and add to dataset from a trace ---------------------------------------------
@@ -402,3 +404,26 @@ def test_add_to_dataset_from_a_trace(operator_client, turn):
     refused = post(operator_client, f"/api/datasets/{dataset.pk}/cases",
                    {"trace_id": "00" * 16})
     assert refused.status_code == 422 and "trace_id" in refused.json()["errors"]
+
+
+def test_columns_no_one_continued_are_pruned_after_a_while(operator_user, desk):
+    from datetime import timedelta
+
+    from agents.actions import prune_comparisons
+
+    old = timezone.now() - timedelta(hours=73)
+    made = {}
+    for name, origin, when in [("stale", "compare", old), ("fresh", "compare", None),
+                               ("continued", "", old)]:
+        conversation = Conversation.objects.create(owner=operator_user, agent=desk,
+                                                   origin=origin, title=name)
+        Message.objects.create(conversation=conversation, role="user", content=name)
+        Run.objects.create(conversation=conversation, agent=desk, model="m",
+                           started_at=timezone.now())
+        if when is not None:
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=when)
+        made[name] = conversation.pk
+    assert prune_comparisons() == 1
+    assert set(Conversation.objects.values_list("title", flat=True)) == {"fresh", "continued"}
+    assert Run.objects.count() == 3  # the traffic history stays
+    assert not Message.objects.filter(content="stale").exists()

@@ -71,6 +71,7 @@ def test_a_new_version_is_checked_beside_the_one_before(operator_client, desk, d
     ran = operator_client.post(f"/agents/{desk.pk}/regression-set/", {"action": "run"},
                                follow=True)
     assert b"Started desk v2 on sums" in ran.content
+    assert ran.redirect_chain[-1][0].startswith("/experiments/")
     runner.step("monitor-1")
     body = operator_client.get(url).json()
     assert body["this"]["agent_version"] == 2 and body["this"]["passed"] == 3
@@ -89,6 +90,7 @@ def test_a_new_version_is_checked_beside_the_one_before(operator_client, desk, d
     assert f'hx-get="/agents/{desk.pk}/regression-set/"' in page
     version_page = operator_client.get(f"/agents/{desk.pk}/versions/2/").content.decode()
     assert f'hx-get="/agents/{desk.pk}/regression-set/?version=2"' in version_page
+    assert "<section" not in version_page.split("</title>")[0]
     # and none again
     cleared = send(operator_client, "put", url, {"dataset_id": None})
     assert cleared.json()["regression_set"] is None and not RegressionSet.objects.exists()
@@ -123,3 +125,9 @@ def test_roles_and_unknown_agents(operator_client, viewer_client, desk, dataset)
     made = operator_client.post(f"/agents/{desk.pk}/regression-set/",
                                 {"action": "choose", "dataset": ""}, follow=True)
     assert b"desk has no regression set now." in made.content
+    send(operator_client, "put", url, {"dataset_id": dataset.pk})
+    for junk in ("sums", "²", "-1x", "99999"):
+        kept = operator_client.post(f"/agents/{desk.pk}/regression-set/",
+                                    {"action": "choose", "dataset": junk}, follow=True)
+        assert b"Not done:" in kept.content, junk
+        assert RegressionSet.objects.get().dataset == dataset

@@ -102,3 +102,15 @@ def test_editing_the_cases_on_the_page_and_removing_one(operator_client, viewer_
     assert viewer_client.delete(f"/api/datasets/{made['id']}/cases/a").status_code == 403
     assert b"Remove case" not in viewer_client.get(f"/datasets/{made['id']}/?version=3").content
     assert Dataset.objects.get(pk=made["id"]).version == 4
+
+
+def test_a_version_too_large_for_the_editor_is_changed_by_file(operator_client, monkeypatch):
+    from evals import views
+
+    monkeypatch.setattr(views, "EDIT_LIMIT", 50)
+    made = operator_client.post("/api/datasets", data=json.dumps({"name": "big", "cases": [
+        {"id": f"c{i}", "messages": "a question long enough"} for i in range(3)]}),
+        content_type="application/json").json()
+    page = operator_client.get(f"/datasets/{made['id']}/").content.decode()
+    assert "is too large to edit here" in page and 'name="jsonl"' not in page
+    assert "Replace the cases from a file" in page
