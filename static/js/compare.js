@@ -1,16 +1,11 @@
 // Compare: one message to several targets, their replies streamed side by side from
 // POST /api/compare (Server-Sent Events; frames in evals/compare.py). Model output is
 // untrusted: it becomes HTML only through markdown.js (sanitised allow-list).
+import { el } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
 const form = document.getElementById("compare-form");
 
-const el = (tag, cls, text) => {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-};
 
 const ms = (value) => {
   if (value === null || value === undefined) return "—";

@@ -1,5 +1,6 @@
 // Tanglaw playground: streams a chat over /ws/chat/ (frames described in docs/decisions.md).
 // Model output is untrusted: it becomes HTML only through markdown.js (sanitised allow-list).
+import { el } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
 for (const body of document.querySelectorAll(".msg-assistant .body")) {
@@ -32,12 +33,6 @@ if (form) {
   let socket = null;
   let queue = [];
 
-  const el = (tag, cls, text) => {
-    const node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  };
   const add = (node) => {
     document.getElementById("transcript-empty")?.remove();
     transcript.append(node);

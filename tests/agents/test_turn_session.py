@@ -13,9 +13,9 @@ from django.test import AsyncClient, Client
 
 from agents import actions
 from agents.models import Approval, Message, Run, Tool
-from console.asgi import application
 from console.models import AuditEvent
 from tests.agents.test_consumer import agent, connect, cookie_for, frames_until  # noqa: F401
+from tests.support.asgi_client import post_then_leave
 from tests.support.scripted_openai import finish, text, tool_whole
 
 pytestmark = pytest.mark.usefixtures("live_db")
@@ -179,44 +179,9 @@ def test_a_stream_client_that_goes_away_stops_the_turn_within_a_second(operator_
 
     scripted.add(*[[("sleep", 0.05)] + text("x") for _ in range(400)], finish())
     _, token = create_token(Actor(username="test"), operator_user, "sse")
-    body = json.dumps({"message": "long"}).encode()
-    headers = [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode()),
-               (b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-
-    async def main():
-        gone = asyncio.Event()
-        sent: list[dict] = []
-        first_delta = asyncio.Event()
-
-        async def receive():
-            if not sent:
-                sent.append({})
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-            if message["type"] == "http.response.body" and b'"delta"' in message.get(
-                    "body", b""):
-                first_delta.set()
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": f"/api/agents/{agent.pk}/chat/stream",
-                 "raw_path": b"", "query_string": b"", "root_path": "", "headers": headers,
-                 "client": ("127.0.0.1", 50000), "server": ("localhost", 80)}
-        app = asyncio.create_task(application(scope, receive, send))
-        try:
-            await asyncio.wait_for(first_delta.wait(), 10)
-        except TimeoutError:
-            raise AssertionError(sent) from None
-        gone.set()
-        left = time.monotonic()
-        await asyncio.wait_for(app, 10)
-        return time.monotonic() - left, sent
-
-    took, sent = asyncio.run(main())
+    sent, took = asyncio.run(post_then_leave(
+        f"/api/agents/{agent.pk}/chat/stream", {"message": "long"}, token,
+        lambda frames: any(f["type"] == "delta" for f in frames)))
     start = next(m for m in sent if m.get("type") == "http.response.start")
     assert start["status"] == 200
     assert took < 1.0, f"the turn ran on for {took:.2f} s after the client left"

@@ -11,6 +11,7 @@ from django.utils import timezone
 from agents.models import Agent, AgentVersion, Conversation, Message, Run
 from console.models import AuditEvent, Backend
 from evals.models import Dataset
+from tests.support.asgi_client import post_then_leave
 from tests.support.scripted_openai import finish, text, usage
 from traces.models import Span, Trace
 
@@ -238,52 +239,15 @@ def test_a_viewer_may_not_compare(viewer_client, desk):
 def test_a_client_that_goes_away_stops_every_column(operator_user, box, scripted):
     """The ASGI app driven as a server drives it: the request, then http.disconnect."""
     from console.actions.users import create_token
-    from console.asgi import application
     from console.audit import Actor
 
     scripted.responder = lambda body: [item for _ in range(200)
                                        for item in [("sleep", 0.05), *text("x")]] + finish()
     _, token = create_token(Actor(username="test"), operator_user, "sse")
-    body = json.dumps({"text": "slow?", "targets": [
+    asyncio.run(post_then_leave("/api/compare", {"text": "slow?", "targets": [
         {"backend_id": box.pk, "model": "scripted-1", "params": {"temperature": 0}},
-        {"backend_id": box.pk, "model": "scripted-1", "params": {"temperature": 1}}]}).encode()
-    headers = [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode()),
-               (b"content-type", b"application/json"),
-               (b"content-length", str(len(body)).encode())]
-
-    async def main():
-        gone, both = asyncio.Event(), asyncio.Event()
-        sent: list[dict] = []
-        columns: set[int] = set()
-
-        async def receive():
-            if not sent:
-                sent.append({})
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-            for line in message.get("body", b"").decode().splitlines():
-                if line.startswith("data: ") and '"delta"' in line:
-                    columns.add(json.loads(line[6:])["column"])
-            if columns == {0, 1}:
-                both.set()
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/api/compare",
-                 "raw_path": b"", "query_string": b"", "root_path": "", "headers": headers,
-                 "client": ("127.0.0.1", 50000), "server": ("localhost", 80)}
-        app = asyncio.create_task(application(scope, receive, send))
-        try:
-            await asyncio.wait_for(both.wait(), 10)
-        except TimeoutError:
-            raise AssertionError(sent) from None
-        gone.set()
-        await asyncio.wait_for(app, 10)
-
-    asyncio.run(main())
+        {"backend_id": box.pk, "model": "scripted-1", "params": {"temperature": 1}}]}, token,
+        lambda frames: {f["column"] for f in frames if f["type"] == "delta"} == {0, 1}))
     runs = list(Run.objects.all())
     assert [r.outcome for r in runs] == ["cancelled", "cancelled"]
     kept = list(Message.objects.filter(role="assistant"))
