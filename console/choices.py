@@ -58,6 +58,10 @@ class AuditAction(models.TextChoices):
     BACKEND_UPDATED = "backend.updated"
     BACKEND_DELETED = "backend.deleted"
     BACKEND_TESTED = "backend.tested"
+    HOST_CREATED = "host.created"  # a fleet host and its exporters
+    HOST_UPDATED = "host.updated"
+    HOST_DELETED = "host.deleted"
+    HOST_TESTED = "host.tested"
     BACKEND_REFUSED_URL = "backend.url_refused"
     BACKEND_DISCOVERED = "backend.discovered"
     BREAKER_OPENED = "backend.breaker_opened"

@@ -25,6 +25,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "backends.view": _ALL,
     "backends.change": _OPERATE,
     "backends.test": _OPERATE,
+    "hosts.view": _ALL,  # the fleet: hosts, their exporters' last scrapes and readings
+    "hosts.change": _OPERATE,  # register, change, test and remove hosts
     "backends.discover": _OPERATE,
     "agents.view": _ALL,
     "agents.change": _OPERATE,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ from console.choices import AuditAction
 from console.models import ApiToken, Backend
 from console.safeinput import digits
 from monitoring.choices import SEVERITY_RANK, AlertState, Comparator, Severity
-from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Sample
+from monitoring.models import Alert, AlertEvent, AlertRule, Channel, Delivery, Host, Sample
 from traces.models import ExternalAgent
 
 log = logging.getLogger("tanglaw.alerts")
@@ -45,12 +46,13 @@ log = logging.getLogger("tanglaw.alerts")
 OPS = {Comparator.GT: operator.gt, Comparator.GE: operator.ge,
        Comparator.LT: operator.lt, Comparator.LE: operator.le}
 OPEN = (AlertState.PENDING, AlertState.FIRING, AlertState.ACKNOWLEDGED)
-SCOPE_KINDS = ("backends", "agents", "host", "audit", "gpus", "keys")
+SCOPE_KINDS = ("backends", "agents", "host", "hosts", "audit", "gpus", "keys")
 # a gateway key's token budget used, in percent: read from the key's count when the rule
 # is evaluated (gateway.budgets), not from samples; scope `keys` or `key:ID`
 BUDGET_METRICS = {"budget_day_pct": "day", "budget_month_pct": "month"}
 METRICS = {
     "backend_up": "backend up (1) or down (0), from the probes",
+    "host_up": "a fleet host's exporters answer (1) or none does (0)",
     "breaker_open": "the chat path's circuit breaker is open (1) or closed (0)",
     "audit_chain_ok": "the audit log verifies (1) or not (0); checked hourly",
     "probe_latency_ms": "health probe latency (ms)",
@@ -89,10 +91,13 @@ DEFAULT_RULES: list[dict[str, Any]] = [
      "severity": Severity.WARNING},
     {"name": "Queue backlog", "metric": "engine_requests_waiting", "scope": "backends",
      "comparator": ">", "threshold": 50, "window_s": 120, "severity": Severity.WARNING},
+    {"name": "Host down", "metric": "host_up", "scope": "hosts", "comparator": "<",
+     "threshold": 1, "window_s": 0, "for_samples": 1, "severity": Severity.CRITICAL},
 ]
 
 
-TARGETS: dict[str, Any] = {"backend": Backend, "agent": Agent}  # scopes that name a row
+# scopes that name a row: `host:ID` is a fleet host (`host` alone is this machine)
+TARGETS: dict[str, Any] = {"backend": Backend, "agent": Agent, "host": Host}
 
 
 def _live_keys(rule: AlertRule):
@@ -110,6 +115,9 @@ def scopes_for(rule: AlertRule) -> list[str]:
         return [f"key:{pk}" for pk in _live_keys(rule).values_list("pk", flat=True)]
     if rule.scope == "backends":
         return [f"backend:{pk}" for pk in Backend.objects.filter(enabled=True)
+                .values_list("pk", flat=True)]
+    if rule.scope == "hosts":  # the fleet's registered hosts
+        return [f"host:{pk}" for pk in Host.objects.filter(enabled=True)
                 .values_list("pk", flat=True)]
     if rule.scope == "agents":  # Tanglaw's own and the external ones (traces)
         return [f"agent:{pk}" for pk in Agent.objects.filter(enabled=True)
@@ -239,6 +247,14 @@ def scope_label(scope: str) -> str:
     if kind == "xagent" and digits(ident):
         name = ExternalAgent.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
         return f"external agent {name or ident}"
+    if kind == "host" and digits(ident):
+        name = Host.objects.filter(pk=int(ident)).values_list("name", flat=True).first()
+        return f"host {name or ident}"
+    if kind == "gpu" and "/" in ident:
+        host, _, index = ident.partition("/")
+        name = Host.objects.filter(pk=int(host)).values_list("name", flat=True).first() \
+            if digits(host) else None
+        return f"GPU {index} of host {name or host}"
     return {"host": "this host"}.get(scope, scope.replace(":", " "))
 
 
@@ -382,10 +398,12 @@ def _clean_rule(data: dict[str, Any], rule: AlertRule | None) -> dict[str, Any]:
         errors["metric"] = [f"One of: {', '.join(sorted(METRICS))}."]
     scope = str(out.get("scope") or "")
     kind, _, ident = scope.partition(":")
-    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "xagent", "gpu", "key")
-                                     and digits(ident) and len(ident) < 19)):
+    if not (scope in SCOPE_KINDS or (kind in ("backend", "agent", "xagent", "gpu", "key",
+                                              "host") and digits(ident) and len(ident) < 19)
+            or (kind == "gpu" and re.fullmatch(r"\d{1,9}/\d{1,9}", ident))):
         errors["scope"] = ["backends, backend:ID, agents, agent:ID, xagent:ID (an external "
-                           "agent), host, audit, gpus, gpu:INDEX, keys or key:ID."]
+                           "agent), host (this machine), hosts, host:ID (a fleet host), "
+                           "audit, gpus, gpu:INDEX, gpu:HOST/INDEX, keys or key:ID."]
     elif (out.get("metric") in BUDGET_METRICS) != (scope == "keys" or kind == "key"):
         errors["scope"] = ["A key's budget (budget_day_pct, budget_month_pct) is measured on "
                            "keys or key:ID, and only it is."]

@@ -16,9 +16,17 @@ from console.actions import Invalid
 from console.api import found, need
 from console.audit import Actor
 from console.choices import AuditAction
-from monitoring import advisor, alerts, automation, channels, queries, store
+from monitoring import advisor, alerts, automation, channels, fleet, queries, store
 from monitoring.choices import AlertState, AutoOutcome, RecState
-from monitoring.models import Alert, AlertRule, AutoAction, Channel, Recommendation, State
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    AutoAction,
+    Channel,
+    Host,
+    Recommendation,
+    State,
+)
 
 router = Router(tags=["monitoring"])
 
@@ -383,3 +391,88 @@ def set_probe_interval(actor: Actor, seconds: Any) -> dict[str, int]:
                      before={"probe_interval_s": before}, after={"probe_interval_s": seconds})
     return {"probe_interval_s": seconds}
 
+
+
+# -- the fleet ---------------------------------------------------------------------------
+
+class HostIn(Schema):
+    name: Any = None
+    address: Any = None
+    labels: Any = None
+    enabled: Any = None
+    targets: Any = None
+
+
+def _body(request, payload: Schema) -> dict[str, Any]:
+    """The fields the body gave, unknown ones too (named in the 422)."""
+    import json
+
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise Invalid({"body": ["a JSON object"]}) from None
+    if not isinstance(body, dict):
+        raise Invalid({"body": ["a JSON object"]})
+    return body
+
+
+def _host(pk: int) -> Host:
+    return found(Host.objects.prefetch_related("targets"), "host", pk=pk)
+
+
+@router.get("/hosts", response=list[dict], tags=["fleet"])
+def list_hosts(request):
+    """Every fleet host: status (up, degraded, down, unknown) and why, each exporter's last
+    scrape and error, the latest CPU, memory, disk and per-GPU values, its backends."""
+    need(request, "hosts.view")
+    hosts = list(Host.objects.prefetch_related("targets"))
+    owned = fleet.backends_of(hosts)
+    return [fleet.host_dict(h, owned[h.pk]) for h in hosts]
+
+
+@router.post("/hosts", response={201: dict, 403: dict, 422: dict}, tags=["fleet"])
+def create_host(request, payload: HostIn):
+    """`{name, address, labels?: {site, rack, …}, targets: [{kind: node_exporter |
+    dcgm_exporter | nvidia_gpu_exporter | jetson | prometheus, url}]}` → the host. The
+    monitor scrapes each target once per probe interval."""
+    need(request, "hosts.change")
+    host = fleet.create_host(Actor.from_request(request), _body(request, payload))
+    return Status(201, fleet.host_dict(_host(host.pk)))
+
+
+@router.get("/hosts/{pk}", response=dict, tags=["fleet"])
+def get_host(request, pk: int):
+    need(request, "hosts.view")
+    return fleet.host_dict(_host(pk))
+
+
+@router.patch("/hosts/{pk}", response={200: dict, 403: dict, 422: dict}, tags=["fleet"])
+def update_host(request, pk: int, payload: HostIn):
+    """Any of the fields; `targets` given replaces the list."""
+    need(request, "hosts.change")
+    host = fleet.update_host(Actor.from_request(request), _host(pk), _body(request, payload))
+    return fleet.host_dict(_host(host.pk))
+
+
+@router.delete("/hosts/{pk}", response={204: None, 403: dict}, tags=["fleet"])
+def delete_host(request, pk: int):
+    need(request, "hosts.change")
+    fleet.delete_host(Actor.from_request(request), _host(pk))
+    return Status(204, None)
+
+
+@router.post("/hosts/{pk}/test", response={200: dict, 403: dict}, tags=["fleet"])
+def test_host(request, pk: int):
+    """Each exporter scraped once, now: whether it answered, in how long, how many metric
+    families, the readings it gives and their values."""
+    need(request, "hosts.change")
+    return {"targets": fleet.test_host(Actor.from_request(request), _host(pk))}
+
+
+@router.get("/prometheus/targets", response=list[dict], tags=["fleet"])
+def prometheus_targets(request):
+    """Prometheus `http_sd_configs`: every host's exporters, every llama-server and vLLM
+    backend's /metrics and Tanglaw's own /metrics, with labels (host, site, backend,
+    kind) and each target's scheme and path."""
+    need(request, "hosts.view")
+    return fleet.prometheus_targets(request.get_host(), request.scheme)

@@ -303,3 +303,63 @@ class AutoAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.outcome}: {self.description}"
+
+
+class Host(models.Model):
+    """A machine of the fleet, watched through the Prometheus exporters it already runs
+    (monitoring.fleet, monitoring.scrape). The console's own machine is not a row: it is
+    measured locally (scope `host`); a registered host's samples have scope `host:ID`
+    and its GPUs `gpu:ID/INDEX`."""
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", "not scraped yet"
+        UP = "up", "up"
+        DEGRADED = "degraded", "degraded"
+        DOWN = "down", "down"
+
+    name = models.CharField(max_length=100, unique=True)
+    address = models.CharField(max_length=253, help_text="its host name or IP address; "
+                               "backends whose URL names it belong to it")
+    labels = models.JSONField(default=dict, blank=True)  # site, rack, … (short strings)
+    enabled = models.BooleanField(default=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.UNKNOWN)
+    status_reason = models.CharField(max_length=300, blank=True, default="")
+    last_scrape_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scope(self) -> str:
+        return f"host:{self.pk}"
+
+
+class HostTarget(models.Model):
+    """One exporter of a host, and how its last scrape went."""
+
+    class Kind(models.TextChoices):
+        NODE_EXPORTER = "node_exporter", "node exporter (CPU, memory, disk, network)"
+        DCGM_EXPORTER = "dcgm_exporter", "NVIDIA DCGM exporter (GPUs)"
+        NVIDIA_GPU_EXPORTER = "nvidia_gpu_exporter", "nvidia_gpu_exporter (GeForce GPUs)"
+        JETSON = "jetson", "Jetson (jetson-stats exporter)"
+        PROMETHEUS = "prometheus", "any Prometheus endpoint"
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="targets")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    url = models.CharField(max_length=500)
+    last_scrape_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True)
+    error = models.CharField(max_length=300, blank=True, default="")
+    duration_ms = models.FloatField(null=True, blank=True)
+    families = models.PositiveIntegerField(default=0, help_text="metric families it returned")
+    latest = models.JSONField(default=dict, blank=True)  # the values it gave, by metric
+
+    class Meta:
+        ordering = ["host", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.url}"

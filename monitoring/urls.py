@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring import prometheus, views
+from monitoring import fleet_views, prometheus, views
 
 urlpatterns = [
     path("metrics", prometheus.metrics_view, name="prometheus_metrics"),
@@ -9,6 +9,9 @@ urlpatterns = [
          name="monitoring_backend_panel"),
     path("monitoring/", views.host, name="monitoring_host"),
     path("monitoring/report/", views.performance, name="performance_report"),
+    path("fleet/", fleet_views.fleet_page, name="fleet"),
+    path("fleet/<int:pk>/", fleet_views.host_page, name="fleet_host"),
+    path("fleet/<int:pk>/delete/", fleet_views.host_delete, name="fleet_host_delete"),
     path("alerts/", views.alert_list, name="alert_list"),
     path("alerts/<int:pk>/ack/", views.alert_ack, name="alert_ack"),
     path("alerts/rules/<int:pk>/delete/", views.rule_delete, name="alert_rule_delete"),

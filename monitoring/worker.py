@@ -29,11 +29,11 @@ from console.actions.backends import record_probe
 from console.models import Backend
 from engines.supervisor import SupervisorThread
 from evals.runner import ExperimentRunner
-from monitoring import alerts, notify, store, traffic
+from monitoring import alerts, fleet, notify, store, traffic
 from monitoring.collectors import Reading
 from monitoring.collectors.gpu import GpuCollector
 from monitoring.collectors.host import HostCollector
-from monitoring.models import Heartbeat, Lease, State
+from monitoring.models import Heartbeat, HostTarget, Lease, State
 from monitoring.probes import ProbeResult, active_probe, describe_error, probe_backends
 from traces import retention
 
@@ -166,6 +166,14 @@ class Monitor:
                 readings.append(Reading("probe_tokens_per_s", f"backend:{backend.pk}", rate))
         return store.record(readings)
 
+    def scrape_hosts(self) -> int:
+        """The fleet's exporters: each target once per interval, whichever monitor holds
+        its lease (the others skip it)."""
+        targets = [t for t in HostTarget.objects.filter(host__enabled=True)
+                   .select_related("host").order_by("pk")
+                   if self.claim(f"scrape:{t.pk}", self.probe_interval * 0.9)]
+        return fleet.scrape_targets(targets)
+
     def collect_host(self) -> int:
         readings = self.host.collect()
         local = Backend.objects.filter(enabled=True).only("pk", "base_url")
@@ -249,7 +257,8 @@ class Monitor:
         summary: dict[str, Any] = {"claimed_at": timezone.now().isoformat(),
                                    "worker": self.worker}
         steps: list[tuple[str, Any]] = [
-            ("probed", lambda: len(self.probe())), ("active_probes", self.active_probes)]
+            ("probed", lambda: len(self.probe())), ("active_probes", self.active_probes),
+            ("fleet_samples", self.scrape_hosts)]
         if force or self.claim(f"host:{self.hostname}", self.host_interval * 0.9):
             steps.append(("host_samples", self.collect_host))
         steps += [("runs", self.traffic), ("rollup", self.rollup), ("pruned", self.prune),

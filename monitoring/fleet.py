@@ -1,0 +1,332 @@
+"""The fleet: hosts registered with the Prometheus exporters they already run, checked on
+save, tested on request, scraped by the monitor (one lease per target and interval, so
+two monitors never scrape a target twice in one interval), and read back for the API and
+the pages. Backends belong to the host their URL names (matched by address)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.utils import timezone
+
+from console import audit, egress
+from console.actions import Invalid
+from console.audit import Actor
+from console.choices import AuditAction
+from console.models import Backend
+from console.urlsafety import UnsafeURL, check_backend_url
+from monitoring import scrape, store
+from monitoring.collectors import Reading
+from monitoring.models import Host, HostTarget, State
+
+FIELDS = {"name", "address", "labels", "enabled", "targets"}
+KINDS = HostTarget.Kind.values
+MOST_TARGETS = 8
+MOST_LABELS = 20
+LABEL_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+ADDRESS = re.compile(r"[A-Za-z0-9.:\-\[\]_]{1,253}")
+METRICS_KINDS = ("llamacpp", "vllm")  # backends with a /metrics of their own
+DEFAULT_PORTS = {"node_exporter": 9100, "dcgm_exporter": 9400, "nvidia_gpu_exporter": 9835,
+                 "jetson": 9100, "prometheus": 9090}
+
+
+def _targets(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value or len(value) > MOST_TARGETS:
+        errors["targets"] = [f"1–{MOST_TARGETS} exporters: [{{kind, url}}], kind one of "
+                             f"{', '.join(KINDS)}"]
+        return []
+    out = []
+    for i, target in enumerate(value):
+        where = f"targets[{i}]"
+        if not isinstance(target, dict):
+            errors[where] = ["{kind, url}"]
+            continue
+        for key in sorted(set(target) - {"kind", "url"}):
+            errors[f"{where}.{key}"] = ["unknown field"]
+        kind = target.get("kind")
+        if kind not in KINDS:
+            errors[f"{where}.kind"] = [f"one of {', '.join(KINDS)}"]
+        url = target.get("url")
+        try:
+            if not isinstance(url, str):
+                raise UnsafeURL("the exporter's URL, e.g. http://10.0.0.5:9100/metrics")
+            url = check_backend_url(url)
+        except UnsafeURL as exc:
+            errors[f"{where}.url"] = [str(exc)]
+            continue
+        out.append({"kind": str(kind), "url": url})
+    seen = [t["url"] for t in out]
+    for i, url in enumerate(seen):
+        if seen.index(url) != i:
+            errors[f"targets[{i}].url"] = ["listed twice"]
+    return out
+
+
+def clean(data: Any, host: Host | None = None) -> dict[str, Any]:
+    """The host's fields, checked (every error by field: `targets[1].url`)."""
+    if not isinstance(data, dict):
+        raise Invalid({"body": ["{name, address, labels?, targets: [{kind, url}]}"]})
+    errors: dict[str, list[str]] = {k: ["unknown field"] for k in sorted(set(data) - FIELDS)}
+    out: dict[str, Any] = {}
+    if host is None or "name" in data:
+        name = data.get("name")
+        name = name.strip() if isinstance(name, str) else ""
+        if not name or len(name) > 100:
+            errors["name"] = ["a name of 1–100 characters"]
+        elif Host.objects.filter(name=name).exclude(pk=host.pk if host and host.pk else 0
+                                                    ).exists():
+            errors["name"] = [f"a host named {name} exists already"]
+        out["name"] = name
+    if host is None or "address" in data:
+        address = data.get("address")
+        address = address.strip().lower().rstrip(".") if isinstance(address, str) else ""
+        if not ADDRESS.fullmatch(address or "-") or not address or "//" in address:
+            errors["address"] = ["its host name or IP address (no scheme or port), e.g. "
+                                 "10.0.0.5 or jetson-03.local"]
+        out["address"] = address
+    if "labels" in data or host is None:
+        labels = data.get("labels") or {}
+        if not isinstance(labels, dict) or len(labels) > MOST_LABELS:
+            errors["labels"] = [f"an object of at most {MOST_LABELS} short names and values, "
+                                f"e.g. {{\"site\": \"manila\", \"rack\": \"a3\"}}"]
+        else:
+            for key, value in labels.items():
+                if not LABEL_KEY.fullmatch(str(key)):
+                    errors[f"labels.{key}"] = ["a name of letters, digits and _"]
+                elif not isinstance(value, str) or len(value) > 100:
+                    errors[f"labels.{key}"] = ["text of at most 100 characters"]
+            out["labels"] = {str(k): v for k, v in labels.items()}
+    if "enabled" in data:
+        if not isinstance(data["enabled"], bool):
+            errors["enabled"] = ["true or false"]
+        out["enabled"] = data["enabled"]
+    if host is None or "targets" in data:
+        out["targets"] = _targets(data.get("targets"), errors)
+    if errors:
+        raise Invalid(errors)
+    return out
+
+
+def _snapshot(host: Host) -> dict[str, Any]:
+    return {"name": host.name, "address": host.address, "labels": host.labels,
+            "enabled": host.enabled,
+            "targets": [{"kind": t.kind, "url": t.url} for t in host.targets.all()]}
+
+
+def _set_targets(host: Host, targets: list[dict[str, str]]) -> None:
+    kept = {(t.kind, t.url): t for t in host.targets.all()}
+    wanted = {(t["kind"], t["url"]) for t in targets}
+    host.targets.exclude(pk__in=[t.pk for key, t in kept.items() if key in wanted]).delete()
+    HostTarget.objects.bulk_create([HostTarget(host=host, kind=t["kind"], url=t["url"])
+                                    for t in targets if (t["kind"], t["url"]) not in kept])
+
+
+def create_host(actor: Actor, data: Any) -> Host:
+    fields = clean(data)
+    with transaction.atomic():
+        host = Host.objects.create(**{k: v for k, v in fields.items() if k != "targets"})
+        _set_targets(host, fields["targets"])
+        audit.record(AuditAction.HOST_CREATED, actor, target=host, after=_snapshot(host))
+    return host
+
+
+def update_host(actor: Actor, host: Host, data: Any) -> Host:
+    fields = clean(data, host)
+    before = _snapshot(host)
+    with transaction.atomic():
+        for key, value in fields.items():
+            if key != "targets":
+                setattr(host, key, value)
+        host.save()
+        if "targets" in fields:
+            _set_targets(host, fields["targets"])
+        audit.record(AuditAction.HOST_UPDATED, actor, target=host, before=before,
+                     after=_snapshot(host))
+    return host
+
+
+def delete_host(actor: Actor, host: Host) -> None:
+    with transaction.atomic():
+        pk, before = host.pk, _snapshot(host)
+        host.delete()
+        audit.record(AuditAction.HOST_DELETED, actor, target_type="monitoring.host",
+                     target_id=pk, before=before)
+
+
+def backends_of(hosts: list[Host]) -> dict[int, list[Backend]]:
+    """Each host's backends: those whose URL names the host's address."""
+    by_address: dict[str, list[int]] = {}
+    for host in hosts:
+        by_address.setdefault(host.address, []).append(host.pk)
+    out: dict[int, list[Backend]] = {h.pk: [] for h in hosts}
+    for backend in Backend.objects.order_by("name"):
+        name = (urlsplit(backend.base_url).hostname or "").lower().rstrip(".")
+        for pk in by_address.get(name, []):
+            out[pk].append(backend)
+    return out
+
+
+# -- scraping -----------------------------------------------------------------------------
+
+def _previous(targets: list[HostTarget]) -> dict[int, dict[str, float]]:
+    keys = {f"scrape:{t.pk}": t.pk for t in targets}
+    return {keys[s.key]: s.value for s in State.objects.filter(key__in=list(keys))}
+
+
+async def _scrape_all(targets: list[HostTarget], previous: dict[int, dict[str, float]]
+                      ) -> list[scrape.Scraped]:
+    async with egress.client(max_connections=16) as client:
+        return await asyncio.gather(*(scrape.scrape(client, t.kind, t.url, t.host_id,
+                                                    previous.get(t.pk, {}))
+                                      for t in targets))
+
+
+def status_of(oks: list[bool], errors: list[str]) -> tuple[str, str]:
+    if oks and all(oks):
+        return Host.Status.UP, ""
+    reason = next((e for e in errors if e), "")
+    if any(oks):
+        return Host.Status.DEGRADED, reason
+    return Host.Status.DOWN, reason
+
+
+def scrape_targets(targets: list[HostTarget]) -> int:
+    """Scrape these targets now (the monitor's step, for the ones it holds a lease on):
+    their readings into the sample store, each target's last scrape and each host's
+    status on their rows, `host_up` per host. Returns how many readings."""
+    if not targets:
+        return 0
+    previous = _previous(targets)
+    results = asyncio.run(_scrape_all(targets, previous))
+    now = timezone.now()
+    readings: list[Reading] = []
+    by_host: dict[int, list[tuple[HostTarget, scrape.Scraped]]] = {}
+    for target, result in zip(targets, results, strict=True):
+        by_host.setdefault(target.host_id, []).append((target, result))
+        readings += result.readings
+        target.last_scrape_at, target.ok, target.error = now, result.ok, result.error
+        target.duration_ms, target.families = result.duration_ms, result.families
+        if result.ok:
+            target.latest = result.latest
+        if result.counters:
+            State.objects.update_or_create(key=f"scrape:{target.pk}",
+                                           defaults={"value": result.counters})
+    HostTarget.objects.bulk_update(targets, ["last_scrape_at", "ok", "error", "duration_ms",
+                                             "families", "latest"])
+    for host_id, pairs in by_host.items():
+        # a host's status is over all its targets: those another monitor scraped this
+        # interval count with their last result
+        others = HostTarget.objects.filter(host_id=host_id).exclude(
+            pk__in=[t.pk for t, _ in pairs]).values_list("ok", "error")
+        oks = [r.ok for _, r in pairs] + [bool(ok) for ok, _ in others if ok is not None]
+        errors = [r.error for _, r in pairs] + [e for _, e in others]
+        status, reason = status_of(oks, errors)
+        Host.objects.filter(pk=host_id).update(status=status, status_reason=reason[:300],
+                                               last_scrape_at=now)
+        readings.append(Reading("host_up", f"host:{host_id}",
+                                0.0 if status == Host.Status.DOWN else 1.0))
+    return store.record(readings, now)
+
+
+DISCOVERED = (("node_exporter", 9100), ("dcgm_exporter", 9400), ("nvidia_gpu_exporter", 9835))
+
+
+def discover(address: Any) -> list[dict[str, str]] | str:
+    """The exporters answering on an address's usual ports (node exporter 9100, DCGM
+    9400, nvidia_gpu_exporter 9835), each recognised by what it returns; a string saying
+    why when the address is not one to try. The same URL checks as everything else."""
+    try:
+        host = clean({"address": address}, Host(pk=None))["address"]
+    except Invalid as exc:
+        return " ".join(exc.errors["address"])
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    candidates = []
+    for kind, port in DISCOVERED:
+        try:
+            candidates.append((kind, check_backend_url(f"http://{shown}:{port}/metrics")))
+        except UnsafeURL as exc:
+            return str(exc)
+
+    async def run() -> list[scrape.Scraped]:
+        async with egress.client(max_connections=4) as client:
+            return await asyncio.gather(*(scrape.scrape(client, kind, url, 0, {})
+                                          for kind, url in candidates))
+
+    return [{"kind": kind, "url": url} for (kind, url), result
+            in zip(candidates, asyncio.run(run()), strict=True) if result.ok]
+
+
+def test_host(actor: Actor, host: Host) -> list[dict[str, Any]]:
+    """*Test*: each target scraped once, now, and what it returned (nothing is stored
+    but the audit event)."""
+    targets = list(host.targets.all())
+    started = time.monotonic()
+    results = asyncio.run(_scrape_all(targets, {})) if targets else []
+    out = [{"kind": t.kind, "url": t.url, "ok": r.ok, "error": r.error,
+            "duration_ms": r.duration_ms, "families": r.families,
+            "readings": sorted({x.metric for x in r.readings}), "latest": r.latest}
+           for t, r in zip(targets, results, strict=True)]
+    audit.record(AuditAction.HOST_TESTED, actor, target=host, after={
+        "targets": [{"kind": o["kind"], "ok": o["ok"], "error": o["error"]} for o in out],
+        "ms": round((time.monotonic() - started) * 1000)})
+    return out
+
+
+# -- reading back -------------------------------------------------------------------------
+
+def host_dict(host: Host, backends: list[Backend] | None = None) -> dict[str, Any]:
+    targets = list(host.targets.all())
+    latest: dict[str, Any] = {}
+    for target in targets:
+        if target.ok:
+            latest.update({k: v for k, v in (target.latest or {}).items() if k != "gpus"})
+            latest.setdefault("gpus", []).extend((target.latest or {}).get("gpus", []))
+    return {"id": host.pk, "name": host.name, "address": host.address, "labels": host.labels,
+            "enabled": host.enabled, "status": host.status, "status_reason": host.status_reason,
+            "scope": host.scope, "last_scrape_at": host.last_scrape_at,
+            "targets": [{"id": t.pk, "kind": t.kind, "url": t.url,
+                         "last_scrape_at": t.last_scrape_at, "ok": t.ok, "error": t.error,
+                         "duration_ms": t.duration_ms, "families": t.families}
+                        for t in targets],
+            "latest": {"cpu_percent": latest.get("cpu_percent"),
+                       "memory_percent": latest.get("memory_percent"),
+                       "memory_total_bytes": latest.get("memory_total_bytes"),
+                       "disk_percent": latest.get("disk_percent"),
+                       "load_1m": latest.get("load_1m"), "gpus": latest.get("gpus", [])},
+            "backends": [{"id": b.pk, "name": b.name, "status": b.status}
+                         for b in (backends if backends is not None
+                                   else backends_of([host])[host.pk])]}
+
+
+def prometheus_targets(request_host: str, scheme: str) -> list[dict[str, Any]]:
+    """Prometheus `http_sd_configs`: every host's exporters, every backend's metrics
+    endpoint and Tanglaw's own /metrics, each group with its labels."""
+    groups: list[dict[str, Any]] = []
+    hosts = list(Host.objects.filter(enabled=True).prefetch_related("targets"))
+    for host in hosts:
+        for target in host.targets.all():
+            parts = urlsplit(target.url)
+            labels = {"host": host.name, "kind": target.kind, "__scheme__": parts.scheme,
+                      "__metrics_path__": parts.path or "/metrics",
+                      **{f"label_{k}": v for k, v in host.labels.items()}}
+            if "site" in host.labels:
+                labels["site"] = host.labels["site"]
+            groups.append({"targets": [parts.netloc], "labels": labels})
+    owners = {b.pk: h for h, bs in zip(hosts, backends_of(hosts).values(), strict=True)
+              for b in bs}
+    # the engines that serve Prometheus metrics themselves (llama-server with --metrics)
+    for backend in Backend.objects.filter(enabled=True, kind__in=METRICS_KINDS).order_by("name"):
+        parts = urlsplit(backend.base_url)
+        owner = owners.get(backend.pk)
+        groups.append({"targets": [parts.netloc], "labels": {
+            "backend": backend.name, "kind": backend.kind, "__scheme__": parts.scheme,
+            "__metrics_path__": "/metrics", "host": owner.name if owner else "",
+            **({"site": owner.labels["site"]} if owner and "site" in owner.labels else {})}})
+    groups.append({"targets": [request_host], "labels": {
+        "kind": "tanglaw", "__scheme__": scheme, "__metrics_path__": "/metrics"}})
+    return groups
