@@ -90,12 +90,13 @@ APT_INSTALL = if [ -n "$$missing" ]; then \
 	fi
 
 ## Debian packages the slow tests use: Chromium (never a browser download), the node
-## exporter (a fleet host), and the
+## exporter (a fleet host) and Prometheus (which discovers the fleet), and the
 ## cluster's servers (started per test in a temp dir, on loopback)
 system-deps: cluster-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
 	[ -x /usr/bin/prometheus-node-exporter ] || missing="$$missing prometheus-node-exporter"; \
+	[ -x /usr/bin/prometheus ] || missing="$$missing prometheus"; \
 	$(APT_INSTALL)
 
 ## PostgreSQL, Redis and nginx from Debian, for make run-cluster and its test

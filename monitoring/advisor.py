@@ -30,7 +30,7 @@ from console.models import Backend
 from engines import actions as engine_actions
 from engines.choices import Desired, EngineState
 from engines.models import ManagedEngine
-from monitoring import queries, store
+from monitoring import fleet, queries, store
 from monitoring.choices import AutoOutcome, RecState, Severity
 from monitoring.models import AutoAction, Recommendation, Sample, State
 from traces.models import ExternalAgent
@@ -84,14 +84,20 @@ def _backend_rules(backend: Backend, now) -> list[dict[str, Any]]:
 
 
 def _fit_rules(now) -> list[dict[str, Any]]:
-    """Models the engines list but that will not load into the memory free now."""
-    free = queries.memory(now)
-    ram, vram = free["free_ram"], free["free_vram"]
-    room = max(x for x in (ram, vram, 0.0) if x is not None)
-    if not room:
-        return []
+    """Models the engines list but that will not load into the memory free now on the
+    host each backend runs on (this machine, or its fleet host)."""
+    scopes = fleet.host_scopes()
+    free_by_host: dict[str, dict] = {}
     out = []
     for backend in Backend.objects.filter(enabled=True):
+        host = scopes.get(backend.pk, "host")
+        if host not in free_by_host:
+            free_by_host[host] = queries.memory(now, host)
+        free = free_by_host[host]
+        ram, vram = free["free_ram"], free["free_vram"]
+        room = max(x for x in (ram, vram, 0.0) if x is not None)
+        if not room:
+            continue
         state = State.objects.filter(key=f"models:{backend.pk}").first()
         for model in (state.value if state else []):
             size = model.get("size_bytes")
@@ -142,15 +148,21 @@ def _host_rules(now) -> list[dict[str, Any]]:
                                                "1h", 20, scope),
                                      _evidence("requests per minute", per_minute, "1h", 1,
                                                "all")]})
-    memory = store.window_stats("memory_percent", "host", 600, now)
-    if memory["count"] and (memory["avg"] or 0) > 80:
-        out += _unload_idle(memory["avg"], now)
+    scopes = fleet.host_scopes()
+    for host in ["host", *sorted(set(scopes.values()))]:
+        memory = store.window_stats("memory_percent", host, 600, now)
+        if memory["count"] and (memory["avg"] or 0) > 80:
+            on_it = {pk for pk, scope in scopes.items() if scope == host}
+            out += _unload_idle(memory["avg"], now, host, lambda pk, h=host, s=on_it:
+                                pk in s if h != "host" else pk not in scopes)
     return out
 
 
-def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
-    """Memory is tight: recommend unloading models that are loaded but had no traffic, or
-    stopping the managed engine that serves them."""
+def _unload_idle(memory: float, now, host: str = "host",
+                 on_host=lambda pk: True) -> list[dict[str, Any]]:
+    """Memory is tight on `host`: recommend unloading models that are loaded but had no
+    traffic on the backends there (`on_host`), or stopping the managed engine that serves
+    them."""
     out = []
     since = now - timedelta(minutes=IDLE_MINUTES)
     running = {e.backend_id: e for e in ManagedEngine.objects.filter(
@@ -160,6 +172,8 @@ def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
     unloads = {int(key.split(":")[1]) for key in State.objects.filter(
         key__startswith="unloads:", value=True).values_list("key", flat=True)}
     for backend in Backend.objects.filter(enabled=True):
+        if not on_host(backend.pk):
+            continue
         scope = f"backend:{backend.pk}"
         engine = running.get(backend.pk)
         if engine is None and backend.pk not in unloads and backend.kind not in ALWAYS_UNLOAD:
@@ -179,7 +193,7 @@ def _unload_idle(memory: float, now) -> list[dict[str, Any]]:
                     "title": f"Memory is tight: free {backend.name}'s idle memory",
                     "action": f"No turns reached {backend.name} in {IDLE_MINUTES} minutes, "
                               f"yet it keeps its model(s) in memory. {what}",
-                    "evidence": [_evidence("memory_percent avg", memory, "10m", 80, "host"),
+                    "evidence": [_evidence("memory_percent avg", memory, "10m", 80, host),
                                  _evidence("requests", 0, f"{IDLE_MINUTES}m", 0, scope)],
                     "scope": scope, "apply": apply})
     return out

@@ -171,6 +171,14 @@ def backends_of(hosts: list[Host]) -> dict[int, list[Backend]]:
     return out
 
 
+def host_scopes() -> dict[int, str]:
+    """Each backend's host scope: `host:ID` for one on a fleet host, else `host` (this
+    machine). Right-sizing and the advisor read the memory of the host a backend is on."""
+    hosts = list(Host.objects.filter(enabled=True))
+    return {b.pk: f"host:{h.pk}" for h, bs in zip(hosts, backends_of(hosts).values(),
+                                                     strict=True) for b in bs}
+
+
 # -- scraping -----------------------------------------------------------------------------
 
 def _previous(targets: list[HostTarget]) -> dict[int, dict[str, float]]:

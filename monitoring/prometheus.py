@@ -26,6 +26,11 @@ from monitoring.choices import AlertState
 from monitoring.models import Alert
 
 LATENCY_EDGES_MS = [100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+# Prometheus names: base units spelled out (promtool's lint refuses _ms, _s, …)
+EXPOSED = {"net_sent_bytes_per_s": "net_sent_bytes_per_second",
+           "net_recv_bytes_per_s": "net_recv_bytes_per_second",
+           "gpu_temperature_c": "gpu_temperature_celsius", "gpu_power_w": "gpu_power_watts",
+           "gpu_power_limit_w": "gpu_power_limit_watts"}
 LOOPBACK = {"127.0.0.1", "::1"}
 ENGINE = ("engine_requests_running", "engine_requests_waiting", "engine_kv_cache_usage",
           "engine_loaded_models", "engine_vram_bytes")
@@ -37,12 +42,12 @@ class Collector:
         names = {b.pk: b.name for b in backends}
         up = GaugeMetricFamily("tanglaw_backend_up", "1 unless the last probe found the "
                                "backend unhealthy", labels=["backend", "kind"])
-        latency = GaugeMetricFamily("tanglaw_probe_latency_ms", "health probe latency",
+        latency = GaugeMetricFamily("tanglaw_probe_latency_seconds", "health probe latency",
                                     labels=["backend"])
         for b in backends:
             up.add_metric([b.name, b.kind], 0.0 if b.status == "unhealthy" else 1.0)
             if b.latency_ms is not None:
-                latency.add_metric([b.name], b.latency_ms)
+                latency.add_metric([b.name], b.latency_ms / 1000)
         yield up
         yield latency
 
@@ -62,10 +67,11 @@ class Collector:
             yield family
         for metric in queries.HOST_METRICS:
             if (metric, "host") in latest:
-                yield GaugeMetricFamily(f"tanglaw_host_{metric}", f"host {metric}",
-                                        value=latest[(metric, "host")])
+                yield GaugeMetricFamily(f"tanglaw_host_{EXPOSED.get(metric, metric)}",
+                                        f"host {metric}", value=latest[(metric, "host")])
         for metric in queries.GPU_METRICS:
-            family = GaugeMetricFamily(f"tanglaw_{metric}", metric, labels=["gpu", "name"])
+            family = GaugeMetricFamily(f"tanglaw_{EXPOSED.get(metric, metric)}", metric,
+                                       labels=["gpu", "name"])
             for d in gpu.get("devices", []):
                 key = (metric, f"gpu:{d['index']}")
                 if key in latest:
@@ -82,8 +88,8 @@ class Collector:
                                      labels=["backend"])
         tokens = CounterMetricFamily("tanglaw_tokens_out", "tokens generated",
                                      labels=["backend"])
-        histogram = HistogramMetricFamily("tanglaw_turn_latency_ms", "whole-turn latency",
-                                          labels=["backend"])
+        histogram = HistogramMetricFamily("tanglaw_turn_latency_seconds",
+                                          "whole-turn latency", labels=["backend"])
         for typed_row in rows:
             # the bucket columns are named at run time (le_<edge>): read the row as a map
             row: Mapping[str, Any] = typed_row
@@ -91,9 +97,9 @@ class Collector:
             requests.add_metric(label, row["n"])
             errors.add_metric(label, row["errors"])
             tokens.add_metric(label, row["tokens"] or 0)
-            buckets = [(str(e), row[f"le_{e}"]) for e in LATENCY_EDGES_MS]
+            buckets = [(f"{e / 1000:g}", row[f"le_{e}"]) for e in LATENCY_EDGES_MS]
             buckets.append(("+Inf", row["timed"]))
-            histogram.add_metric(label, buckets, sum_value=row["total"] or 0.0)
+            histogram.add_metric(label, buckets, sum_value=(row["total"] or 0.0) / 1000)
         yield requests
         yield errors
         yield tokens

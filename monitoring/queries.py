@@ -77,17 +77,26 @@ def gpu_state() -> dict[str, Any]:
                                       "devices": []}
 
 
-def memory(now: datetime | None = None) -> dict[str, float | None]:
-    """Host RAM (total, used, free) and the most free VRAM on one GPU, from the newest
-    samples (10 minutes at most), in bytes; None where nothing was measured."""
+def gpu_scopes_of(host: str) -> tuple[str, str]:
+    """The GPU scopes of a host scope: `gpu:N` for this machine (`host`), `gpu:ID/N` for
+    the fleet host `host:ID`. (prefix, and whether a slash follows it)"""
+    return ("gpu:", "") if host == "host" else (f"gpu:{host.partition(':')[2]}/", "/")
+
+
+def memory(now: datetime | None = None, host: str = "host") -> dict[str, float | None]:
+    """A host's RAM (total, used, free) and the most free VRAM on one of its GPUs, from the
+    newest samples (10 minutes at most), in bytes; None where nothing was measured. `host`:
+    this machine, or a fleet host's scope (`host:ID`)."""
     since = (now or timezone.now()) - timedelta(minutes=10)
-    gpus = sorted(set(Sample.objects.filter(metric="gpu_memory_total_bytes", ts__gte=since)
-                      .values_list("scope", flat=True)))
-    wanted = [("memory_total_bytes", "host"), ("memory_used_bytes", "host")] + [
+    prefix, _ = gpu_scopes_of(host)
+    gpus = sorted(s for s in set(Sample.objects.filter(
+        metric="gpu_memory_total_bytes", ts__gte=since, scope__startswith=prefix)
+        .values_list("scope", flat=True)) if host != "host" or "/" not in s)
+    wanted = [("memory_total_bytes", host), ("memory_used_bytes", host)] + [
         (m, g) for g in gpus for m in ("gpu_memory_total_bytes", "gpu_memory_used_bytes")]
     latest = store.latest_many(wanted, since)
-    total = latest.get(("memory_total_bytes", "host"))
-    used = latest.get(("memory_used_bytes", "host"))
+    total = latest.get(("memory_total_bytes", host))
+    used = latest.get(("memory_used_bytes", host))
     vram = [latest[("gpu_memory_total_bytes", g)] - latest[("gpu_memory_used_bytes", g)]
             for g in gpus if ("gpu_memory_used_bytes", g) in latest
             and ("gpu_memory_total_bytes", g) in latest]

@@ -96,9 +96,10 @@ def test_metrics_is_valid_prometheus_text(client, backend, operator_user, actor)
                                                                 "kind": "vllm"}
     assert families["tanglaw_requests"].samples[0].value == 3
     assert families["tanglaw_errors"].samples[0].value == 1
-    histogram = {s.labels.get("le"): s.value for s in families["tanglaw_turn_latency_ms"].samples
+    histogram = {s.labels.get("le"): s.value
+                 for s in families["tanglaw_turn_latency_seconds"].samples
                  if s.name.endswith("_bucket")}
-    assert histogram["500"] == 1 and histogram["1000"] == 2 and histogram["+Inf"] == 3
+    assert histogram["0.5"] == 1 and histogram["1"] == 2 and histogram["+Inf"] == 3
     assert families["tanglaw_host_cpu_percent"].samples[0].value == 12.5
     assert families["tanglaw_engine_requests_waiting"].samples[0].value == 3
     remote = Client(REMOTE_ADDR="10.1.2.3")
@@ -220,3 +221,36 @@ def test_sizing_parses_parameter_counts_and_picks_the_best_fit():
     assert sizing.best_fit(8e9, 6.3e9)[0] == "Q5_K_M"
     assert sizing.best_fit(8e9, 5.4e9)[0] == "Q4_K_M"
     assert sizing.best_fit(8e9, 1e9) is None
+
+
+def test_a_fleet_hosts_backend_is_sized_against_that_hosts_memory(backend, actor):
+    """The backend on 10.0.0.1 runs on the fleet host with that address: this machine's
+    plentiful memory says nothing about whether its model fits."""
+    from monitoring import fleet
+    from monitoring.models import State
+
+    gb = 1e9
+    host = fleet.create_host(actor, {"name": "jetson", "address": "10.0.0.1", "targets": [
+        {"kind": "node_exporter", "url": "http://10.0.0.1:9100/metrics"}]})
+    local = Backend.objects.create(name="here", kind="vllm", base_url="http://127.0.0.1:8000")
+    add("memory_total_bytes", "host", [64 * gb])
+    add("memory_used_bytes", "host", [8 * gb])  # 56 GB free here
+    add("memory_total_bytes", host.scope, [8 * gb])
+    add("memory_used_bytes", host.scope, [6 * gb])  # 2 GB free on the Jetson
+    model = {"id": "qwen2.5:7b", "size_bytes": 4.7 * gb, "parameter_size": "7.6B",
+             "quantization": "Q4_K_M", "loaded": False}
+    for b in (backend, local):
+        State.objects.create(key=f"models:{b.pk}", value=[model])
+    advisor.run()
+    [rec] = Recommendation.objects.filter(rule="model_too_big")
+    assert rec.scope == f"backend:{backend.pk}" and "only 2.0 GB is free" in rec.action
+    # memory tight on the Jetson: its idle backend is named, not this machine's
+    add("memory_percent", host.scope, [92, 91, 93])
+    add("memory_percent", "host", [20, 21])
+    State.objects.create(key=f"unloads:{backend.pk}", value=True)
+    State.objects.create(key=f"unloads:{local.pk}", value=True)
+    add("models_loaded", f"backend:{backend.pk}", [1])
+    add("models_loaded", f"backend:{local.pk}", [1])
+    advisor.run()
+    assert [r.scope for r in Recommendation.objects.filter(rule="unload_idle")] == [
+        f"backend:{backend.pk}"]
