@@ -108,7 +108,8 @@ def _render(request, errors: dict, posted):
     cards = [{**fleet.host_dict(h, owned[h.pk]), "alerts": alerts.get(h.scope, 0)}
              for h in hosts]
     return render(request, "monitoring/fleet.html", {
-        "cards": cards, "errors": errors, "posted": posted, "rows": _rows(posted),
+        "cards": cards, "errors": errors, "posted": posted, "rows": (rows := _rows(posted)),
+        "more_open": any(r["url"] for r in rows[1:]),
         "kinds": HostTarget.Kind.choices,
         "counts": {s: sum(1 for c in cards if c["status"] == s) for s in Host.Status.values}})
 
@@ -140,7 +141,8 @@ def host_page(request, pk: int):
     return render(request, "monitoring/fleet_host.html", {
         "host": host, "found": found, "tested": tested, "alerts": alerts,
         "windows": list(store.WINDOWS), "errors": errors,
-        "rows": _rows(request.POST if errors else None, list(host.targets.all())),
+        "rows": (rows := _rows(request.POST if errors else None, list(host.targets.all()))),
+        "more_open": any(r["url"] for r in rows[1:]),
         "kinds": HostTarget.Kind.choices,
         "labels_text": ", ".join(f"{k}={v}" for k, v in host.labels.items()),
         "targets": list(host.targets.all())})
