@@ -347,11 +347,14 @@ def list_auto_actions(request, outcome: str | None = None, limit: int = 100):
 
 
 @router.get("/reports/performance")
-def performance(request, window: str = "24h", format: str = "json"):  # noqa: A002
+def performance(request, window: str = "24h", format: str = "json",  # noqa: A002
+                host: int | None = None):
     """avg/min/max/p95 latency, TTFT, tokens/s, uptime %, errors and throughput per backend
-    and agent; `format=csv` for a spreadsheet."""
+    and agent, with the host each backend is on; `host` keeps one fleet host's backends
+    and agents; `format=csv` for a spreadsheet."""
     need(request, "dashboard.view")
-    rows = queries.performance(_window(window))
+    chosen = found(Host.objects, "host", pk=host) if host is not None else None
+    rows = queries.performance(_window(window), chosen)
     if format == "csv":
         response = HttpResponse(queries.performance_csv(rows), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="performance-{window}.csv"'

@@ -179,6 +179,33 @@ def host_scopes() -> dict[int, str]:
                                                      strict=True) for b in bs}
 
 
+def scopes_on(host: Host) -> tuple[set[str], str]:
+    """What is on a host, as monitoring scopes: the host, its backends and the agents
+    on them (a set), and its GPUs (a prefix: `gpu:ID/`). Pages filter by it."""
+    from agents.models import Agent
+
+    backends = [b.pk for b in backends_of([host])[host.pk]]
+    scopes = {host.scope, *(f"backend:{pk}" for pk in backends),
+              *(f"agent:{pk}" for pk in Agent.objects.filter(backend_id__in=backends)
+                .values_list("pk", flat=True))}
+    return scopes, f"gpu:{host.pk}/"
+
+
+def host_filter(value: Any) -> tuple[Host | None, Any]:
+    """A page's `?host=ID`: the host, and a Q on `scope` for what is on it; (None, None)
+    when the value names no host (the page shows everything)."""
+    from django.db.models import Q
+
+    from console.safeinput import small_int
+
+    pk = small_int(value) if isinstance(value, str) else None
+    host = Host.objects.filter(pk=pk).first() if pk is not None else None
+    if host is None:
+        return None, None
+    scopes, gpus = scopes_on(host)
+    return host, Q(scope__in=scopes) | Q(scope__startswith=gpus)
+
+
 # -- scraping -----------------------------------------------------------------------------
 
 def _previous(targets: list[HostTarget]) -> dict[int, dict[str, float]]:

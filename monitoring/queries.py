@@ -20,7 +20,7 @@ from console.csvcells import safe_cell
 from console.models import Backend, BackendStatusChange
 from monitoring import store
 from monitoring.choices import AlertState, RecState
-from monitoring.models import Alert, Heartbeat, Recommendation, Sample, State
+from monitoring.models import Alert, Heartbeat, Host, Recommendation, Sample, State
 from traces.models import ExternalAgent
 
 HOST_METRICS = ("cpu_percent", "memory_percent", "memory_used_bytes", "memory_total_bytes",
@@ -154,11 +154,17 @@ def _r(value: float | None, digits: int = 2) -> float | None:
 REPORT_COLUMNS = ["scope", "name", "requests", "errors", "error_rate", "latency_avg_ms",
                   "latency_min_ms", "latency_max_ms", "latency_p95_ms", "ttft_avg_ms",
                   "ttft_p95_ms", "tokens_per_s_avg", "tokens_out", "requests_per_min",
-                  "uptime_pct"]
+                  "uptime_pct", "host"]
 
 
-def performance(window_s: int) -> list[dict[str, Any]]:
-    """Per backend and per agent: latency, TTFT, tokens/s, errors, throughput, uptime."""
+def performance(window_s: int, host: Any = None) -> list[dict[str, Any]]:
+    """Per backend and per agent: latency, TTFT, tokens/s, errors, throughput, uptime, and
+    the fleet host each backend is on. `host`: only what is on that host."""
+    from monitoring import fleet  # fleet reads these queries' samples too
+
+    owners = fleet.host_scopes()
+    names = dict(Host.objects.values_list("pk", "name"))
+    wanted = fleet.scopes_on(host)[0] if host is not None else None
     rows = []
     backends = list(Backend.objects.order_by("name"))
     up = uptime([b.pk for b in backends], timedelta(seconds=window_s))
@@ -167,6 +173,8 @@ def performance(window_s: int) -> list[dict[str, Any]]:
         (f"xagent:{x.pk}", f"{x.name} (external)", None)
         for x in ExternalAgent.objects.order_by("name")]
     for scope, name, uptime_pct in targets:
+        if wanted is not None and scope not in wanted:
+            continue
         latency = store.window_stats("latency_ms", scope, window_s)
         ttft = store.window_stats("ttft_ms", scope, window_s)
         rate = store.window_stats("tokens_per_s", scope, window_s)
@@ -180,8 +188,17 @@ def performance(window_s: int) -> list[dict[str, Any]]:
             "latency_max_ms": _r(latency["max"], 1), "latency_p95_ms": _r(latency["p95"], 1),
             "ttft_avg_ms": _r(ttft["avg"], 1), "ttft_p95_ms": _r(ttft["p95"], 1),
             "tokens_per_s_avg": _r(rate["avg"]), "tokens_out": int(tokens),
-            "requests_per_min": _r(requests / (window_s / 60), 3), "uptime_pct": uptime_pct})
+            "requests_per_min": _r(requests / (window_s / 60), 3), "uptime_pct": uptime_pct,
+            "host": _host_name(scope, owners, names)})
     return rows
+
+
+def _host_name(scope: str, owners: dict[int, str], names: dict[int, str]) -> str:
+    kind, _, ident = scope.partition(":")
+    if kind != "backend" or not ident.isascii() or not ident.isdigit():
+        return ""
+    owner = owners.get(int(ident), "host")
+    return "this machine" if owner == "host" else names.get(int(owner.partition(":")[2]), "")
 
 
 def performance_csv(rows: list[dict[str, Any]]) -> str:

@@ -18,7 +18,7 @@ from console.audit import Actor
 from console.models import Backend
 from console.permissions import has_perm, require
 from console.safeinput import small_int
-from monitoring import advisor, alerts, automation, channels, queries, store
+from monitoring import advisor, alerts, automation, channels, fleet, queries, store
 from monitoring.api import set_probe_interval
 from monitoring.choices import (
     AUTO_OUTCOME_COLOURS,
@@ -29,7 +29,15 @@ from monitoring.choices import (
     RecState,
     Severity,
 )
-from monitoring.models import Alert, AlertRule, AutoAction, Channel, Recommendation, State
+from monitoring.models import (
+    Alert,
+    AlertRule,
+    AutoAction,
+    Channel,
+    Host,
+    Recommendation,
+    State,
+)
 
 START_HINT = "start it with `make run` (which starts it beside the web server) or " \
              "`.venv/bin/python manage.py monitor`"
@@ -95,6 +103,9 @@ def alert_list(request):
     rows = Alert.objects.select_related("rule").exclude(state=AlertState.PENDING)
     if state in AlertState.values:
         rows = rows.filter(state=state)
+    host, on_host = fleet.host_filter(request.GET.get("host", ""))
+    if on_host is not None:
+        rows = rows.filter(on_host)
     errors: dict = {}
     if request.method == "POST":
         if not has_perm(request.user, "alerts.manage"):
@@ -124,6 +135,7 @@ def alert_list(request):
             return redirect("alert_list")
     return render(request, "monitoring/alerts.html", {
         "alerts": rows.order_by("-pending_since")[:200], "state": state,
+        "hosts": Host.objects.all(), "host": host,
         "states": [s for s in AlertState.choices if s[0] != AlertState.PENDING],
         "rules": AlertRule.objects.all(), "channels": Channel.objects.all(),
         "metrics": alerts.METRICS, "comparators": Comparator.choices,
@@ -248,9 +260,13 @@ def channel_test(request, pk: int):
 
 @require("dashboard.view")
 def recommendation_list(request):
+    host, on_host = fleet.host_filter(request.GET.get("host", ""))
+    rows = Recommendation.objects.filter(on_host) if on_host is not None \
+        else Recommendation.objects.all()
     return render(request, "monitoring/recommendations.html", {
-        "open": Recommendation.objects.filter(state=RecState.OPEN),
-        "closed": Recommendation.objects.exclude(state=RecState.OPEN)[:20],
+        "open": rows.filter(state=RecState.OPEN),
+        "closed": rows.exclude(state=RecState.OPEN)[:20],
+        "hosts": Host.objects.all(), "host": host,
         "policies": [{"policy": p, "description": automation.RULES[p.rule]}
                      for p in automation.policies().values()],
         "modes": AutoMode.choices,
@@ -298,11 +314,12 @@ def performance(request):
     window = request.GET.get("window", "24h")
     if window not in store.WINDOWS:
         window = "24h"
-    rows = queries.performance(store.WINDOWS[window])
+    host, _ = fleet.host_filter(request.GET.get("host", ""))
+    rows = queries.performance(store.WINDOWS[window], host)
     if request.GET.get("format") == "csv":
         response = HttpResponse(queries.performance_csv(rows), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="performance-{window}.csv"'
         return response
     return render(request, "monitoring/performance.html", {
         "rows": rows, "window": window, "windows": list(store.WINDOWS),
-        "generated": timezone.now()})
+        "hosts": Host.objects.all(), "host": host, "generated": timezone.now()})

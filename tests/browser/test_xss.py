@@ -50,13 +50,18 @@ def check_inert(page):
         .flatMap(e => [...e.attributes].map(a => a.name))
         .filter(n => n.startsWith('on') || n === 'style' || n === 'src')""")
     assert handlers == []
-    # links in what the model wrote; a turn's own "Trace" link (its timings) is the console's
+    # links in what the model wrote; a turn's own "Trace" link (its timings) and a
+    # question's "Replay…" (beside who asked it) are the console's
     hrefs = page.evaluate("""() => [...document.querySelectorAll('#transcript a[href]')]
-        .filter(a => !a.closest('.timings')).map(a => a.getAttribute('href'))""")
+        .filter(a => !a.closest('.timings, .who')).map(a => a.getAttribute('href'))""")
     assert all(h.startswith(("http://", "https://", "mailto:")) for h in hrefs), hrefs
     ours = page.evaluate("""() => [...document.querySelectorAll('#transcript .timings a')]
         .map(a => a.getAttribute('href'))""")
     assert all(re.fullmatch(r"/traces/[0-9a-f]{32}/", h) for h in ours), ours
+    replays = page.evaluate("""() => [...document.querySelectorAll('#transcript .who a')]
+        .map(a => a.getAttribute('href'))""")
+    assert all(re.fullmatch(r"/compare/\?conversation=\d+&message=\d+", h)
+               for h in replays), replays
 
 
 def test_xss_corpus_is_inert(page, console, scripted, browser):

@@ -324,3 +324,40 @@ def test_the_real_node_exporter_up_down_and_back(tmp_path, actor, operator_clien
         assert Alert.objects.get(rule=rule, scope=scope).state == "resolved"
     finally:
         exporter.stop()
+
+
+def test_host_is_a_filter_on_alerts_recommendations_and_the_report(operator_client, actor):
+    from django.utils import timezone
+
+    from monitoring.models import Recommendation
+
+    host = fleet.create_host(actor, {"name": "jetson", "address": "10.0.0.23", "targets": [
+        {"kind": "node_exporter", "url": "http://10.0.0.23:9100/metrics"}]})
+    there = Backend.objects.create(name="on-jetson", kind="llamacpp",
+                                   base_url="http://10.0.0.23:8080")
+    here = Backend.objects.create(name="on-console", kind="llamacpp",
+                                  base_url="http://127.0.0.1:8080")
+    rule = AlertRule.objects.get(name="Backend unhealthy")
+    now = timezone.now()
+    for scope in (f"backend:{there.pk}", f"backend:{here.pk}", f"gpu:{host.pk}/0"):
+        Alert.objects.create(rule=rule, scope=scope, state="firing", pending_since=now,
+                             threshold=1, message=f"alert on {scope}")
+        Recommendation.objects.create(key=f"unload_idle:{scope}", rule="unload_idle",
+                                      scope=scope, title=f"rec {scope}", action="do",
+                                      evidence=[], severity="warning")
+    page = operator_client.get(f"/alerts/?host={host.pk}").content.decode()
+    assert f"alert on backend:{there.pk}" in page and f"alert on gpu:{host.pk}/0" in page
+    assert f"alert on backend:{here.pk}" not in page
+    everything = operator_client.get("/alerts/?host=nope").content.decode()
+    assert f"alert on backend:{here.pk}" in everything
+    recs = operator_client.get(f"/recommendations/?host={host.pk}").content.decode()
+    assert f"rec backend:{there.pk}" in recs and f"rec backend:{here.pk}" not in recs
+    report = operator_client.get(f"/api/reports/performance?host={host.pk}").json()
+    assert [r["name"] for r in report["rows"]] == ["on-jetson"]
+    assert report["rows"][0]["host"] == "jetson"
+    whole = operator_client.get("/api/reports/performance").json()
+    assert {r["name"]: r["host"] for r in whole["rows"]} == {"on-console": "this machine",
+                                                            "on-jetson": "jetson"}
+    assert operator_client.get("/api/reports/performance?host=99999").status_code == 404
+    assert "on jetson" in operator_client.get(
+        f"/monitoring/report/?host={host.pk}").content.decode()
