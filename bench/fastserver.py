@@ -7,6 +7,7 @@ the server to it took, whatever relay sits in between, and whether a token was l
 or reordered.
 
 GET  /<anything>/models, /health          -> a model list / ok (for probes)
+GET  /<anything>/metrics                  -> a node exporter's answer (a fleet host)
 POST /<anything>/chat/completions         -> SSE stream (or one JSON completion)
 
 Query-free configuration per process: --ttft-ms, --tokens, --gap-ms. A request may
@@ -25,6 +26,32 @@ import time
 MODEL = "bench"
 
 
+def node_exporter_text() -> bytes:
+    """What a small box's node exporter answers with its default collectors, in size and
+    shape: 8 CPUs × 8 modes, memory, 6 filesystems, 4 network devices, load, and ~600
+    other series (the Go runtime, disk stats, …), about 60 kB."""
+    lines = ["# TYPE node_cpu_seconds_total counter"]
+    for cpu in range(8):
+        for mode in ("idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"):
+            lines.append(f'node_cpu_seconds_total{{cpu="{cpu}",mode="{mode}"}} {cpu * 1000 + 1.5}')
+    lines += ["node_memory_MemTotal_bytes 8.0e9", "node_memory_MemAvailable_bytes 3.1e9",
+              "node_memory_SwapTotal_bytes 2.0e9", "node_memory_SwapFree_bytes 1.9e9",
+              "node_load1 0.42"]
+    for i, mount in enumerate(("/", "/boot", "/data", "/run", "/var", "/home")):
+        labels = f'device="/dev/sd{i}",fstype="ext4",mountpoint="{mount}"'
+        lines += [f"node_filesystem_size_bytes{{{labels}}} 1.0e11",
+                  f"node_filesystem_avail_bytes{{{labels}}} 4.0e10"]
+    for device in ("eth0", "wlan0", "docker0", "lo"):
+        lines += [f'node_network_receive_bytes_total{{device="{device}"}} 123456789',
+                  f'node_network_transmit_bytes_total{{device="{device}"}} 98765432']
+    for i in range(600):
+        lines.append(f'node_disk_io_time_seconds_total{{device="nvme{i % 4}n{i}"}} {i}.25')
+    return ("\n".join(lines) + "\n").encode()
+
+
+NODE_EXPORTER = node_exporter_text()
+
+
 def chunk(content: str | None, finish: str | None = None) -> bytes:
     delta = {} if content is None else {"content": content}
     body = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
@@ -38,6 +65,7 @@ class Server:
     def __init__(self, ttft_ms: float, tokens: int, gap_ms: float):
         self.ttft_s, self.tokens, self.gap_s = ttft_ms / 1000, tokens, gap_ms / 1000
         self.requests = 0
+        self.scrapes: dict[str, int] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -58,7 +86,13 @@ class Server:
                 elif path.endswith("/health") or path == "/":
                     self.send_json(writer, {"status": "ok"})
                 elif path == "/bench/stats":
-                    self.send_json(writer, {"requests": self.requests})
+                    self.send_json(writer, {"requests": self.requests,
+                                            "scrapes": self.scrapes})
+                elif path.endswith("/metrics"):  # a fleet host's node exporter
+                    self.scrapes[path] = self.scrapes.get(path, 0) + 1
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; "
+                                 b"version=0.0.4\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(NODE_EXPORTER), NODE_EXPORTER))
                 else:
                     self.send_json(writer, {"error": {"message": "not found"}}, 404)
                 await writer.drain()

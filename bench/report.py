@@ -74,6 +74,15 @@ def goals(r: dict) -> list[tuple[str, bool | None, str]]:
         lag = probing["loop_lag_ms"]["p99"]
         out.append((f"event-loop lag p99 ≤ 20 ms while probing {probing['backends']} "
                     f"backends", at_most(lag, 20), f"{ms(lag)} ms"))
+    fleet = r.get("fleet") or {}
+    if fleet.get("loop_lag_ms"):
+        lag = fleet["loop_lag_ms"]["p99"]
+        out.append((f"{fleet['monitors']} monitors, {fleet['hosts']} fleet hosts: every target "
+                    f"scraped once per interval, loop lag p99 ≤ 20 ms",
+                    fleet["every_target_once_per_interval"] and at_most(lag, 20),
+                    f"{fleet['scrapes_per_target']['min']}–"
+                    f"{fleet['scrapes_per_target']['max']} scrapes per target in "
+                    f"{fleet['intervals']} intervals; lag p99 {ms(lag)} ms"))
     effect = probing.get("chat_beside_probing") or {}
     if effect.get("quiet") and effect.get("probing"):
         extra = effect["probing"]["added_ttft_p99_ms"] - effect["quiet"]["added_ttft_p99_ms"]

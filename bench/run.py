@@ -806,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--litellm", default=str(ROOT / ".venv-litellm" / "bin" / "litellm"))
     parser.add_argument("--parts", nargs="+", default=[
         "latency", "relay", "gateway", "traces", "llamacpp", "streams", "persistence",
-        "probing", "dashboards", "audit"])
+        "probing", "fleet", "dashboards", "audit"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS),
                         default=available_servers(),
@@ -842,6 +842,8 @@ def main(argv: list[str] | None = None) -> int:
             results["traces"]["pages"] = bench.inproc("traces")
         if bench.llama:
             bench.llamacpp()
+        if "fleet" in args.parts:
+            results["fleet"] = bench.inproc("fleet", {"BENCH_BACKEND_URL": bench.backend_url})
         if "probing" in args.parts:
             results["probing"] = bench.inproc("probing", {"BENCH_BACKEND_URL": bench.backend_url})
             results["probing"]["chat_beside_probing"] = bench.probe_effect()

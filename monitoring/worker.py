@@ -166,13 +166,13 @@ class Monitor:
                 readings.append(Reading("probe_tokens_per_s", f"backend:{backend.pk}", rate))
         return store.record(readings)
 
-    def scrape_hosts(self) -> int:
+    def scrape_hosts(self, run: Any = asyncio.run) -> int:
         """The fleet's exporters: each target once per interval, whichever monitor holds
         its lease (the others skip it)."""
         targets = [t for t in HostTarget.objects.filter(host__enabled=True)
                    .select_related("host").order_by("pk")
                    if self.claim(f"scrape:{t.pk}", self.probe_interval * 0.9)]
-        return fleet.scrape_targets(targets)
+        return fleet.scrape_targets(targets, run)
 
     def collect_host(self) -> int:
         readings = self.host.collect()
