@@ -2,9 +2,11 @@
 `prometheus_client`'s parser (never by hand), turned into the same readings the local
 host and GPUs give, with the host's scopes: `host:ID` and `gpu:ID/INDEX`.
 
-- node_exporter (and a Jetson's, which writes node_exporter's names, tegrastats through
-  its textfile collector): CPU % from `node_cpu_seconds_total` between two scrapes,
-  memory and swap, the root filesystem, network bytes per second, load.
+- node_exporter: CPU % from `node_cpu_seconds_total` between two scrapes, memory and
+  swap, the root filesystem, network bytes per second, load.
+- a Jetson (which DCGM does not support): its node exporter, and its GPU from tegrastats
+  written to the node exporter's textfile collector as `tegrastats_gpu_utilization_percent`,
+  `tegrastats_gpu_temperature_celsius` and `tegrastats_power_watts`.
 - dcgm-exporter: `DCGM_FI_DEV_GPU_UTIL`, `DCGM_FI_DEV_FB_USED` / `_FREE` (MiB),
   `DCGM_FI_DEV_GPU_TEMP`, `DCGM_FI_DEV_POWER_USAGE`, per `gpu` label.
 - nvidia_gpu_exporter: `nvidia_smi_*` per `uuid`, the index from `nvidia_smi_index`.
@@ -204,7 +206,12 @@ WANTED = {"node_exporter": ("node_cpu_seconds_total", "node_memory_MemTotal_byte
                             "node_filesystem_avail_bytes", "node_network_receive_bytes_total",
                             "node_network_transmit_bytes_total", "node_load1"),
           "dcgm_exporter": ("DCGM_FI_DEV_",), "nvidia_gpu_exporter": ("nvidia_smi_",)}
-WANTED["jetson"] = WANTED["node_exporter"]
+# a Jetson: the node exporter's host series, and the GPU from tegrastats written to its
+# textfile collector under these names (the README has the script)
+TEGRASTATS = {"tegrastats_gpu_utilization_percent": "gpu_utilization_percent",
+              "tegrastats_gpu_temperature_celsius": "gpu_temperature_c",
+              "tegrastats_power_watts": "gpu_power_w"}
+WANTED["jetson"] = (*WANTED["node_exporter"], "tegrastats_")
 
 
 def family_count(text: str) -> int:
@@ -228,6 +235,20 @@ def kept_lines(kind: str, text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def tegrastats(found: list[tuple[str, dict[str, str], float]], host_id: int
+               ) -> tuple[list[Reading], list[dict[str, Any]]]:
+    """A Jetson's integrated GPU (it shares the host's memory: no GPU memory of its own)."""
+    values = {name: value for name, _, value in found if name in TEGRASTATS}
+    if not values:
+        return [], []
+    readings: list[Reading] = []
+    gpus: list[dict[str, Any]] = []
+    _gpu(readings, gpus, host_id, "0", "Jetson GPU",
+         values.get("tegrastats_gpu_utilization_percent"), None, None,
+         values.get("tegrastats_gpu_temperature_celsius"), values.get("tegrastats_power_watts"))
+    return readings, gpus
+
+
 def interpret(kind: str, text: str, host_id: int, previous: dict[str, float],
               now: float | None = None) -> Scraped:
     """A target's answer as readings. A body that is not the text format fails."""
@@ -242,9 +263,12 @@ def interpret(kind: str, text: str, host_id: int, previous: dict[str, float],
         return Scraped(False, error=f"not the Prometheus text format: {exc}"[:300])
     out = Scraped(True, families=families)
     scope = f"host:{host_id}"
+    if kind == "jetson":
+        out.readings, out.gpus = tegrastats(found, host_id)
     if kind in ("node_exporter", "jetson"):
-        out.readings, out.counters, out.latest = node(found, scope, previous, now)
-        if not found:
+        readings, out.counters, out.latest = node(found, scope, previous, now)
+        out.readings += readings
+        if not any(name.startswith("node_") for name, _, _ in found):
             return Scraped(False, families=families, error="no node_exporter metrics "
                            "(node_…) in the answer: is this the node exporter?")
     elif kind == "dcgm_exporter":

@@ -361,3 +361,18 @@ def test_host_is_a_filter_on_alerts_recommendations_and_the_report(operator_clie
     assert operator_client.get("/api/reports/performance?host=99999").status_code == 404
     assert "on jetson" in operator_client.get(
         f"/monitoring/report/?host={host.pk}").content.decode()
+
+
+def test_a_jetson_gives_its_host_and_its_tegrastats_gpu():
+    text = NODE_1 + ("# TYPE tegrastats_gpu_utilization_percent gauge\n"
+                     "tegrastats_gpu_utilization_percent 61\n"
+                     "tegrastats_gpu_temperature_celsius 48.5\n"
+                     "tegrastats_power_watts 9.8\n")
+    result = scrape.interpret("jetson", text, 5, {})
+    by = {(r.metric, r.scope): r.value for r in result.readings}
+    assert by[("gpu_utilization_percent", "gpu:5/0")] == 61
+    assert by[("gpu_power_w", "gpu:5/0")] == 9.8 and by[("memory_percent", "host:5")] == 75
+    assert result.latest["gpus"][0]["name"] == "Jetson GPU"
+    # without tegrastats' lines it is a host without a GPU, as the node exporter is
+    plain = scrape.interpret("jetson", NODE_1, 5, {})
+    assert plain.ok and plain.gpus == []
