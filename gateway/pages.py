@@ -17,8 +17,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from console.actions import Invalid, Refused
 from console.audit import Actor
-from console.models import ApiToken, ModelRole, User
+from console.models import ApiToken, Backend, ModelRole, User
 from console.permissions import has_perm, require
+from console.safeinput import small_int
 from gateway import actions, budgets, stats, targets
 from gateway.actions import MAX_TARGETS
 from gateway.api import alias_rows, key_state, usage_report
@@ -203,13 +204,17 @@ def usage(request):
     window = window if window in stats.WINDOWS else "24h"
     group = request.GET.get("group", "key")
     group = group if group in stats.GROUPS else "key"
-    data = usage_report(request.user, window, group)
-    query = f"window={window}&group={group}"
+    wanted = [pk for v in request.GET.getlist("backend")[:200]
+              if (pk := small_int(v)) is not None]
+    only = list(Backend.objects.filter(pk__in=wanted).order_by("name")) if wanted else []
+    data = usage_report(request.user, window, group, [b.pk for b in only] or None)
+    keep = "".join(f"&backend={b.pk}" for b in only)  # the filter follows every link
+    query = f"window={window}&group={group}{keep}"
     context = {
         "data": data, "window": window, "group": group, "windows": WINDOW_LABELS.items(),
         "window_label": WINDOW_LABELS[window], "base_url": request.build_absolute_uri("/v1"),
         "groups": stats.GROUP_LABELS, "group_label": stats.GROUP_LABELS[group],
-        "csv_url": f"{reverse('api:usage_csv')}?{query}",
+        "csv_url": f"{reverse('api:usage_csv')}?{query}", "keep": keep, "only": only,
         "all_usage": has_perm(request.user, "usage.view_all"),
         "has_keys": ApiToken.objects.filter(user=request.user,
                                             revoked_at__isnull=True).exists(),

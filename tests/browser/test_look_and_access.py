@@ -75,13 +75,18 @@ def seed(console, engine) -> dict:
     dataset = post("/api/datasets", {"name": LONG, "description": "d" * 400, "cases": [
         {"id": "c" * 64, "messages": "q" * 500, "expected": "e" * 300,
          "checks": [{"kind": "regex", "pattern": "p" * 200}]}]})
+    host = post("/api/hosts", {"name": LONG, "address": "10.0.0." + "9",
+                               "labels": {"site": "s" * 100},
+                               "targets": [{"kind": "node_exporter",
+                                            "url": "http://10.0.0.9:9100/" + "m" * 200}]})
     experiment = post("/api/experiments", {"dataset_id": dataset["id"], "name": LONG,
                                            "targets": [{"agent_id": agent["id"]}]})
     engine.add(text("A" * 400), finish(), usage(10, 90))
     chat = post(f"/api/agents/{agent['id']}/chat", {"message": "q" * 300})
     admin.close()
     return {"backend": backend["id"], "agent": agent["id"], "dataset": dataset["id"],
-            "experiment": experiment["id"], "conversation": chat["conversation_id"]}
+            "experiment": experiment["id"], "conversation": chat["conversation_id"],
+            "host": host["id"]}
 
 
 PAGES = ["/", "/backends/", "/backends/new/", "/backends/discover/", "/models/", "/plans/",
@@ -99,7 +104,8 @@ def all_pages(seeded) -> list[str]:
             f"/agents/{a}/", f"/agents/{a}/edit/", f"/playground/?agent={a}",
             "/datasets/", f"/datasets/{seeded['dataset']}/", "/experiments/",
             f"/experiments/{seeded['experiment']}/", "/compare/",
-            f"/compare/?conversation={seeded['conversation']}"]
+            f"/compare/?conversation={seeded['conversation']}", "/fleet/",
+            f"/fleet/{seeded['host']}/"]
 
 
 def _settle(page) -> None:

@@ -621,3 +621,23 @@ def test_the_api_tokens_page_points_to_gateway_keys_and_shows_expired_ones(opera
     page = operator_client.get("/account/tokens/").content.decode()
     assert 'href="/gateway/keys/"' in page
     assert "expired" in page and ">Revoke</button>" not in page
+
+
+def test_usage_of_some_backends_only(admin_client, backends, admin_user):
+    """A fleet host's page links to the usage of its backends: `backend`, repeated."""
+    edge, cloud = backends
+    for backend, tokens in ((edge, (10, 5)), (cloud, (100, 50)), (edge, (1, 1))):
+        row(backend=backend, tokens=tokens, user=admin_user)
+    only = admin_client.get(f"/api/gateway/usage?group=backend&backend={edge.pk}").json()
+    assert [g["label"] for g in only["groups"]] == ["edge"]
+    assert only["totals"]["requests"] == 2
+    both = admin_client.get(f"/api/gateway/usage?group=backend&backend={edge.pk}"
+                            f"&backend={cloud.pk}").json()
+    assert both["totals"]["requests"] == 3
+    page = admin_client.get(f"/gateway/usage/?group=backend&backend={edge.pk}").content.decode()
+    assert "served by edge" in page and f"&amp;backend={edge.pk}" in page
+    csv_text = admin_client.get(f"/api/gateway/usage.csv?group=backend&backend={cloud.pk}"
+                                ).content.decode()
+    assert "cloud" in csv_text and "edge" not in csv_text
+    refused = admin_client.get("/api/gateway/usage?backend=edge")
+    assert refused.status_code == 422
