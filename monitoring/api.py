@@ -404,6 +404,7 @@ class HostIn(Schema):
     labels: Any = None
     enabled: Any = None
     targets: Any = None
+    backend_ids: Any = None
 
 
 def _body(request, payload: Schema) -> dict[str, Any]:
@@ -436,8 +437,10 @@ def list_hosts(request):
 @router.post("/hosts", response={201: dict, 403: dict, 422: dict}, tags=["fleet"])
 def create_host(request, payload: HostIn):
     """`{name, address, labels?: {site, rack, …}, targets: [{kind: node_exporter |
-    dcgm_exporter | nvidia_gpu_exporter | jetson | prometheus, url}]}` → the host. The
-    monitor scrapes each target once per probe interval."""
+    dcgm_exporter | nvidia_gpu_exporter | jetson | prometheus, url}], backend_ids?}` →
+    the host. Its backends are those whose URL names its address, and `backend_ids`
+    (those on it under another name). The monitor scrapes each target once per probe
+    interval."""
     need(request, "hosts.change")
     host = fleet.create_host(Actor.from_request(request), _body(request, payload))
     return Status(201, fleet.host_dict(_host(host.pk)))

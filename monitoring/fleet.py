@@ -24,7 +24,7 @@ from monitoring import scrape, store
 from monitoring.collectors import Reading
 from monitoring.models import Host, HostTarget, State
 
-FIELDS = {"name", "address", "labels", "enabled", "targets"}
+FIELDS = {"name", "address", "labels", "enabled", "targets", "backend_ids"}
 KINDS = HostTarget.Kind.values
 MOST_TARGETS = 8
 MOST_LABELS = 20
@@ -107,6 +107,18 @@ def clean(data: Any, host: Host | None = None) -> dict[str, Any]:
         out["enabled"] = data["enabled"]
     if host is None or "targets" in data:
         out["targets"] = _targets(data.get("targets"), errors)
+    if "backend_ids" in data:
+        ids = data["backend_ids"]
+        if not isinstance(ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            errors["backend_ids"] = ["a list of backend ids (those on this host whose URL "
+                                     "does not name its address)"]
+        else:
+            known = set(Backend.objects.filter(pk__in=ids).values_list("pk", flat=True))
+            missing = sorted(set(ids) - known)
+            if missing:
+                errors["backend_ids"] = [f"no backend {', '.join(map(str, missing))}"]
+            out["backend_ids"] = sorted(set(ids))
     if errors:
         raise Invalid(errors)
     return out
@@ -115,7 +127,8 @@ def clean(data: Any, host: Host | None = None) -> dict[str, Any]:
 def _snapshot(host: Host) -> dict[str, Any]:
     return {"name": host.name, "address": host.address, "labels": host.labels,
             "enabled": host.enabled,
-            "targets": [{"kind": t.kind, "url": t.url} for t in host.targets.all()]}
+            "targets": [{"kind": t.kind, "url": t.url} for t in host.targets.all()],
+            "backend_ids": sorted(host.backends.values_list("pk", flat=True))}
 
 
 def _set_targets(host: Host, targets: list[dict[str, str]]) -> None:
@@ -129,8 +142,10 @@ def _set_targets(host: Host, targets: list[dict[str, str]]) -> None:
 def create_host(actor: Actor, data: Any) -> Host:
     fields = clean(data)
     with transaction.atomic():
-        host = Host.objects.create(**{k: v for k, v in fields.items() if k != "targets"})
+        host = Host.objects.create(**{k: v for k, v in fields.items()
+                                      if k not in ("targets", "backend_ids")})
         _set_targets(host, fields["targets"])
+        host.backends.set(fields.get("backend_ids", []))
         audit.record(AuditAction.HOST_CREATED, actor, target=host, after=_snapshot(host))
     return host
 
@@ -140,11 +155,13 @@ def update_host(actor: Actor, host: Host, data: Any) -> Host:
     before = _snapshot(host)
     with transaction.atomic():
         for key, value in fields.items():
-            if key != "targets":
+            if key not in ("targets", "backend_ids"):
                 setattr(host, key, value)
         host.save()
         if "targets" in fields:
             _set_targets(host, fields["targets"])
+        if "backend_ids" in fields:
+            host.backends.set(fields["backend_ids"])
         audit.record(AuditAction.HOST_UPDATED, actor, target=host, before=before,
                      after=_snapshot(host))
     return host
@@ -159,14 +176,23 @@ def delete_host(actor: Actor, host: Host) -> None:
 
 
 def backends_of(hosts: list[Host]) -> dict[int, list[Backend]]:
-    """Each host's backends: those whose URL names the host's address."""
+    """Each host's backends: those chosen for it, and those whose URL names its address
+    (a backend chosen for one host is not matched to another by address)."""
     by_address: dict[str, list[int]] = {}
     for host in hosts:
         by_address.setdefault(host.address, []).append(host.pk)
+    chosen: dict[int, list[int]] = {}
+    for host_id, backend_id in Host.backends.through.objects.filter(
+            host_id__in=[h.pk for h in hosts]).values_list("host_id", "backend_id"):
+        chosen.setdefault(backend_id, []).append(host_id)
+    taken = set(Host.backends.through.objects.values_list("backend_id", flat=True))
     out: dict[int, list[Backend]] = {h.pk: [] for h in hosts}
     for backend in Backend.objects.order_by("name"):
-        name = (urlsplit(backend.base_url).hostname or "").lower().rstrip(".")
-        for pk in by_address.get(name, []):
+        owners = chosen.get(backend.pk)
+        if owners is None and backend.pk not in taken:
+            name = (urlsplit(backend.base_url).hostname or "").lower().rstrip(".")
+            owners = by_address.get(name, [])
+        for pk in owners or []:
             out[pk].append(backend)
     return out
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from console.actions import Invalid
 from console.audit import Actor
+from console.models import Backend
 from console.permissions import has_perm, require
 from monitoring import fleet, store
 from monitoring.choices import AlertState
@@ -34,6 +35,11 @@ def _labels(text: str) -> dict[str, str] | str:
 def _from_post(post) -> dict:
     data: dict = {"name": post.get("name", ""), "address": post.get("address", ""),
                   "labels": _labels(post.get("labels", "")), "targets": []}
+    if "backends-shown" in post:  # the edit form's checkboxes (none ticked: none chosen)
+        from console.safeinput import small_int
+
+        data["backend_ids"] = [pk for v in post.getlist("backend")
+                               if (pk := small_int(v)) is not None]
     for i in range(FORM_ROWS):
         url = post.get(f"url-{i}", "").strip()
         if url:
@@ -145,6 +151,8 @@ def host_page(request, pk: int):
         "more_open": any(r["url"] for r in rows[1:]),
         "kinds": HostTarget.Kind.choices,
         "labels_text": ", ".join(f"{k}={v}" for k, v in host.labels.items()),
+        "all_backends": Backend.objects.order_by("name"),
+        "chosen": set(host.backends.values_list("pk", flat=True)),
         "targets": list(host.targets.all())})
 
 

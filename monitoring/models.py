@@ -321,6 +321,8 @@ class Host(models.Model):
     address = models.CharField(max_length=253, help_text="its host name or IP address; "
                                "backends whose URL names it belong to it")
     labels = models.JSONField(default=dict, blank=True)  # site, rack, … (short strings)
+    # backends on it besides those whose URL names its address (a DNS name, a proxy)
+    backends = models.ManyToManyField("console.Backend", blank=True, related_name="+")
     enabled = models.BooleanField(default=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.UNKNOWN)
     status_reason = models.CharField(max_length=300, blank=True, default="")

@@ -376,3 +376,45 @@ def test_a_jetson_gives_its_host_and_its_tegrastats_gpu():
     # without tegrastats' lines it is a host without a GPU, as the node exporter is
     plain = scrape.interpret("jetson", NODE_1, 5, {})
     assert plain.ok and plain.gpus == []
+
+
+def test_a_backend_can_be_chosen_for_a_host(operator_client, actor):
+    named = Backend.objects.create(name="by-name", kind="vllm",
+                                   base_url="http://gpu-box.lan:8000/v1")
+    matched = Backend.objects.create(name="by-address", kind="vllm",
+                                     base_url="http://10.0.0.7:8000/v1")
+    made = post(operator_client, "/api/hosts", {
+        "name": "gpu-box", "address": "10.0.0.7", "backend_ids": [named.pk],
+        "targets": [{"kind": "node_exporter", "url": "http://10.0.0.7:9100/metrics"}]})
+    assert made.status_code == 201, made.content
+    assert [b["name"] for b in made.json()["backends"]] == ["by-address", "by-name"]
+    # chosen for one host, it is not matched to another by its address
+    other = fleet.create_host(actor, {"name": "lan", "address": "gpu-box.lan", "targets": [
+        {"kind": "node_exporter", "url": "http://10.0.0.8:9100/metrics"}]})
+    assert fleet.host_dict(other)["backends"] == []
+    assert fleet.host_scopes()[named.pk] == f"host:{made.json()['id']}"
+    assert fleet.host_scopes()[matched.pk] == f"host:{made.json()['id']}"
+    for bad in ("1", [99999], [True], None):
+        refused = post(operator_client, f"/api/hosts/{made.json()['id']}",
+                       {"backend_ids": bad}, "patch")
+        assert refused.status_code == 422 and "backend_ids" in refused.json()["errors"], bad
+
+
+def test_choosing_backends_on_the_host_page(operator_client, actor):
+    named = Backend.objects.create(name="by-name", kind="vllm",
+                                   base_url="http://gpu-box.lan:8000/v1")
+    host = fleet.create_host(actor, {"name": "gpu-box", "address": "10.0.0.7", "targets": [
+        {"kind": "node_exporter", "url": "http://10.0.0.7:9100/metrics"}]})
+    page = operator_client.get(f"/fleet/{host.pk}/").content.decode()
+    assert 'name="backend"' in page and "by-name" in page
+    saved = operator_client.post(f"/fleet/{host.pk}/", {
+        "action": "save", "name": "gpu-box", "address": "10.0.0.7", "labels": "",
+        "kind-0": "node_exporter", "url-0": "http://10.0.0.7:9100/metrics",
+        "backends-shown": "1", "backend": [str(named.pk)]}, follow=True)
+    assert b"Saved gpu-box." in saved.content
+    assert list(host.backends.values_list("pk", flat=True)) == [named.pk]
+    operator_client.post(f"/fleet/{host.pk}/", {
+        "action": "save", "name": "gpu-box", "address": "10.0.0.7", "labels": "",
+        "kind-0": "node_exporter", "url-0": "http://10.0.0.7:9100/metrics",
+        "backends-shown": "1"})
+    assert not host.backends.exists()
