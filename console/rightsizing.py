@@ -16,22 +16,27 @@ from console import sizing
 DEFAULT_THRESHOLD = 85.0
 
 
-def _readings() -> dict[str, Any]:
+def _readings(backend_id: int | None) -> dict[str, Any]:
+    """What is free on the host the backend runs on: this machine, or its fleet host."""
     try:
-        from monitoring import queries
+        from monitoring import fleet, queries
         from monitoring.models import AlertRule
     except ImportError:  # the console runs without the monitoring app too
         return {}
+    host = fleet.host_scopes().get(backend_id, "host") if backend_id else "host"
     rule = AlertRule.objects.filter(metric="memory_percent", scope="host",
                                     enabled=True).order_by("threshold").first()
-    return {**queries.memory(), "threshold": rule.threshold if rule else DEFAULT_THRESHOLD}
+    return {**queries.memory(host=host),
+            "threshold": rule.threshold if rule else DEFAULT_THRESHOLD}
 
 
-def warnings(model: str, need_bytes: float | None, parameter_size: str = "") -> list[str]:
-    """Plain-language warnings (empty: it fits, or nothing is known to say otherwise)."""
+def warnings(model: str, need_bytes: float | None, parameter_size: str = "",
+             backend_id: int | None = None) -> list[str]:
+    """Plain-language warnings (empty: it fits, or nothing is known to say otherwise),
+    against the memory of the host `backend_id` runs on."""
     if not need_bytes:
         return []
-    now = _readings()
+    now = _readings(backend_id)
     total, used = now.get("total"), now.get("used")
     if not total or used is None:
         return []

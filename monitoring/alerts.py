@@ -92,7 +92,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"name": "Queue backlog", "metric": "engine_requests_waiting", "scope": "backends",
      "comparator": ">", "threshold": 50, "window_s": 120, "severity": Severity.WARNING},
     {"name": "Host down", "metric": "host_up", "scope": "hosts", "comparator": "<",
-     "threshold": 1, "window_s": 0, "for_samples": 1, "severity": Severity.CRITICAL},
+     "threshold": 1, "window_s": 0, "for_samples": 2, "severity": Severity.CRITICAL},
 ]
 
 

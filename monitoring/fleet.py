@@ -29,10 +29,11 @@ KINDS = HostTarget.Kind.values
 MOST_TARGETS = 8
 MOST_LABELS = 20
 LABEL_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-ADDRESS = re.compile(r"[A-Za-z0-9.:\-\[\]_]{1,253}")
+DNS_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)"
+                      r"(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MOST_URL = 500  # HostTarget.url
 METRICS_KINDS = ("llamacpp", "vllm")  # backends with a /metrics of their own
-DEFAULT_PORTS = {"node_exporter": 9100, "dcgm_exporter": 9400, "nvidia_gpu_exporter": 9835,
-                 "jetson": 9100, "prometheus": 9090}
 
 
 def _targets(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -41,6 +42,7 @@ def _targets(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
                              f"{', '.join(KINDS)}"]
         return []
     out = []
+    seen: dict[str, int] = {}
     for i, target in enumerate(value):
         where = f"targets[{i}]"
         if not isinstance(target, dict):
@@ -53,18 +55,31 @@ def _targets(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
             errors[f"{where}.kind"] = [f"one of {', '.join(KINDS)}"]
         url = target.get("url")
         try:
-            if not isinstance(url, str):
+            if not isinstance(url, str) or CONTROL.search(url):
                 raise UnsafeURL("the exporter's URL, e.g. http://10.0.0.5:9100/metrics")
+            if len(url) > MOST_URL:
+                raise UnsafeURL(f"at most {MOST_URL} characters")
             url = check_backend_url(url)
         except UnsafeURL as exc:
             errors[f"{where}.url"] = [str(exc)]
             continue
+        if not urlsplit(url).path.strip("/"):
+            url += "/metrics"  # where exporters answer (and what http_sd tells Prometheus)
+        if url in seen:
+            errors[f"{where}.url"] = ["listed twice"]
+        seen[url] = i
         out.append({"kind": str(kind), "url": url})
-    seen = [t["url"] for t in out]
-    for i, url in enumerate(seen):
-        if seen.index(url) != i:
-            errors[f"targets[{i}].url"] = ["listed twice"]
     return out
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def clean(data: Any, host: Host | None = None) -> dict[str, Any]:
@@ -76,21 +91,23 @@ def clean(data: Any, host: Host | None = None) -> dict[str, Any]:
     if host is None or "name" in data:
         name = data.get("name")
         name = name.strip() if isinstance(name, str) else ""
-        if not name or len(name) > 100:
-            errors["name"] = ["a name of 1–100 characters"]
+        if not name or len(name) > 100 or CONTROL.search(name):
+            errors["name"] = ["a name of 1–100 characters (no control characters)"]
         elif Host.objects.filter(name=name).exclude(pk=host.pk if host and host.pk else 0
                                                     ).exists():
             errors["name"] = [f"a host named {name} exists already"]
         out["name"] = name
     if host is None or "address" in data:
         address = data.get("address")
-        address = address.strip().lower().rstrip(".") if isinstance(address, str) else ""
-        if not ADDRESS.fullmatch(address or "-") or not address or "//" in address:
+        address = address.strip().lower().rstrip(".").removeprefix("[").removesuffix("]") \
+            if isinstance(address, str) else ""
+        if not (_is_ip(address) or DNS_NAME.fullmatch(address)):
             errors["address"] = ["its host name or IP address (no scheme or port), e.g. "
                                  "10.0.0.5 or jetson-03.local"]
         out["address"] = address
     if "labels" in data or host is None:
-        labels = data.get("labels") or {}
+        labels = data.get("labels", {})
+        labels = {} if labels is None else labels
         if not isinstance(labels, dict) or len(labels) > MOST_LABELS:
             errors["labels"] = [f"an object of at most {MOST_LABELS} short names and values, "
                                 f"e.g. {{\"site\": \"manila\", \"rack\": \"a3\"}}"]
@@ -98,8 +115,10 @@ def clean(data: Any, host: Host | None = None) -> dict[str, Any]:
             for key, value in labels.items():
                 if not LABEL_KEY.fullmatch(str(key)):
                     errors[f"labels.{key}"] = ["a name of letters, digits and _"]
-                elif not isinstance(value, str) or len(value) > 100:
-                    errors[f"labels.{key}"] = ["text of at most 100 characters"]
+                elif not isinstance(value, str) or len(value) > 100 or "," in value \
+                        or "=" in value or CONTROL.search(value):
+                    errors[f"labels.{key}"] = ["text of at most 100 characters, without "
+                                               "commas, = or control characters"]
             out["labels"] = {str(k): v for k, v in labels.items()}
     if "enabled" in data:
         if not isinstance(data["enabled"], bool):
@@ -131,10 +150,21 @@ def _snapshot(host: Host) -> dict[str, Any]:
             "backend_ids": sorted(host.backends.values_list("pk", flat=True))}
 
 
+def _forget(target_ids: list[int]) -> None:
+    """A removed target's lease and counters go with it."""
+    from monitoring.models import Lease
+
+    names = [f"scrape:{pk}" for pk in target_ids]
+    Lease.objects.filter(name__in=names).delete()
+    State.objects.filter(key__in=names).delete()
+
+
 def _set_targets(host: Host, targets: list[dict[str, str]]) -> None:
     kept = {(t.kind, t.url): t for t in host.targets.all()}
     wanted = {(t["kind"], t["url"]) for t in targets}
-    host.targets.exclude(pk__in=[t.pk for key, t in kept.items() if key in wanted]).delete()
+    gone = host.targets.exclude(pk__in=[t.pk for key, t in kept.items() if key in wanted])
+    _forget(list(gone.values_list("pk", flat=True)))
+    gone.delete()
     HostTarget.objects.bulk_create([HostTarget(host=host, kind=t["kind"], url=t["url"])
                                     for t in targets if (t["kind"], t["url"]) not in kept])
 
@@ -162,6 +192,7 @@ def update_host(actor: Actor, host: Host, data: Any) -> Host:
             _set_targets(host, fields["targets"])
         if "backend_ids" in fields:
             host.backends.set(fields["backend_ids"])
+        host = Host.objects.get(pk=host.pk)  # not the targets a caller prefetched
         audit.record(AuditAction.HOST_UPDATED, actor, target=host, before=before,
                      after=_snapshot(host))
     return host
@@ -170,6 +201,7 @@ def update_host(actor: Actor, host: Host, data: Any) -> Host:
 def delete_host(actor: Actor, host: Host) -> None:
     with transaction.atomic():
         pk, before = host.pk, _snapshot(host)
+        _forget(list(host.targets.values_list("pk", flat=True)))
         host.delete()
         audit.record(AuditAction.HOST_DELETED, actor, target_type="monitoring.host",
                      target_id=pk, before=before)
@@ -200,7 +232,7 @@ def backends_of(hosts: list[Host]) -> dict[int, list[Backend]]:
 def host_scopes() -> dict[int, str]:
     """Each backend's host scope: `host:ID` for one on a fleet host, else `host` (this
     machine). Right-sizing and the advisor read the memory of the host a backend is on."""
-    hosts = list(Host.objects.filter(enabled=True))
+    hosts = list(Host.objects.all())  # a disabled host's backends are still on it
     return {b.pk: f"host:{h.pk}" for h, bs in zip(hosts, backends_of(hosts).values(),
                                                      strict=True) for b in bs}
 
@@ -243,16 +275,24 @@ def _previous(targets: list[HostTarget]) -> dict[int, dict[str, float]]:
 # 200 answers arriving together held it for ~100 ms (bench: docs/benchmarks.md)
 AT_ONCE = 8
 SLOW_S = 0.25
+IN_FLIGHT = 32  # connections open at once, slow ones included
+CONNECT_S = 2.0  # a box that does not answer a connection in this time is down
 
 
 async def _scrape_all(targets: list[HostTarget], previous: dict[int, dict[str, float]]
                       ) -> list[scrape.Scraped]:
-    slots = asyncio.Semaphore(AT_ONCE)
+    slots, flying = asyncio.Semaphore(AT_ONCE), asyncio.Semaphore(IN_FLIGHT)
+
+    async def fetch(target: HostTarget) -> scrape.Scraped:
+        # at most IN_FLIGHT connections (the pool's size): a scrape's timeout never
+        # counts time spent waiting for one behind boxes that do not answer
+        async with flying:
+            return await scrape.scrape(client, target.kind, target.url, target.host_id,
+                                       previous.get(target.pk, {}))
 
     async def one(target: HostTarget) -> scrape.Scraped:
         await slots.acquire()
-        task = asyncio.ensure_future(scrape.scrape(client, target.kind, target.url,
-                                                   target.host_id, previous.get(target.pk, {})))
+        task = asyncio.ensure_future(fetch(target))
         held = True
         try:
             # a target still waiting after SLOW_S (a box that does not answer) gives its
@@ -268,8 +308,13 @@ async def _scrape_all(targets: list[HostTarget], previous: dict[int, dict[str, f
         await asyncio.sleep(0)  # the loop's other work between two answers
         return result
 
-    async with egress.client(max_connections=64) as client:
-        return await asyncio.gather(*(one(t) for t in targets))
+    import httpx
+
+    async with egress.client(max_connections=IN_FLIGHT, timeout=httpx.Timeout(
+            scrape.TIMEOUT_S, connect=CONNECT_S)) as client:
+        found = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+    return [r if isinstance(r, scrape.Scraped) else scrape.Scraped(
+                False, error=f"the scrape failed: {type(r).__name__}"[:300]) for r in found]
 
 
 def status_of(oks: list[bool], errors: list[str]) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from monitoring import fleet, store
 from monitoring.choices import AlertState
 from monitoring.models import Alert, Host, HostTarget
 
-FORM_ROWS = 4
+FORM_ROWS = fleet.MOST_TARGETS  # the first shown, the others folded
 
 
 def _labels(text: str) -> dict[str, str] | str:
@@ -35,6 +35,8 @@ def _labels(text: str) -> dict[str, str] | str:
 def _from_post(post) -> dict:
     data: dict = {"name": post.get("name", ""), "address": post.get("address", ""),
                   "labels": _labels(post.get("labels", "")), "targets": []}
+    if "enabled-shown" in post:
+        data["enabled"] = "enabled" in post
     if "backends-shown" in post:  # the edit form's checkboxes (none ticked: none chosen)
         from console.safeinput import small_int
 

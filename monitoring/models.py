@@ -347,7 +347,7 @@ class HostTarget(models.Model):
         NODE_EXPORTER = "node_exporter", "node exporter (CPU, memory, disk, network)"
         DCGM_EXPORTER = "dcgm_exporter", "NVIDIA DCGM exporter (GPUs)"
         NVIDIA_GPU_EXPORTER = "nvidia_gpu_exporter", "nvidia_gpu_exporter (GeForce GPUs)"
-        JETSON = "jetson", "Jetson (jetson-stats exporter)"
+        JETSON = "jetson", "Jetson (node exporter and tegrastats)"
         PROMETHEUS = "prometheus", "any Prometheus endpoint"
 
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="targets")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ TIMEOUT_S = 5.0
 IDLE_MODES = {"idle", "iowait"}
 SKIPPED_FS = {"tmpfs", "devtmpfs", "overlay", "squashfs", "ramfs", "nsfs", "proc", "sysfs"}
 MIB = 1024 * 1024
+VIRTUAL_NICS = ("lo", "veth", "docker", "br-", "virbr", "cni", "flannel", "cali", "tun")
+LONGEST_GAP_S = 900  # a rate over a longer gap (after an outage) is not "now"
 
 
 @dataclass
@@ -80,8 +83,8 @@ def node(found: list[tuple[str, dict[str, str], float]], scope: str,
             if labels.get("mode") in IDLE_MODES:
                 cpu_idle += value
         elif name in ("node_network_receive_bytes_total", "node_network_transmit_bytes_total"):
-            if labels.get("device") == "lo":
-                continue
+            if labels.get("device", "").startswith(VIRTUAL_NICS):
+                continue  # traffic inside the box, and devices that come and go
             if name.startswith("node_network_receive"):
                 rx += value
             else:
@@ -123,7 +126,7 @@ def node(found: list[tuple[str, dict[str, str], float]], scope: str,
     if cpus:
         latest["cpus"] = len(cpus)
     seconds = now - previous.get("t", now)
-    if previous and seconds > 0:
+    if previous and 0 < seconds <= LONGEST_GAP_S:
         busy_delta = cpu_total - previous.get("cpu_total", 0.0)
         idle_delta = cpu_idle - previous.get("cpu_idle", 0.0)
         if busy_delta > 0 and idle_delta >= 0:  # counters only grow; a reboot starts over
@@ -138,9 +141,23 @@ def node(found: list[tuple[str, dict[str, str], float]], scope: str,
     return readings, counters, latest
 
 
+MOST_GPUS = 64  # per target: more is not an exporter of one machine
+GPU_INDEX = re.compile(r"\d{1,4}")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _gpu(readings: list[Reading], gpus: list[dict[str, Any]], host_id: int, index: str,
          name: str, util: float | None, used: float | None, total: float | None,
          temperature: float | None, power: float | None) -> None:
+    """One GPU's readings and summary; an index that is not a small number, or one GPU
+    too many, is left out (its scope must fit, and an answer is one machine's)."""
+    if not GPU_INDEX.fullmatch(index) or len(gpus) >= MOST_GPUS:
+        return
+    util, used, total = _finite(util), _finite(used), _finite(total)
+    temperature, power = _finite(temperature), _finite(power)
     scope = f"gpu:{host_id}/{index}"
     for metric, value in (("gpu_utilization_percent", util), ("gpu_memory_used_bytes", used),
                           ("gpu_memory_total_bytes", total), ("gpu_temperature_c", temperature),
@@ -149,7 +166,8 @@ def _gpu(readings: list[Reading], gpus: list[dict[str, Any]], host_id: int, inde
             readings.append(Reading(metric, scope, value))
     if used is not None and total:
         readings.append(Reading("gpu_memory_percent", scope, 100.0 * used / total))
-    gpus.append({"index": index, "name": name, "scope": scope, "utilization_percent": util,
+    gpus.append({"index": index, "name": name[:100], "scope": scope,
+                 "utilization_percent": util,
                  "memory_used_bytes": used, "memory_total_bytes": total,
                  "temperature_c": temperature, "power_w": power})
 
@@ -187,8 +205,9 @@ def nvidia_smi(found: list[tuple[str, dict[str, str], float]], host_id: int
     gpus: list[dict[str, Any]] = []
     ordered = sorted(by_uuid.items(), key=lambda item: item[1].get("nvidia_smi_index", 1e9))
     for position, (_, gpu) in enumerate(ordered):
-        index = str(int(gpu["nvidia_smi_index"])) if "nvidia_smi_index" in gpu \
-            else str(position)
+        number = gpu.get("nvidia_smi_index")
+        index = str(int(number)) if number is not None and math.isfinite(number) \
+            and 0 <= number < 10_000 else str(position)
         ratio = gpu.get("nvidia_smi_utilization_gpu_ratio")
         _gpu(readings, gpus, host_id, index, gpu.get("name", ""),
              ratio * 100 if ratio is not None else None, gpu.get("nvidia_smi_memory_used_bytes"),
@@ -296,7 +315,8 @@ async def fetch(client: Any, url: str) -> tuple[str | None, str, float]:
             async with client.stream("GET", url, headers={
                     "Accept": "text/plain;version=0.0.4"}) as response:
                 if response.status_code != 200:
-                    return None, f"HTTP {response.status_code} from {url}", _ms(started)
+                    return None, f"HTTP {response.status_code} from {url}"[:300], \
+                        _ms(started)
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
@@ -325,9 +345,13 @@ async def scrape(client: Any, kind: str, url: str, host_id: int,
     body, error, ms = await fetch(client, url)
     if body is None:
         return Scraped(False, error=error, duration_ms=ms)
-    if len(body) > 64 * 1024:  # the parser is pure Python: a large body off the loop
-        result = await asyncio.to_thread(interpret, kind, body, host_id, previous)
-    else:
-        result = interpret(kind, body, host_id, previous)
+    try:
+        if len(body) > 64 * 1024:  # the parser is pure Python: a large body off the loop
+            result = await asyncio.to_thread(interpret, kind, body, host_id, previous)
+        else:
+            result = interpret(kind, body, host_id, previous)
+    except Exception as exc:  # noqa: BLE001 - one odd answer is that target's failure
+        result = Scraped(False, error=f"could not read the answer: {type(exc).__name__}: "
+                                      f"{exc}"[:300])
     result.duration_ms = ms
     return result

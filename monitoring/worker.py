@@ -168,10 +168,12 @@ class Monitor:
 
     def scrape_hosts(self, run: Any = asyncio.run) -> int:
         """The fleet's exporters: each target once per interval, whichever monitor holds
-        its lease (the others skip it)."""
+        its lease (the others skip it). The round's own lease keeps rounds apart; a
+        target's lasts half an interval, so the next round (which may start a few
+        seconds early, when its probes are quicker) always finds it free."""
         targets = [t for t in HostTarget.objects.filter(host__enabled=True)
                    .select_related("host").order_by("pk")
-                   if self.claim(f"scrape:{t.pk}", self.probe_interval * 0.9)]
+                   if self.claim(f"scrape:{t.pk}", self.probe_interval * 0.5)]
         return fleet.scrape_targets(targets, run)
 
     def collect_host(self) -> int:

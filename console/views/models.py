@@ -23,14 +23,14 @@ from console.models import Backend, Job, ModelRole
 from console.permissions import get_object_for_user, require
 
 
-def _pull_warnings(model: str) -> list[str]:
+def _pull_warnings(model: str, backend_id: int | None = None) -> list[str]:
     """Right-sizing before a pull: the curated size (the only one known before the manifest
     arrives) against free memory."""
     entry = next((c for c in CURATED if c["name"] == model), None)
     if entry is None:
         return []
     return rightsizing.warnings(model, float(entry["size_gb"]) * 1e9 * sizing.OVERHEAD,
-                                entry["params"])
+                                entry["params"], backend_id)
 
 
 def _load_warnings(backend: Backend, model: str) -> list[str]:
@@ -40,7 +40,7 @@ def _load_warnings(backend: Backend, model: str) -> list[str]:
     if not info or not info.get("size_bytes"):
         return []
     return rightsizing.warnings(model, info["size_bytes"] * sizing.OVERHEAD,
-                                info.get("parameter_size", ""))
+                                info.get("parameter_size", ""), backend.pk)
 
 
 @require("backends.view")
@@ -103,7 +103,7 @@ def model_pull(request, pk: int):
     except Refused as exc:
         messages.error(request, str(exc))
     else:
-        for warning in _pull_warnings(job.model):
+        for warning in _pull_warnings(job.model, backend.pk):
             messages.warning(request, warning)
         messages.success(request, f"Pulling {job.model}. You can leave this page: progress "
                                   f"shows at the top of every page.")

@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
             name='HostTarget',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('node_exporter', 'node exporter (CPU, memory, disk, network)'), ('dcgm_exporter', 'NVIDIA DCGM exporter (GPUs)'), ('nvidia_gpu_exporter', 'nvidia_gpu_exporter (GeForce GPUs)'), ('jetson', 'Jetson (jetson-stats exporter)'), ('prometheus', 'any Prometheus endpoint')], max_length=24)),
+                ('kind', models.CharField(choices=[('node_exporter', 'node exporter (CPU, memory, disk, network)'), ('dcgm_exporter', 'NVIDIA DCGM exporter (GPUs)'), ('nvidia_gpu_exporter', 'nvidia_gpu_exporter (GeForce GPUs)'), ('jetson', 'Jetson (node exporter and tegrastats)'), ('prometheus', 'any Prometheus endpoint')], max_length=24)),
                 ('url', models.CharField(max_length=500)),
                 ('last_scrape_at', models.DateTimeField(blank=True, null=True)),
                 ('ok', models.BooleanField(null=True)),

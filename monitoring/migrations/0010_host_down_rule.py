@@ -3,7 +3,7 @@
 from django.db import migrations
 
 RULE = {"name": "Host down", "metric": "host_up", "scope": "hosts", "comparator": "<",
-        "threshold": 1, "window_s": 0, "for_samples": 1, "severity": "critical"}
+        "threshold": 1, "window_s": 0, "for_samples": 2, "severity": "critical"}
 
 
 def seed(apps, schema_editor):

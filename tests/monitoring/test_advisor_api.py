@@ -254,3 +254,19 @@ def test_a_fleet_hosts_backend_is_sized_against_that_hosts_memory(backend, actor
     advisor.run()
     assert [r.scope for r in Recommendation.objects.filter(rule="unload_idle")] == [
         f"backend:{backend.pk}"]
+
+
+def test_right_sizing_before_a_pull_reads_the_backends_host(backend, actor):
+    from console import rightsizing
+    from monitoring import fleet
+
+    gb = 1e9
+    host = fleet.create_host(actor, {"name": "jetson", "address": "10.0.0.1", "targets": [
+        {"kind": "node_exporter", "url": "http://10.0.0.1:9100/metrics"}]})
+    add("memory_total_bytes", "host", [64 * gb])
+    add("memory_used_bytes", "host", [8 * gb])
+    add("memory_total_bytes", host.scope, [8 * gb])
+    add("memory_used_bytes", host.scope, [6 * gb])
+    on_jetson = rightsizing.warnings("qwen2.5:7b", 4.7 * gb, "7.6B", backend.pk)
+    assert on_jetson and "only 2.0 GB is free" in on_jetson[0]
+    assert rightsizing.warnings("qwen2.5:7b", 4.7 * gb, "7.6B") == []  # this machine

@@ -181,6 +181,20 @@ def test_register_scrape_and_read_back(operator_client, viewer_client, exporters
     ({"name": "b", "address": "10.0.0.5", "enabled": "yes", "targets": []}, "enabled"),
     ({"name": "b", "address": "10.0.0.5", "colour": "red", "targets": []}, "colour"),
     ({"name": "b" * 101, "address": "10.0.0.5", "targets": []}, "name"),
+    ({"name": "b\u0000", "address": "10.0.0.5", "targets": []}, "name"),
+    ({"name": "b", "address": "10.0.0.5:9100", "targets": []}, "address"),
+    ({"name": "b", "address": "]]]", "targets": []}, "address"),
+    ({"name": "b", "address": "a..b", "targets": []}, "address"),
+    ({"name": "b", "address": "10.0.0.5", "labels": {"site": "a,b"}, "targets": []},
+     "labels.site"),
+    ({"name": "b", "address": "10.0.0.5", "labels": "", "targets": []}, "labels"),
+    ({"name": "b", "address": "10.0.0.5", "targets": [{"kind": "node_exporter",
+                                                       "url": "http://10.0.0.5/" + "m" * 500}]},
+     "targets[0].url"),
+    ({"name": "b", "address": "10.0.0.5", "targets": [
+        {"kind": "snmp", "url": "http://10.0.0.5/a"},
+        {"kind": "node_exporter", "url": "http://10.0.0.5:9100/metrics"},
+        {"kind": "node_exporter", "url": "http://10.0.0.5:9100/metrics"}]}, "targets[2].url"),
 ])
 def test_bad_input_names_the_field_and_adds_nothing(operator_client, body, field):
     response = post(operator_client, "/api/hosts", body)
@@ -315,6 +329,10 @@ def test_the_real_node_exporter_up_down_and_back(tmp_path, actor, operator_clien
         host.refresh_from_db()
         assert host.status == "down" and "connection refused" in host.status_reason
         alerts.evaluate()
+        assert not Alert.objects.filter(rule=rule, scope=scope, state="firing").exists()
+        next_interval()
+        monitor.scrape_hosts()  # down twice running: the rule's two samples
+        alerts.evaluate()
         assert Alert.objects.get(rule=rule, scope=scope).state == "firing"
         # and back on the same port: resolved
         exporter.start()
@@ -418,3 +436,53 @@ def test_choosing_backends_on_the_host_page(operator_client, actor):
         "kind-0": "node_exporter", "url-0": "http://10.0.0.7:9100/metrics",
         "backends-shown": "1"})
     assert not host.backends.exists()
+
+
+@pytest.mark.parametrize("kind,text", [
+    ("dcgm_exporter", 'DCGM_FI_DEV_GPU_UTIL{gpu="0"} NaN\nDCGM_FI_DEV_FB_USED{gpu="0"} +Inf\n'),
+    ("dcgm_exporter", 'DCGM_FI_DEV_GPU_UTIL{gpu="' + "9" * 80 + '"} 5\n'),
+    ("nvidia_gpu_exporter", 'nvidia_smi_index{uuid="u"} +Inf\n'
+                            'nvidia_smi_utilization_gpu_ratio{uuid="u"} NaN\n'),
+    ("nvidia_gpu_exporter", 'nvidia_smi_index{uuid="u"} NaN\n'),
+    ("jetson", "node_load1 1\ntegrastats_gpu_utilization_percent NaN\n"),
+    ("dcgm_exporter", "".join(f'DCGM_FI_DEV_GPU_UTIL{{gpu="{i}"}} 5\n' for i in range(500))),
+])
+def test_odd_answers_never_stop_the_fleet(exporters, actor, kind, text):
+    """Values that are not numbers, indexes that are not small numbers, too many GPUs:
+    the target gets what can be read, never a failed round for every host."""
+    exporters.pages["/odd"] = text
+    exporters.pages["/good"] = NODE_1
+    odd = fleet.create_host(actor, {"name": "odd", "address": "10.0.0.1", "targets": [
+        {"kind": kind, "url": exporters.url("/odd")}]})
+    good = fleet.create_host(actor, {"name": "good", "address": "10.0.0.2", "targets": [
+        {"kind": "node_exporter", "url": exporters.url("/good")}]})
+    Monitor(worker="m1").scrape_hosts()
+    good.refresh_from_db()
+    assert good.status == "up"
+    target = HostTarget.objects.get(host=odd)
+    assert target.last_scrape_at is not None
+    assert all(len(s) <= 64 for s in Sample.objects.values_list("scope", flat=True))
+    assert len({s for s in Sample.objects.filter(scope__startswith=f"gpu:{odd.pk}/")
+                .values_list("scope", flat=True)}) <= scrape.MOST_GPUS
+    json.dumps(target.latest, allow_nan=False)  # stored as JSON: no NaN
+
+
+def test_a_changed_exporter_is_in_the_audit_and_its_lease_goes(operator_client, exporters,
+                                                               actor):
+    from monitoring.models import Lease, State
+
+    host = fleet.create_host(actor, {"name": "h", "address": "10.0.0.1", "targets": [
+        {"kind": "node_exporter", "url": exporters.url("/a")}]})
+    exporters.pages["/a"] = NODE_1
+    Monitor(worker="m1").scrape_hosts()
+    old = HostTarget.objects.get(host=host).pk
+    assert Lease.objects.filter(name=f"scrape:{old}").exists()
+    changed = post(operator_client, f"/api/hosts/{host.pk}", {"targets": [
+        {"kind": "node_exporter", "url": "http://10.0.0.1:9100"}]}, "patch")
+    assert changed.json()["targets"][0]["url"] == "http://10.0.0.1:9100/metrics"
+    event = AuditEvent.objects.get(action="host.updated")
+    assert event.after["targets"] == [{"kind": "node_exporter",
+                                       "url": "http://10.0.0.1:9100/metrics"}]
+    assert event.before["targets"][0]["url"] == exporters.url("/a")
+    assert not Lease.objects.filter(name=f"scrape:{old}").exists()
+    assert not State.objects.filter(key=f"scrape:{old}").exists()

@@ -70,14 +70,18 @@ def test_a_real_prometheus_discovers_the_fleet_and_scrapes_tanglaw(tmp_path):
                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert direct.status_code == 200, (direct.status_code, direct.text, token[:6])
         # the prometheus.yml the README documents, with this console's address and token
+        sd = [{"url": f"{console.url}/api/prometheus/targets", "refresh_interval": "1s",
+               "authorization": {"type": "Bearer", "credentials": token}}]
         prometheus = PrometheusServer(tmp_path, {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [{
-                "job_name": "tanglaw",
-                "http_sd_configs": [{"url": f"{console.url}/api/prometheus/targets",
-                                     "refresh_interval": "1s",
-                                     "authorization": {"type": "Bearer", "credentials": token}}],
-                "authorization": {"type": "Bearer", "credentials": token}}]}).start()
+            "scrape_configs": [
+                # the exporters and engines get no token; Tanglaw's own job carries it
+                {"job_name": "tanglaw-fleet", "http_sd_configs": sd, "relabel_configs": [
+                    {"source_labels": ["kind"], "regex": "tanglaw", "action": "drop"}]},
+                {"job_name": "tanglaw", "http_sd_configs": sd,
+                 "authorization": {"type": "Bearer", "credentials": token},
+                 "relabel_configs": [{"source_labels": ["kind"], "regex": "tanglaw",
+                                      "action": "keep"}]}]}).start()
 
         def healthy(targets):
             kinds = {t["labels"].get("kind"): t["health"] for t in targets}
@@ -86,9 +90,12 @@ def test_a_real_prometheus_discovers_the_fleet_and_scrapes_tanglaw(tmp_path):
         targets = prometheus.wait_for(healthy)
         node = next(t for t in targets if t["labels"].get("kind") == "node_exporter")
         assert node["labels"]["host"] == "debian-box" and node["labels"]["site"] == "lab"
+        assert node["scrapePool"] == "tanglaw-fleet"  # the job without the token
         assert node["scrapeUrl"] == exporter.url
         own = next(t for t in targets if t["labels"].get("kind") == "tanglaw")
-        assert own["scrapeUrl"] == f"{console.url}/metrics"
+        assert own["scrapeUrl"] == f"{console.url}/metrics" and own["scrapePool"] == "tanglaw"
+        assert {t["scrapePool"] for t in targets if t["labels"].get("kind") == "tanglaw"} \
+            == {"tanglaw"}
         # and what it scraped from Tanglaw is there to query
 
         def queried(expr):
