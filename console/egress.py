@@ -268,12 +268,14 @@ class AsyncioBackend:
 BACKENDS = Policy(("0.0.0.0/0", "::/0"))
 
 
-def client(*, timeout: Any = None, max_connections: int = 20) -> Any:
-    """An httpx.AsyncClient for talking to backends, through the connect-time check."""
+def client(*, timeout: Any = None, max_connections: int = 20,
+           policy: Policy = BACKENDS) -> Any:
+    """An httpx.AsyncClient for talking to backends (or under another `policy`: the
+    fleet's networks), through the connect-time check."""
     import httpx
 
     kwargs: dict[str, Any] = {"transport": async_transport(
-        BACKENDS, max_connections=max_connections), "trust_env": False}
+        policy, max_connections=max_connections), "trust_env": False}
     if timeout is not None:
         kwargs["timeout"] = timeout
     return httpx.AsyncClient(**kwargs)

@@ -303,6 +303,11 @@ TANGLAW_MONITOR_NICE = env_int("TANGLAW_MONITOR_NICE", 10, minimum=0, maximum=19
 TANGLAW_RAW_RETENTION_H = env_int("TANGLAW_RAW_RETENTION_H", 48, minimum=1)
 TANGLAW_MINUTE_RETENTION_D = env_int("TANGLAW_MINUTE_RETENTION_D", 30, minimum=1)
 TANGLAW_HOUR_RETENTION_D = env_int("TANGLAW_HOUR_RETENTION_D", 730, minimum=1)
+# the networks fleet hosts' exporters may be on (scrapes, Test, discovery): loopback,
+# the private ranges and CGNAT (Tailscale) unless the operator lists others
+TANGLAW_FLEET_NETWORKS = env_list("TANGLAW_FLEET_NETWORKS", [
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "100.64.0.0/10", "fc00::/7"])
 # a comparison's columns no one continued in the playground (their runs and traces stay)
 TANGLAW_COMPARE_RETENTION_H = env_int("TANGLAW_COMPARE_RETENTION_H", 72, minimum=1)
 TANGLAW_ALERT_EMAIL_FROM = env_str("TANGLAW_ALERT_EMAIL_FROM", "tanglaw@localhost")

@@ -6,11 +6,13 @@ the pages. Backends belong to the host their URL names (matched by address)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -60,6 +62,7 @@ def _targets(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
             if len(url) > MOST_URL:
                 raise UnsafeURL(f"at most {MOST_URL} characters")
             url = check_backend_url(url)
+            _allowed(url)
         except UnsafeURL as exc:
             errors[f"{where}.url"] = [str(exc)]
             continue
@@ -70,6 +73,29 @@ def _targets(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
         seen[url] = i
         out.append({"kind": str(kind), "url": url})
     return out
+
+
+@functools.cache
+def policy() -> egress.Policy:
+    """Where exporters may be (TANGLAW_FLEET_NETWORKS), checked at save time and at every
+    connection, as HTTP tools' allow-lists are."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return egress.Policy(egress.parse_allow_list(settings.TANGLAW_FLEET_NETWORKS))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"TANGLAW_FLEET_NETWORKS: {exc}") from None
+
+
+def _allowed(url: str) -> None:
+    """UnsafeURL unless the URL's host may be scraped: an address in the fleet's
+    networks, or a name (checked against them when it is resolved, at each connection)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        policy().check_host(host)
+    except UnsafeURL as exc:
+        raise UnsafeURL(f"{exc}; the fleet's networks are set by TANGLAW_FLEET_NETWORKS") \
+            from None
 
 
 def _is_ip(text: str) -> bool:
@@ -310,8 +336,9 @@ async def _scrape_all(targets: list[HostTarget], previous: dict[int, dict[str, f
 
     import httpx
 
-    async with egress.client(max_connections=IN_FLIGHT, timeout=httpx.Timeout(
-            scrape.TIMEOUT_S, connect=CONNECT_S)) as client:
+    async with egress.client(max_connections=IN_FLIGHT, policy=policy(),
+                             timeout=httpx.Timeout(scrape.TIMEOUT_S,
+                                                   connect=CONNECT_S)) as client:
         found = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
     return [r if isinstance(r, scrape.Scraped) else scrape.Scraped(
                 False, error=f"the scrape failed: {type(r).__name__}"[:300]) for r in found]
@@ -379,12 +406,15 @@ def discover(address: Any) -> list[dict[str, str]] | str:
     candidates = []
     for kind, port in DISCOVERED:
         try:
-            candidates.append((kind, check_backend_url(f"http://{shown}:{port}/metrics")))
+            url = check_backend_url(f"http://{shown}:{port}/metrics")
+            _allowed(url)
         except UnsafeURL as exc:
             return str(exc)
+        candidates.append((kind, url))
 
     async def run() -> list[scrape.Scraped]:
-        async with egress.client(max_connections=4) as client:
+        async with egress.client(max_connections=4, policy=policy(),
+                                 timeout=CONNECT_S * 2) as client:
             return await asyncio.gather(*(scrape.scrape(client, kind, url, 0, {})
                                           for kind, url in candidates))
 

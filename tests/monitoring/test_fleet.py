@@ -486,3 +486,29 @@ def test_a_changed_exporter_is_in_the_audit_and_its_lease_goes(operator_client, 
     assert event.before["targets"][0]["url"] == exporters.url("/a")
     assert not Lease.objects.filter(name=f"scrape:{old}").exists()
     assert not State.objects.filter(key=f"scrape:{old}").exists()
+
+
+def test_exporters_only_on_the_fleets_networks(operator_client, settings, exporters, actor):
+    body = {"name": "far", "address": "8.8.8.8", "targets": [
+        {"kind": "node_exporter", "url": "http://8.8.8.8:9100/metrics"}]}
+    refused = post(operator_client, "/api/hosts", body)
+    assert refused.status_code == 422
+    assert "TANGLAW_FLEET_NETWORKS" in refused.json()["errors"]["targets[0].url"][0]
+    assert "TANGLAW_FLEET_NETWORKS" in fleet.discover("8.8.8.8")
+    settings.TANGLAW_FLEET_NETWORKS = [*settings.TANGLAW_FLEET_NETWORKS, "8.8.8.0/24"]
+    fleet.policy.cache_clear()
+    try:
+        assert post(operator_client, "/api/hosts", body).status_code == 201
+        # a name is checked when it resolves: here, to loopback, which stays allowed
+        named = post(operator_client, "/api/hosts", {
+            "name": "named", "address": "localhost", "targets": [
+                {"kind": "dcgm_exporter",
+                 "url": exporters.url("/dcgm").replace("127.0.0.1", "localhost")}]})
+        assert named.status_code == 201, named.content
+        settings.TANGLAW_FLEET_NETWORKS = ["10.0.0.0/8"]
+        fleet.policy.cache_clear()
+        host = Host.objects.get(name="named")
+        tested = fleet.test_host(actor, host)
+        assert not tested[0]["ok"] and "allow-list" in tested[0]["error"]
+    finally:
+        fleet.policy.cache_clear()
