@@ -153,6 +153,31 @@ def edge_backends(count: int) -> list:
     return list(Backend.objects.all())
 
 
+class LoopWatch:
+    """The event loop's lag while it works: a task that asks to wake every 5 ms and
+    records how late it woke (ms). `async with LoopWatch(lags): ...`"""
+
+    def __init__(self, lags: list[float]):
+        self.lags, self.stop = lags, asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            expected = loop.time() + 0.005
+            await asyncio.sleep(0.005)
+            self.lags.append((loop.time() - expected) * 1000)
+
+    async def __aenter__(self) -> LoopWatch:
+        self.task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await self.task
+
+
 # -- probing ----------------------------------------------------------------------------
 def probing(quick: bool) -> dict:
     from monitoring.probes import probe_backends
@@ -165,25 +190,14 @@ def probing(quick: bool) -> dict:
 
     async def main():
         lags: list[float] = []
-        stop = asyncio.Event()
-
-        async def watch():
-            loop = asyncio.get_running_loop()
-            while not stop.is_set():
-                expected = loop.time() + 0.005
-                await asyncio.sleep(0.005)
-                lags.append((loop.time() - expected) * 1000)
-
-        watcher = asyncio.create_task(watch())
         durations, healthy = [], []
-        for _ in range(ticks):
-            started = time.perf_counter()
-            results = await probe_backends(backends, deadline_s=15)
-            durations.append((time.perf_counter() - started) * 1000)
-            healthy.append(sum(1 for r in results if r.report.status == "healthy"))
-            await asyncio.sleep(0.2)
-        stop.set()
-        await watcher
+        async with LoopWatch(lags):
+            for _ in range(ticks):
+                started = time.perf_counter()
+                results = await probe_backends(backends, deadline_s=15)
+                durations.append((time.perf_counter() - started) * 1000)
+                healthy.append(sum(1 for r in results if r.report.status == "healthy"))
+                await asyncio.sleep(0.2)
         return durations, lags, healthy
 
     durations, lags, healthy = asyncio.run(main())
@@ -221,23 +235,12 @@ def fleet_scrapes(quick: bool) -> dict:
 
     def watched(work):
         async def main():
-            stop = asyncio.Event()
-
-            async def watch():
-                loop = asyncio.get_running_loop()
-                while not stop.is_set():
-                    expected = loop.time() + 0.005
-                    await asyncio.sleep(0.005)
-                    lags.append((loop.time() - expected) * 1000)
-
-            watcher = asyncio.create_task(watch())
-            started = time.perf_counter()
-            try:
-                return await work
-            finally:
-                scrape_ms.append((time.perf_counter() - started) * 1000)
-                stop.set()
-                await watcher
+            async with LoopWatch(lags):
+                started = time.perf_counter()
+                try:
+                    return await work
+                finally:
+                    scrape_ms.append((time.perf_counter() - started) * 1000)
         return asyncio.run(main())
 
     readings = 0

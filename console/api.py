@@ -7,6 +7,7 @@ permissions module as the pages and goes through the same actions.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -168,6 +169,21 @@ def chat_admission(request):
         return request.user
 
     return check
+
+
+def given(request: HttpRequest, payload: Schema | None = None) -> dict[str, Any]:
+    """The fields a JSON body gave, unknown ones too: a schema of `Any` fields would drop
+    them silently, and the actions name them in a 422. The schema's values (`payload`)
+    when the body is not an object."""
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    if payload is not None:
+        return payload.dict()
+    raise Invalid({"body": ["a JSON object"]})
 
 
 def need(request: HttpRequest, perm: str) -> None:

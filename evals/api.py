@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import aclosing
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from ninja.errors import HttpError
 
 from agents.streaming import event
 from console.actions import Invalid
-from console.api import ChatThrottle, admit, found, need
+from console.api import ChatThrottle, admit, found, given, need
 from console.audit import Actor
 from evals import actions, compare, experiments, export, gates, replay
 from evals.models import Dataset, Experiment
@@ -68,16 +67,6 @@ class VersionIn(Schema):
     note: Any = ""
 
 
-def _given(request, payload: Schema) -> dict[str, Any]:
-    """The fields the body gave, unknown ones too (the schema would drop them silently:
-    the actions name them in a 422)."""
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        body = None
-    return body if isinstance(body, dict) else payload.dict()
-
-
 def _out(dataset: Dataset, number: int | None = None) -> dict[str, Any]:
     version = found(dataset.versions, "version of this dataset",
                     number=number if number is not None else dataset.version)
@@ -100,7 +89,7 @@ def create_dataset(request, payload: DatasetIn):
     need(request, "datasets.change")
     dataset = actions.create_dataset(Actor.from_request(request), request.user,
                                      {"description": "", "cases": [], "checks": [], "note": "",
-                                      **_given(request, payload)})
+                                      **given(request, payload)})
     return Status(201, _out(dataset))
 
 
@@ -122,7 +111,7 @@ def add_version(request, pk: int, payload: VersionIn):
     name and description change in place."""
     need(request, "datasets.change")
     dataset = found(Dataset.objects, "dataset", pk=pk)
-    changes = {k: v for k, v in _given(request, payload).items() if v is not None}
+    changes = {k: v for k, v in given(request, payload).items() if v is not None}
     version = actions.new_version(Actor.from_request(request), dataset, changes)
     return Status(201, _out(dataset, version.number))
 
@@ -185,7 +174,7 @@ def create_experiment(request, payload: ExperimentIn):
     a monitor runs. Each case on each target is a turn of the turn service (metrics,
     traces, audit); a model target runs as that model's quick agent."""
     need(request, "experiments.run")
-    data = {k: v for k, v in _given(request, payload).items() if v is not None}
+    data = {k: v for k, v in given(request, payload).items() if v is not None}
     experiment = experiments.create_experiment(Actor.from_request(request), request.user,
                                                data)
     return Status(201, export.experiment_dict(_experiment(request, experiment.pk)))
@@ -318,7 +307,7 @@ async def compare_targets(request, payload: CompareIn):
     def prepare() -> compare.Comparison:
         admit(request, "chat", ChatThrottle())
         return compare.clean(Actor.from_request(request), request.user,
-                             _given(request, payload))
+                             given(request, payload))
 
     comparison = await sync_to_async(prepare)()
     actor, user = Actor.from_request(request), request.user
@@ -365,7 +354,7 @@ def save_compared_settings(request, payload: SaveIn):
     becomes an agent, `name` optional). → `{agent_id, name, version, url}`."""
     need(request, "agents.change")
     agent = compare.save_settings(Actor.from_request(request), request.user,
-                                  _given(request, payload))
+                                  given(request, payload))
     return {"agent_id": agent.pk, "name": agent.name, "version": agent.version,
             "url": reverse("agent_detail", args=[agent.pk])}
 
@@ -405,7 +394,7 @@ def get_regression_set(request, pk: int, version: int | None = None):
 def set_regression_set(request, pk: int, payload: RegressionSetIn):
     """`{dataset_id}` names the agent's regression set; `{dataset_id: null}` removes it."""
     need(request, "agents.change")
-    body = _given(request, payload)
+    body = given(request, payload)
     unknown = sorted(set(body) - {"dataset_id"})
     if unknown:
         raise Invalid({k: ["unknown field"] for k in unknown})

@@ -13,7 +13,7 @@ from ninja.errors import HttpError
 
 from console import audit
 from console.actions import Invalid
-from console.api import found, need
+from console.api import found, given, need
 from console.audit import Actor
 from console.choices import AuditAction
 from monitoring import advisor, alerts, automation, channels, fleet, queries, store
@@ -407,19 +407,6 @@ class HostIn(Schema):
     backend_ids: Any = None
 
 
-def _body(request, payload: Schema) -> dict[str, Any]:
-    """The fields the body gave, unknown ones too (named in the 422)."""
-    import json
-
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        raise Invalid({"body": ["a JSON object"]}) from None
-    if not isinstance(body, dict):
-        raise Invalid({"body": ["a JSON object"]})
-    return body
-
-
 def _host(pk: int) -> Host:
     return found(Host.objects.prefetch_related("targets"), "host", pk=pk)
 
@@ -442,7 +429,7 @@ def create_host(request, payload: HostIn):
     (those on it under another name). The monitor scrapes each target once per probe
     interval."""
     need(request, "hosts.change")
-    host = fleet.create_host(Actor.from_request(request), _body(request, payload))
+    host = fleet.create_host(Actor.from_request(request), given(request))
     return Status(201, fleet.host_dict(_host(host.pk)))
 
 
@@ -456,7 +443,7 @@ def get_host(request, pk: int):
 def update_host(request, pk: int, payload: HostIn):
     """Any of the fields; `targets` given replaces the list."""
     need(request, "hosts.change")
-    host = fleet.update_host(Actor.from_request(request), _host(pk), _body(request, payload))
+    host = fleet.update_host(Actor.from_request(request), _host(pk), given(request))
     return fleet.host_dict(_host(host.pk))
 
 

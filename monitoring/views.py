@@ -88,6 +88,8 @@ def host(request):
     from monitoring.worker import probe_interval
 
     gpu = queries.gpu_state()
+    for device in gpu.get("devices", []):
+        device["scope"] = f"gpu:{device['index']}"  # this machine's GPUs
     processes = State.objects.filter(key__startswith="gpu_processes:").first()
     return render(request, "monitoring/host.html", {
         "health": queries.health(), "gpu": gpu, "windows": list(store.WINDOWS),

@@ -169,6 +169,16 @@ def test_pages_show_the_monitor_state_and_no_gpu(operator_client, viewer_client,
     host = viewer_client.get("/monitoring/").content.decode()
     assert 'data-metric="cpu_percent"' in host and "Probe interval" not in host
     assert "Probe interval (s)" in operator_client.get("/monitoring/").content.decode()
+    import socket
+
+    from monitoring.models import State
+
+    State.objects.create(key=f"gpu:{socket.gethostname()}", value={
+        "available": True, "reason": "", "driver": "550", "devices": [
+            {"index": 0, "name": "L4", "uuid": "u", "memory_total_bytes": 24e9}]})
+    host = viewer_client.get("/monitoring/").content.decode()
+    assert 'data-metric="gpu_power_w" data-scope="gpu:0"' in host and "GPU 0 · L4" in host
+    assert 'data-metric="disk_percent" data-scope="host"' in host and "Data disk" in host
     detail = viewer_client.get(f"/monitoring/panel/backend/{backend.pk}/").content.decode()
     assert f'data-scope="backend:{backend.pk}"' in detail and "Uptime 24 h" in detail
     home = viewer_client.get("/").content.decode()
