@@ -340,24 +340,23 @@ def compare_page(request):
     history: list = []
     question, error = "", ""
     get = request.GET
+    conversation = get.get("conversation")
     try:
-        if get.get("conversation") or get.get("trace"):
+        if conversation or get.get("trace"):
             found = replay.replay_messages(
-                request.user, conversation_id=small_int(get.get("conversation")) or -1
-                if get.get("conversation") else None,
-                message_id=small_int(get.get("message")),
+                # a conversation that is not a number is one that does not exist
+                request.user, conversation_id=(small_int(conversation) or 0)
+                if conversation else None, message_id=small_int(get.get("message")),
                 trace_id=get.get("trace", "")[:32] or None, span_id=get.get("span", "")[:16])
             history, question = found[:-1], found[-1]["content"]
     except Invalid as exc:
         error = f"Nothing to replay: {exc}"
-    chosen = small_int(get.get("agent"))
-    context = {**_target_choices(request),
-               "has_system": any(m["role"] == "system" for m in history)}
-    context.update(history=history, question=question, replay_error=error,
-                   chosen=chosen,
-                   history_json=json.dumps(history, ensure_ascii=False),
-                   can_save=has_perm(request.user, "agents.change"))
-    return render(request, "evals/compare.html", context)
+    return render(request, "evals/compare.html", {
+        **_target_choices(request), "history": history, "question": question,
+        "replay_error": error, "chosen": small_int(get.get("agent")),
+        "has_system": any(m["role"] == "system" for m in history),
+        "history_json": json.dumps(history, ensure_ascii=False),
+        "can_save": has_perm(request.user, "agents.change")})
 
 
 # -- regression sets --------------------------------------------------------------------

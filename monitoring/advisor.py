@@ -152,17 +152,15 @@ def _host_rules(now) -> list[dict[str, Any]]:
     for host in ["host", *sorted(set(scopes.values()))]:
         memory = store.window_stats("memory_percent", host, 600, now)
         if memory["count"] and (memory["avg"] or 0) > 80:
-            on_it = {pk for pk, scope in scopes.items() if scope == host}
-            out += _unload_idle(memory["avg"], now, host, lambda pk, h=host, s=on_it:
-                                pk in s if h != "host" else pk not in scopes)
+            out += _unload_idle(memory["avg"], now, host, scopes)
     return out
 
 
-def _unload_idle(memory: float, now, host: str = "host",
-                 on_host=lambda pk: True) -> list[dict[str, Any]]:
+def _unload_idle(memory: float, now, host: str,
+                 scopes: dict[int, str]) -> list[dict[str, Any]]:
     """Memory is tight on `host`: recommend unloading models that are loaded but had no
-    traffic on the backends there (`on_host`), or stopping the managed engine that serves
-    them."""
+    traffic on the backends there (`scopes`: each backend's host, this machine when not
+    named), or stopping the managed engine that serves them."""
     out = []
     since = now - timedelta(minutes=IDLE_MINUTES)
     running = {e.backend_id: e for e in ManagedEngine.objects.filter(
@@ -172,7 +170,7 @@ def _unload_idle(memory: float, now, host: str = "host",
     unloads = {int(key.split(":")[1]) for key in State.objects.filter(
         key__startswith="unloads:", value=True).values_list("key", flat=True)}
     for backend in Backend.objects.filter(enabled=True):
-        if not on_host(backend.pk):
+        if scopes.get(backend.pk, "host") != host:
             continue
         scope = f"backend:{backend.pk}"
         engine = running.get(backend.pk)

@@ -22,7 +22,7 @@ from console.audit import Actor
 from console.choices import AuditAction
 from console.models import Backend
 from console.urlsafety import UnsafeURL, check_backend_url
-from monitoring import scrape, store
+from monitoring import queries, scrape, store
 from monitoring.collectors import Reading
 from monitoring.models import Host, HostTarget, State
 
@@ -272,7 +272,7 @@ def scopes_on(host: Host) -> tuple[set[str], str]:
     scopes = {host.scope, *(f"backend:{pk}" for pk in backends),
               *(f"agent:{pk}" for pk in Agent.objects.filter(backend_id__in=backends)
                 .values_list("pk", flat=True))}
-    return scopes, f"gpu:{host.pk}/"
+    return scopes, queries.gpu_prefix(host.scope)
 
 
 def host_filter(value: Any) -> tuple[Host | None, Any]:

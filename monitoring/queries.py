@@ -77,10 +77,10 @@ def gpu_state() -> dict[str, Any]:
                                       "devices": []}
 
 
-def gpu_scopes_of(host: str) -> tuple[str, str]:
-    """The GPU scopes of a host scope: `gpu:N` for this machine (`host`), `gpu:ID/N` for
-    the fleet host `host:ID`. (prefix, and whether a slash follows it)"""
-    return ("gpu:", "") if host == "host" else (f"gpu:{host.partition(':')[2]}/", "/")
+def gpu_prefix(host: str) -> str:
+    """What a host scope's GPU scopes begin with: `gpu:` for this machine (`host`: its
+    GPUs are `gpu:N`), `gpu:ID/` for the fleet host `host:ID`."""
+    return "gpu:" if host == "host" else f"gpu:{host.partition(':')[2]}/"
 
 
 def memory(now: datetime | None = None, host: str = "host") -> dict[str, float | None]:
@@ -88,9 +88,8 @@ def memory(now: datetime | None = None, host: str = "host") -> dict[str, float |
     newest samples (10 minutes at most), in bytes; None where nothing was measured. `host`:
     this machine, or a fleet host's scope (`host:ID`)."""
     since = (now or timezone.now()) - timedelta(minutes=10)
-    prefix, _ = gpu_scopes_of(host)
     gpus = sorted(s for s in set(Sample.objects.filter(
-        metric="gpu_memory_total_bytes", ts__gte=since, scope__startswith=prefix)
+        metric="gpu_memory_total_bytes", ts__gte=since, scope__startswith=gpu_prefix(host))
         .values_list("scope", flat=True)) if host != "host" or "/" not in s)
     wanted = [("memory_total_bytes", host), ("memory_used_bytes", host)] + [
         (m, g) for g in gpus for m in ("gpu_memory_total_bytes", "gpu_memory_used_bytes")]
